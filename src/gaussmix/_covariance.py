@@ -1,0 +1,219 @@
+"""The four covariance types: shapes, Cholesky factors of precisions, log-determinants.
+
+Conventions follow scikit-learn: a precision matrix is stored through its Cholesky factor
+``U`` with ``precision = U @ U.T`` (``U`` upper triangular, the transposed inverse of the
+covariance's lower Cholesky factor), so ``(x - mu) @ U`` whitens ``x`` and the
+log-determinant of the precision is twice the sum of ``log(diag(U))``.
+
+Shapes by covariance type, for K components and D features:
+
+=========== ============== ==============
+type        covariances    precisions_cholesky
+=========== ============== ==============
+'full'      (K, D, D)      (K, D, D)
+'tied'      (D, D)         (D, D)
+'diag'      (K, D)         (K, D)
+'spherical' (K,)           (K,)
+=========== ============== ==============
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+# A covariance that still fails its Cholesky factorisation after this many tenfold increases
+# of the added diagonal is replaced by a multiple of the identity.
+_MAX_JITTER_ROUNDS = 12
+
+
+def covariance_shape(n_components, n_features, covariance_type):
+    """Shape of the covariance (and precision-Cholesky) array of a covariance type."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+def n_parameters(n_components, n_features, covariance_type):
+    """Number of free parameters of a mixture (weights, means and covariances)."""
+    cov_params = {
+        "full": n_components * n_features * (n_features + 1) / 2.0,
+        "tied": n_features * (n_features + 1) / 2.0,
+        "diag": n_components * n_features,
+        "spherical": n_components,
+    }[covariance_type]
+    return int(cov_params + n_components * n_features + n_components - 1)
+
+
+def _identity_like(matrices):
+    return np.broadcast_to(np.eye(matrices.shape[-1]), matrices.shape)
+
+
+def _cholesky_with_jitter(covariances, jitter_floor):
+    """Lower Cholesky factors of stacked symmetric matrices, regularising those that fail.
+
+    Parameters
+    ----------
+    covariances : ndarray of shape (K, D, D)
+        Symmetric matrices, float64.
+    jitter_floor : float
+        Smallest value ever added to a failing matrix's diagonal.
+
+    Returns
+    -------
+    cholesky : ndarray of shape (K, D, D)
+    n_fixed : int
+        How many matrices needed extra regularisation.
+    max_jitter : float
+        Largest value that was added to a diagonal.
+    """
+    n_features = covariances.shape[-1]
+    non_finite = ~np.isfinite(covariances).all(axis=(-2, -1))
+    if non_finite.any():  # cannot be repaired: start again from the floor
+        covariances = covariances.copy()
+        covariances[non_finite] = jitter_floor * np.eye(n_features)
+    try:
+        return np.linalg.cholesky(covariances), int(non_finite.sum()), (
+            jitter_floor if non_finite.any() else 0.0
+        )
+    except np.linalg.LinAlgError:
+        pass
+    # Rare path: find the failing matrices one by one and raise their diagonal until the
+    # factorisation succeeds.
+    cholesky = np.empty_like(covariances)
+    n_fixed, max_jitter = int(non_finite.sum()), jitter_floor if non_finite.any() else 0.0
+    for k, cov in enumerate(covariances):
+        try:
+            cholesky[k] = np.linalg.cholesky(cov)
+            continue
+        except np.linalg.LinAlgError:
+            pass
+        n_fixed += 1
+        scale = float(np.abs(np.diag(cov)).mean())
+        jitter = max(jitter_floor, 1e-12 * scale)
+        for _ in range(_MAX_JITTER_ROUNDS):
+            try:
+                cholesky[k] = np.linalg.cholesky(cov + jitter * np.eye(n_features))
+                break
+            except np.linalg.LinAlgError:
+                jitter *= 10.0
+        else:
+            jitter = max(jitter, scale, jitter_floor)
+            cholesky[k] = np.sqrt(jitter) * np.eye(n_features)
+        max_jitter = max(max_jitter, jitter)
+    return cholesky, n_fixed, max_jitter
+
+
+def precision_cholesky(covariances, covariance_type, jitter_floor):
+    """Cholesky factors of the precisions of covariances, never failing.
+
+    A covariance that is not numerically positive definite gets the smallest extra
+    diagonal (at least ``jitter_floor``, growing tenfold) that makes it so.
+
+    Parameters
+    ----------
+    covariances : ndarray
+        Shape by covariance type (see the module docstring), float64.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    jitter_floor : float
+        Positive; the least extra diagonal a failing covariance receives.
+
+    Returns
+    -------
+    precisions_cholesky : ndarray
+        Same shape as ``covariances``.
+    covariances : ndarray
+        The covariances actually factorised (changed only where regularised).
+    n_fixed : int
+        How many components needed extra regularisation.
+    max_jitter : float
+        Largest extra diagonal added.
+    """
+    if covariance_type in ("full", "tied"):
+        stacked = covariances if covariance_type == "full" else covariances[np.newaxis]
+        chol, n_fixed, max_jitter = _cholesky_with_jitter(stacked, jitter_floor)
+        if n_fixed:
+            stacked = chol @ np.swapaxes(chol, -1, -2)
+        prec_chol = np.swapaxes(
+            scipy.linalg.solve_triangular(chol, _identity_like(chol), lower=True), -1, -2
+        )
+        if covariance_type == "tied":
+            return prec_chol[0], stacked[0], n_fixed, max_jitter
+        return prec_chol, stacked, n_fixed, max_jitter
+    bad = ~(covariances > 0.0) | ~np.isfinite(covariances)
+    n_fixed = int(bad.any(axis=-1).sum()) if covariance_type == "diag" else int(bad.sum())
+    max_jitter = 0.0
+    if n_fixed:
+        covariances = np.where(bad, jitter_floor, covariances)
+        max_jitter = jitter_floor
+    return 1.0 / np.sqrt(covariances), covariances, n_fixed, max_jitter
+
+
+def covariances_from_precision_cholesky(prec_chol, covariance_type):
+    """Covariances from Cholesky factors of precisions (inverse of ``precision_cholesky``)."""
+    if covariance_type in ("full", "tied"):
+        inv = scipy.linalg.solve_triangular(prec_chol, _identity_like(prec_chol), lower=False)
+        # precision = U U^T, so covariance = U^-T U^-1.
+        return np.swapaxes(inv, -1, -2) @ inv
+    return 1.0 / prec_chol**2
+
+
+def precisions_from_precision_cholesky(prec_chol, covariance_type):
+    """Precision matrices (or vectors) from their Cholesky factors."""
+    if covariance_type in ("full", "tied"):
+        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
+    return prec_chol**2
+
+
+def _flip(matrices):
+    return matrices[..., ::-1, ::-1]
+
+
+def precision_cholesky_from_precisions(precisions, covariance_type):
+    """Upper Cholesky factors ``U`` with ``precision = U U^T`` (scikit-learn's convention)."""
+    if covariance_type in ("full", "tied"):
+        # Reversing rows and columns turns the lower factor of the flipped matrix into the
+        # upper factor of the original one.
+        return _flip(np.linalg.cholesky(_flip(precisions)))
+    return np.sqrt(precisions)
+
+
+def covariance_cholesky_from_precision_cholesky(prec_chol, covariance_type):
+    """Factors ``A`` with ``covariance = A A^T`` (lower triangular for full and tied).
+
+    Used to draw samples: ``mean + A @ z`` with ``z`` standard normal.
+    """
+    if covariance_type in ("full", "tied"):
+        inv = scipy.linalg.solve_triangular(prec_chol, _identity_like(prec_chol), lower=False)
+        return np.swapaxes(inv, -1, -2)
+    return 1.0 / prec_chol
+
+
+def log_det_precision_cholesky(prec_chol, covariance_type, n_features):
+    """Log-determinant of each precision Cholesky factor: half the precision's log-det.
+
+    Returns
+    -------
+    log_det : ndarray of shape (K,) or float (tied)
+    """
+    if covariance_type in ("full", "tied"):
+        return np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    if covariance_type == "diag":
+        return np.log(prec_chol).sum(axis=1)
+    return n_features * np.log(prec_chol)
+
+
+def is_positive_definite(matrices):
+    """Whether every stacked symmetric matrix is positive definite (shape (..., D, D))."""
+    if not np.allclose(matrices, np.swapaxes(matrices, -1, -2)):
+        return False
+    try:
+        np.linalg.cholesky(matrices)
+    except np.linalg.LinAlgError:
+        return False
+    return True

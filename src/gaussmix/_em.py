@@ -1,0 +1,710 @@
+"""E-step, M-step and the EM loop as pure functions of arrays.
+
+The E-step of a chunk is two matrix products around a softmax. With the feature map
+
+    phi(x) = [1, x, quadratic terms of x]       (F features; the quadratic terms depend on
+                                                 the covariance type)
+
+the log-density of every component is linear in ``phi(x)``:
+``log w_k + log N(x | mu_k, Sigma_k) = phi(x) @ W[:, k]``, and the sufficient statistics are
+``resp.T @ (w * phi(x))``. So a chunk of n rows costs an (n, F) x (F, K) product, one pass of
+exponentials over an (n, K) block, and a (K, n) x (n, F) product, with no loop over
+components and memory O(n * K).
+
+Everything here runs in float64 on data already shifted to working coordinates (see
+``_data.py``); the parameters are in the same coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ._covariance import (
+    covariance_shape,
+    covariances_from_precision_cholesky,
+    log_det_precision_cholesky,
+    precision_cholesky,
+)
+from ._stats import Stats, merge_worst, sum_stats
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+# A component whose responsibility mass falls below this fraction of one row's mean weight
+# is dead: it explains nothing and is re-seeded.
+DEAD_COMPONENT_MASS = 1e-3
+
+# How many of the worst-explained rows the E-step keeps as re-seeding candidates.
+MAX_RESEED_CANDIDATES = 32
+
+
+@dataclass(frozen=True)
+class Params:
+    """Parameters of a Gaussian mixture.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (K,)
+    means : ndarray of shape (K, D)
+    precisions_cholesky : ndarray
+        See ``_covariance`` for shapes by covariance type.
+    covariances : ndarray
+        Same shape as ``precisions_cholesky``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariances: np.ndarray
+    covariance_type: str
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+    @property
+    def n_features(self):
+        return self.means.shape[1]
+
+    def shifted(self, offset):
+        """The same mixture with every mean moved by ``offset`` (shape (D,))."""
+        return replace(self, means=self.means + offset)
+
+
+def params_from_precision_cholesky(weights, means, prec_chol, covariance_type):
+    """Build :class:`Params` from weights, means and precision Cholesky factors (float64)."""
+    prec_chol = np.asarray(prec_chol, dtype=np.float64)
+    return Params(
+        weights=np.asarray(weights, dtype=np.float64),
+        means=np.asarray(means, dtype=np.float64),
+        precisions_cholesky=prec_chol,
+        covariances=covariances_from_precision_cholesky(prec_chol, covariance_type),
+        covariance_type=covariance_type,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Feature map
+
+
+def n_quadratic_features(n_features, covariance_type):
+    return {
+        "full": n_features * (n_features + 1) // 2,
+        "tied": 0,
+        "diag": n_features,
+        "spherical": 1,
+    }[covariance_type]
+
+
+def features(x, covariance_type):
+    """The feature map ``phi(x) = [1, x, quadratic terms]``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D), float64
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    phi : ndarray of shape (n, 1 + D + Q)
+        Q is D(D+1)/2 (products x_i x_j, i <= j) for 'full', 0 for 'tied', D (squares) for
+        'diag' and 1 (squared norm) for 'spherical'.
+    """
+    n, d = x.shape
+    q = n_quadratic_features(d, covariance_type)
+    phi = np.empty((n, 1 + d + q), dtype=np.float64)
+    phi[:, 0] = 1.0
+    phi[:, 1 : 1 + d] = x
+    if covariance_type == "full":
+        rows, cols = np.triu_indices(d)
+        np.multiply(x[:, rows], x[:, cols], out=phi[:, 1 + d :])
+    elif covariance_type == "diag":
+        np.square(x, out=phi[:, 1 + d :])
+    elif covariance_type == "spherical":
+        np.einsum("ij,ij->i", x, x, out=phi[:, 1 + d])
+    return phi
+
+
+def logit_coefficients(params):
+    """Coefficients ``W`` (F, K) with ``phi(x) @ W = log w_k + log N(x | k)``.
+
+    For 'tied' the shared quadratic term ``-|x U|^2 / 2`` is not in ``W``; see
+    :func:`weighted_log_prob`.
+    """
+    cov_type = params.covariance_type
+    means = params.means
+    k, d = means.shape
+    prec_chol = params.precisions_cholesky
+    q = n_quadratic_features(d, cov_type)
+    coef = np.empty((1 + d + q, k), dtype=np.float64)
+    if cov_type in ("full", "tied"):
+        precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+        # Rows Lambda_k mu_k, shape (K, D); tied shares one matrix.
+        lin = means @ precisions if cov_type == "tied" else np.einsum("kij,kj->ki", precisions, means)
+        if cov_type == "full":
+            rows, cols = np.triu_indices(d)
+            quad = precisions[:, rows, cols] * np.where(rows == cols, -0.5, -1.0)
+            coef[1 + d :] = quad.T
+    else:
+        precisions = prec_chol**2  # (K, D) or (K,)
+        if cov_type == "diag":
+            lin = precisions * means
+            coef[1 + d :] = -0.5 * precisions.T
+        else:
+            lin = precisions[:, np.newaxis] * means
+            coef[1 + d] = -0.5 * precisions
+    coef[0] = log_normaliser(params) - 0.5 * np.einsum("ki,ki->k", lin, means)
+    coef[1 : 1 + d] = lin.T
+    return coef
+
+
+def log_normaliser(params):
+    """``log w_k + log det U_k - D log(2 pi) / 2``, shape (K,)."""
+    d = params.n_features
+    log_det = log_det_precision_cholesky(params.precisions_cholesky, params.covariance_type, d)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    return log_weights + log_det - 0.5 * d * LOG_2PI
+
+
+def cancellation_ratios(params):
+    """How much each component's quadratic form, expanded about the origin, can cancel.
+
+    For a row near component k the expanded form sums terms of size about
+    ``(|mu_k|^2 + tr Sigma_k) * lambda_max(Lambda_k)`` into a result of order D, losing about
+    machine epsilon times that (an upper bound: Frobenius norms stand in for spectral ones).
+
+    Returns
+    -------
+    ratios : ndarray of shape (K,)
+    """
+    cov_type = params.covariance_type
+    prec_chol = params.precisions_cholesky
+    reach = np.einsum("ki,ki->k", params.means, params.means)
+    covariances = params.covariances
+    if cov_type == "full":
+        reach = reach + np.trace(covariances, axis1=1, axis2=2)
+        lam = (prec_chol**2).sum(axis=(1, 2))
+    elif cov_type == "tied":
+        reach = reach + np.trace(covariances)
+        lam = (prec_chol**2).sum()
+    elif cov_type == "diag":
+        reach = reach + covariances.sum(axis=1)
+        lam = (prec_chol**2).max(axis=1)
+    else:
+        reach = reach + params.n_features * covariances
+        lam = prec_chol**2
+    return reach * lam
+
+
+# Components whose cancellation ratio exceeds this take the difference form x - mu_k (exact
+# to rounding) instead of the expanded quadratic form: the expansion may lose at most about
+# 1e-8 in relative precision.
+CANCELLATION_LIMIT = 1e8
+
+
+@dataclass(frozen=True)
+class EStepPlan:
+    """What one pass of E-steps shares.
+
+    Attributes
+    ----------
+    exact : ndarray of shape (E,), int
+        Components evaluated in difference form, their moments accumulated about their
+        current means. The others use the expanded form (matrix products) and moments about
+        the origin of the working coordinates.
+    coef : ndarray of shape (F, K) or None
+        :func:`logit_coefficients` (None when every component is exact).
+    log_norm : ndarray of shape (K,)
+        :func:`log_normaliser`.
+    """
+
+    exact: np.ndarray
+    coef: np.ndarray | None
+    log_norm: np.ndarray
+
+    def all_exact(self, n_components):
+        return len(self.exact) == n_components
+
+
+def plan_e_step(params, exact=None):
+    """Choose each component's path.
+
+    Parameters
+    ----------
+    params : Params
+    exact : bool or None
+        True or False forces every component onto one path; None decides per component by
+        :func:`cancellation_ratios`.
+    """
+    k = params.n_components
+    if exact is None:
+        exact_idx = np.flatnonzero(cancellation_ratios(params) > CANCELLATION_LIMIT)
+    else:
+        exact_idx = np.arange(k) if exact else np.arange(0)
+    coef = None if len(exact_idx) == k else logit_coefficients(params)
+    return EStepPlan(exact_idx, coef, log_normaliser(params))
+
+
+def _tied_quadratic(x, params):
+    """The shared term ``-|x U|^2 / 2`` of the tied log-densities, shape (n,)."""
+    y = x @ params.precisions_cholesky
+    return -0.5 * np.einsum("ij,ij->i", y, y)
+
+
+def _subset(params, components):
+    """Means and precision factors of some components (tied keeps its shared factor)."""
+    prec_chol = params.precisions_cholesky
+    if params.covariance_type != "tied":
+        prec_chol = prec_chol[components]
+    return params.means[components], prec_chol
+
+
+def _differences(x, means):
+    """``x_n - mu_k`` as an array of shape (K, n, D)."""
+    return x[np.newaxis, :, :] - means[:, np.newaxis, :]
+
+
+def _whiten(diff, prec_chol, covariance_type):
+    """``(x_n - mu_k) U_k`` for differences of shape (K, n, D)."""
+    if covariance_type in ("full", "tied"):
+        return diff @ prec_chol
+    if covariance_type == "diag":
+        return diff * prec_chol[:, np.newaxis, :]
+    return diff * prec_chol[:, np.newaxis, np.newaxis]
+
+
+def _exact_logits(diff, prec_chol, covariance_type, log_norm):
+    """Logits (n, E) from differences (E, n, D)."""
+    y = _whiten(diff, prec_chol, covariance_type)
+    return log_norm - 0.5 * np.einsum("knd,knd->nk", y, y)
+
+
+# Elements of the (E, rows, D) difference arrays of the exact path per slice of rows.
+EXACT_SLICE_ELEMENTS = 2**21
+
+
+def _row_slices(n_rows, n_components, n_features):
+    step = max(1, EXACT_SLICE_ELEMENTS // max(1, n_components * n_features))
+    return [(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
+
+
+def weighted_log_prob(x, params, plan=None, phi=None):
+    """``log w_k + log N(x_n | mu_k, Sigma_k)`` for a chunk.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D), float64, working coordinates
+    params : Params
+    plan : EStepPlan, optional
+        From :func:`plan_e_step` (shared by all chunks of a pass).
+    phi : ndarray of shape (n, F), optional
+        Precomputed :func:`features`.
+
+    Returns
+    -------
+    logits : ndarray of shape (n, K)
+    """
+    if plan is None:
+        plan = plan_e_step(params)
+    cov_type = params.covariance_type
+    if plan.coef is None:
+        logits = np.empty((x.shape[0], params.n_components))
+    else:
+        if phi is None:
+            phi = features(x, cov_type)
+        logits = phi @ plan.coef
+        if cov_type == "tied":
+            logits += _tied_quadratic(x, params)[:, np.newaxis]
+    if len(plan.exact):
+        means, prec_chol = _subset(params, plan.exact)
+        log_norm = plan.log_norm[plan.exact]
+        for start, stop in _row_slices(x.shape[0], len(plan.exact), params.n_features):
+            diff = _differences(x[start:stop], means)
+            logits[start:stop, plan.exact] = _exact_logits(diff, prec_chol, cov_type, log_norm)
+    return logits
+
+
+def softmax_inplace(logits):
+    """Turn logits (n, K) into responsibilities in place; return ``log p(x)`` of shape (n,).
+
+    Rows whose logits are all ``-inf`` (a row no component can explain) get uniform
+    responsibilities and a log-density of ``-inf``.
+    """
+    row_max = logits.max(axis=1)
+    finite = np.isfinite(row_max)
+    if not finite.all():
+        logits[~finite] = 0.0
+        row_max = np.where(finite, row_max, 0.0)
+    logits -= row_max[:, np.newaxis]
+    np.exp(logits, out=logits)
+    row_sum = logits.sum(axis=1)
+    logits /= row_sum[:, np.newaxis]
+    log_prob = row_max + np.log(row_sum)
+    if not finite.all():
+        log_prob[~finite] = -np.inf
+    return log_prob
+
+
+def log_prob_and_resp(x, params, plan=None):
+    """Log-density (n,) and responsibilities (n, K) of a chunk."""
+    resp = weighted_log_prob(x, params, plan)
+    log_prob = softmax_inplace(resp)
+    return log_prob, resp
+
+
+# --------------------------------------------------------------------------------------------
+# E-step
+
+
+def stats_from_resp(x, weights, resp, covariance_type, phi=None):
+    """Moments about the origin of a chunk from its responsibilities (soft or one-hot).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D), float64
+    weights : ndarray of shape (n,)
+    resp : ndarray of shape (n, K)
+    covariance_type : str
+    phi : ndarray of shape (n, F), optional
+
+    Returns
+    -------
+    resp_sum, x_sum, xx_sum : the arrays of :class:`Stats` (see there for shapes)
+    """
+    if phi is None:
+        phi = features(x, covariance_type)
+    weighted_phi = phi * weights[:, np.newaxis]
+    moments = resp.T @ weighted_phi  # (K, F)
+    return unpack_moments(moments, x, weights, covariance_type)
+
+
+def stats_from_labels(x, weights, labels, centers, covariance_type):
+    """Moments of a hard assignment about each label's centre.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D)
+    weights : ndarray of shape (n,)
+    labels : ndarray of shape (n,), int
+        Component of each row; -1 leaves a row out.
+    centers : ndarray of shape (K, D)
+        Reference point of each component (its k-means centre, its seed row).
+
+    Returns
+    -------
+    resp_sum, x_sum, xx_sum : the arrays of :class:`Stats` about ``centers``
+    """
+    n_components = centers.shape[0]
+    keep = labels >= 0
+    lab = labels[keep]
+    y = x[keep] - centers[lab]
+    phi = features(y, covariance_type)
+    weighted_phi = phi * weights[keep, np.newaxis]
+    moments = np.empty((n_components, phi.shape[1]), dtype=np.float64)
+    for j in range(phi.shape[1]):  # loop over the few features, not over components
+        moments[:, j] = np.bincount(lab, weights=weighted_phi[:, j], minlength=n_components)
+    return unpack_moments(moments, y, weights[keep], covariance_type)
+
+
+def unpack_moments(moments, x, weights, covariance_type):
+    """Split the (K, F) moments ``resp.T @ (w * phi)`` into the :class:`Stats` arrays."""
+    k = moments.shape[0]
+    d = x.shape[1]
+    resp_sum = moments[:, 0].copy()
+    x_sum = moments[:, 1 : 1 + d].copy()
+    if covariance_type == "full":
+        rows, cols = np.triu_indices(d)
+        xx_sum = np.empty((k, d, d), dtype=np.float64)
+        xx_sum[:, rows, cols] = moments[:, 1 + d :]
+        xx_sum[:, cols, rows] = moments[:, 1 + d :]
+    elif covariance_type == "tied":
+        xx_sum = (x * weights[:, np.newaxis]).T @ x
+    elif covariance_type == "diag":
+        xx_sum = moments[:, 1 + d :].copy()
+    else:
+        xx_sum = moments[:, 1 + d].copy()
+    return resp_sum, x_sum, xx_sum
+
+
+def centred_moments(diff, weighted_resp, covariance_type):
+    """Moments about the component means from differences (K, n, D) and ``w * r`` (n, K)."""
+    rt = weighted_resp.T  # (K, n)
+    resp_sum = rt.sum(axis=1)
+    x_sum = np.einsum("kn,knd->kd", rt, diff)
+    if covariance_type in ("full", "tied"):
+        scatter = np.swapaxes(diff * rt[:, :, np.newaxis], 1, 2) @ diff  # (K, D, D)
+        xx_sum = scatter if covariance_type == "full" else scatter.sum(axis=0)
+    elif covariance_type == "diag":
+        xx_sum = np.einsum("kn,knd->kd", rt, diff * diff)
+    else:
+        xx_sum = np.einsum("kn,knd->k", rt, diff * diff)
+    return resp_sum, x_sum, xx_sum
+
+
+def worst_rows(x, weights, log_prob, n_candidates):
+    """The ``n_candidates`` positive-weight rows with the lowest log-density."""
+    candidates = np.flatnonzero(weights > 0)
+    if len(candidates) > n_candidates:
+        part = np.argpartition(log_prob[candidates], n_candidates - 1)[:n_candidates]
+        candidates = candidates[part]
+    return merge_worst((log_prob[candidates],), (x[candidates],), n_candidates)
+
+
+def e_step(x, weights, params, plan=None, n_candidates=None):
+    """Sufficient statistics of one chunk under ``params``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D), float64, working coordinates
+    weights : ndarray of shape (n,), non-negative
+    params : Params
+    plan : EStepPlan, optional
+        From :func:`plan_e_step`, shared by all chunks of a pass.
+    n_candidates : int, optional
+        How many worst-explained rows to keep for re-seeding.
+
+    Returns
+    -------
+    Stats
+        Moments about the origin for expanded-form components, about the current means for
+        the components of ``plan.exact``.
+    """
+    if plan is None:
+        plan = plan_e_step(params)
+    if n_candidates is None:
+        n_candidates = min(params.n_components, MAX_RESEED_CANDIDATES)
+    cov_type = params.covariance_type
+    phi = None if plan.coef is None else features(x, cov_type)
+    resp = weighted_log_prob(x, params, plan, phi)
+    log_prob = softmax_inplace(resp)
+    center = np.zeros_like(params.means)
+
+    if phi is not None:
+        resp_sum, x_sum, xx_sum = stats_from_resp(x, weights, resp, cov_type, phi)
+    else:
+        k, d = params.means.shape
+        resp_sum, x_sum = np.zeros(k), np.zeros((k, d))
+        xx_sum = np.zeros(covariance_shape(k, d, cov_type))
+    exact = plan.exact
+    if len(exact):
+        center[exact] = params.means[exact]
+        weighted_resp = resp[:, exact] * weights[:, np.newaxis]
+        part = _exact_moments(x, weighted_resp, params.means[exact], cov_type)
+        resp_sum[exact], x_sum[exact] = part[0], part[1]
+        if cov_type == "tied":
+            # The expanded-form components keep their share of sum_n w_n x x^T about the
+            # origin, the exact ones add their centred scatter.
+            xx_sum = part[2]
+            if phi is not None:
+                rest = weights * np.clip(1.0 - resp[:, exact].sum(axis=1), 0.0, None)
+                xx_sum = xx_sum + (x * rest[:, np.newaxis]).T @ x
+        else:
+            xx_sum[exact] = part[2]
+
+    positive = weights > 0
+    worst_log_prob, worst_points = worst_rows(x, weights, log_prob, n_candidates)
+    return Stats(
+        covariance_type=cov_type,
+        center=center,
+        resp_sum=resp_sum,
+        x_sum=x_sum,
+        xx_sum=xx_sum,
+        log_likelihood=float(np.dot(weights[positive], log_prob[positive])),
+        weight_sum=float(weights.sum()),
+        n_rows=int(positive.sum()),
+        worst_log_prob=worst_log_prob,
+        worst_points=worst_points,
+    )
+
+
+def _exact_moments(x, weighted_resp, means, covariance_type):
+    """Moments about ``means`` (E, D) of rows ``x`` weighted by ``w * r`` (n, E)."""
+    total = None
+    for start, stop in _row_slices(x.shape[0], len(means), x.shape[1]):
+        diff = _differences(x[start:stop], means)
+        part = centred_moments(diff, weighted_resp[start:stop], covariance_type)
+        total = part if total is None else tuple(a + b for a, b in zip(total, part))
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# M-step
+
+
+@dataclass(frozen=True)
+class MStepReport:
+    """What the M-step had to repair."""
+
+    n_reseeded: int = 0
+    n_regularized: int = 0
+    max_jitter: float = 0.0
+
+
+def estimate_covariances(stats, nk, offsets, reg_covar):
+    """Covariances ``E[y y^T] - m m^T + reg_covar * I`` with ``y = x - center``.
+
+    ``offsets`` (K, D) are the new means minus the statistics' centres (``m`` above), so with
+    centres at the previous means both terms are small and nothing cancels.
+    """
+    cov_type = stats.covariance_type
+    d = stats.n_features
+    if cov_type == "full":
+        cov = stats.xx_sum / nk[:, np.newaxis, np.newaxis]
+        cov -= offsets[:, :, np.newaxis] * offsets[:, np.newaxis, :]
+        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+        cov[:, np.arange(d), np.arange(d)] += reg_covar
+    elif cov_type == "tied":
+        cov = stats.xx_sum - (nk[:, np.newaxis] * offsets).T @ offsets
+        cov /= nk.sum()
+        cov = 0.5 * (cov + cov.T)
+        cov[np.arange(d), np.arange(d)] += reg_covar
+    elif cov_type == "diag":
+        cov = stats.xx_sum / nk[:, np.newaxis] - offsets**2 + reg_covar
+    else:
+        cov = (stats.xx_sum / nk - np.einsum("ki,ki->k", offsets, offsets)) / d + reg_covar
+    return cov
+
+
+def average_covariance(covariances, weights, covariance_type):
+    """Weight-averaged covariance of components, for seeding new ones."""
+    if covariance_type == "tied":
+        return covariances
+    total = weights.sum()
+    if total <= 0:
+        return covariances.mean(axis=0)
+    return np.tensordot(weights / total, covariances, axes=1)
+
+
+def m_step(stats, reg_covar, jitter_floor, reseed=True):
+    """Parameters maximising the expected log-likelihood given the statistics.
+
+    Dead components (responsibility mass below ``DEAD_COMPONENT_MASS`` of a row's mean weight)
+    are re-seeded at the worst-explained rows, with the mass of one row and the average
+    covariance of the live components; covariances that are not positive definite get extra
+    diagonal (see ``_covariance.precision_cholesky``).
+
+    Parameters
+    ----------
+    stats : Stats
+    reg_covar : float
+        Non-negative regularisation added to every covariance's diagonal.
+    jitter_floor : float
+        Positive; least extra diagonal for a covariance that still fails.
+    reseed : bool
+        Whether dead components are re-seeded.
+
+    Returns
+    -------
+    params : Params
+    report : MStepReport
+    """
+    cov_type = stats.covariance_type
+    nk = stats.resp_sum + 10.0 * np.finfo(np.float64).eps
+    offsets = stats.x_sum / nk[:, np.newaxis]
+    means = stats.center + offsets
+    covariances = estimate_covariances(stats, nk, offsets, reg_covar)
+    weights = nk / nk.sum()
+
+    n_reseeded = 0
+    row_mass = stats.weight_sum / max(stats.n_rows, 1)
+    dead = np.flatnonzero(stats.resp_sum < DEAD_COMPONENT_MASS * row_mass) if reseed else []
+    share = row_mass / stats.weight_sum  # the weight of one row
+    max_seeds = min(len(stats.worst_points), int(0.5 / share))  # seeds take at most half
+    if len(dead) and len(dead) < len(nk) and max_seeds:
+        seeds = dead[:max_seeds]
+        n_reseeded = len(seeds)
+        live = np.setdiff1d(np.arange(len(nk)), dead)
+        means[seeds] = stats.worst_points[:n_reseeded]
+        if cov_type != "tied":
+            covariances[seeds] = average_covariance(
+                covariances[live], weights[live], cov_type
+            )
+        # Each seed gets the mass of one row; the others shrink to make room.
+        others = np.setdiff1d(np.arange(len(nk)), seeds)
+        weights[others] *= (1.0 - n_reseeded * share) / weights[others].sum()
+        weights[seeds] = share
+
+    prec_chol, covariances, n_fixed, max_jitter = precision_cholesky(
+        covariances, cov_type, jitter_floor
+    )
+    params = Params(weights, means, prec_chol, covariances, cov_type)
+    return params, MStepReport(n_reseeded, n_fixed, max_jitter)
+
+
+# --------------------------------------------------------------------------------------------
+# The EM loop
+
+
+def expectation(source, params):
+    """Statistics of all chunks of ``source`` under ``params`` (map and reduce)."""
+    plan = plan_e_step(params)
+    return sum_stats(e_step(x, w, params, plan) for x, w in source)
+
+
+@dataclass
+class EMResult:
+    """Outcome of one EM run."""
+
+    params: Params
+    lower_bound: float
+    lower_bounds: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    n_reseeded: int = 0
+    n_regularized: int = 0
+    max_jitter: float = 0.0
+    reseed_iterations: list = field(default_factory=list)
+
+
+def run_em(source, params, *, reg_covar, jitter_floor, tol, max_iter, expectation=expectation,
+           on_iteration=None):
+    """Run EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
+
+    Parameters
+    ----------
+    source : iterable of (x, w) chunks
+        Re-iterable; each pass yields float64 chunks in working coordinates.
+    params : Params
+        Initial parameters.
+    reg_covar, jitter_floor : float
+        See :func:`m_step`.
+    tol : float
+        Convergence threshold on the change of the lower bound.
+    max_iter : int
+        Iterations at most; 0 returns ``params`` unchanged.
+    expectation : callable (source, params) -> Stats
+        The map-reduce of E-steps: the seam where backends plug in.
+    on_iteration : callable (n_iter, lower_bound, change), optional
+        Called after every iteration (verbosity, progress bars).
+
+    Returns
+    -------
+    EMResult
+        ``lower_bound`` is the weighted mean log-likelihood of the parameters before the last
+        M-step, as in scikit-learn.
+    """
+    result = EMResult(params=params, lower_bound=-np.inf)
+    for n_iter in range(1, max_iter + 1):
+        stats = expectation(source, result.params)
+        lower_bound = stats.log_likelihood / stats.weight_sum
+        new_params, report = m_step(stats, reg_covar, jitter_floor)
+        change = lower_bound - result.lower_bound
+        result.params = new_params
+        result.lower_bound = lower_bound
+        result.lower_bounds.append(lower_bound)
+        result.n_iter = n_iter
+        result.n_reseeded += report.n_reseeded
+        result.n_regularized += report.n_regularized
+        result.max_jitter = max(result.max_jitter, report.max_jitter)
+        if report.n_reseeded:
+            result.reseed_iterations.append(n_iter)
+        if on_iteration is not None:
+            on_iteration(n_iter, lower_bound, change)
+        if abs(change) < tol:
+            result.converged = True
+            break
+    return result

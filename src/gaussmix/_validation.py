@@ -1,0 +1,269 @@
+"""Input validation: every bad input is refused with one sentence that says what to do.
+
+Messages follow scikit-learn's wording where its checks expect it (so that
+``check_estimator`` passes) and add the fix.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+
+class InputError(ValueError, TypeError):
+    """Bad data: a ValueError (and a TypeError, for non-numeric values)."""
+
+
+def _is_sparse(X):
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+def feature_names(X):
+    """Column names of a DataFrame-like ``X`` if they are all strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "__array__"):
+        return None
+    names = np.asarray(columns, dtype=object)
+    are_str = np.array([isinstance(name, str) for name in names])
+    if not are_str.any():
+        return None
+    if not are_str.all():
+        raise InputError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {sorted({type(n).__name__ for n in names})} as feature "
+            "name types; convert them all to str (X.columns = X.columns.astype(str))."
+        )
+    return names
+
+
+def as_float_array(X, name="X"):
+    """``X`` as a 2-D float32 or float64 array (float32 kept; others become float64).
+
+    Raises
+    ------
+    InputError
+        For sparse, complex, non-numeric, non-2-D or empty input.
+    """
+    if _is_sparse(X):
+        raise InputError(
+            f"Sparse input is not supported: {name} is a sparse matrix; pass a dense array "
+            f"({name}.toarray())."
+        )
+    if hasattr(X, "dtype") and getattr(X, "ndim", None) == 2 and not hasattr(X, "columns"):
+        arr = X  # keep memory maps and arrays as they are; chunks are converted later
+    else:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{name} could not be read as a numeric array ({exc}); pass a 2-D array of "
+                "numbers."
+            ) from None
+    if np.iscomplexobj(arr):
+        raise InputError(f"Complex data not supported: {name} has complex values; pass real "
+                         "numbers (for example the real part or the magnitude).")
+    if arr.dtype.kind not in "fiub":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{name} contains non-numeric values ({exc}); convert or drop those columns "
+                "so that every value is a number."
+            ) from None
+    if arr.ndim != 2:
+        if arr.ndim == 1:
+            hint = (
+                f"Reshape your data with {name}.reshape(-1, 1) if it holds a single feature "
+                f"or {name}.reshape(1, -1) if it holds a single sample"
+            )
+        else:
+            hint = "Pass a 2-D array of shape (n_samples, n_features)"
+        raise InputError(
+            f"Expected a 2-D array, got a {arr.ndim}-D array of shape {arr.shape} for {name}. "
+            f"{hint}."
+        )
+    n_samples, n_features = arr.shape
+    if n_samples < 1:
+        raise InputError(
+            f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is "
+            f"required; pass at least one row in {name}."
+        )
+    if n_features < 1:
+        raise InputError(
+            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+            f"required; pass at least one column in {name}."
+        )
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def check_finite(X, name="X", chunk_size=65536):
+    """Raise if ``X`` holds NaN or infinity, saying how many rows and where the first is."""
+    n_nan = n_inf = 0
+    first = None
+    for start in range(0, X.shape[0], chunk_size):
+        block = np.asarray(X[start : start + chunk_size])
+        if np.isfinite(block).all():
+            continue
+        nan_rows = np.isnan(block).any(axis=1)
+        inf_rows = np.isinf(block).any(axis=1)
+        n_nan += int(nan_rows.sum())
+        n_inf += int(inf_rows.sum())
+        bad = np.flatnonzero(nan_rows | inf_rows)
+        if first is None and len(bad):
+            first = start + int(bad[0])
+    if n_nan or n_inf:
+        what = " and ".join(
+            part
+            for part in (
+                f"NaN in {n_nan} row{'s' if n_nan != 1 else ''}" if n_nan else "",
+                f"infinity (inf) in {n_inf} row{'s' if n_inf != 1 else ''}" if n_inf else "",
+            )
+            if part
+        )
+        raise InputError(
+            f"Input {name} contains {what} (first at row {first}); remove or impute those "
+            "rows before calling this method."
+        )
+
+
+def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
+    """Validated non-negative sample weights as a new float64 array of shape (n_samples,)."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight)
+    try:
+        weights = np.array(sample_weight, dtype=np.float64)  # a copy: never overwritten
+    except (TypeError, ValueError):
+        raise InputError(
+            "sample_weight could not be read as numbers; pass one non-negative number per row."
+        ) from None
+    if weights.ndim != 1 or weights.shape[0] != n_samples:
+        raise InputError(
+            f"sample_weight has shape {weights.shape} but X has {n_samples} rows; pass a 1-D "
+            "array with one non-negative weight per row."
+        )
+    if not np.isfinite(weights).all():
+        raise InputError(
+            f"sample_weight contains {int((~np.isfinite(weights)).sum())} NaN or infinite "
+            "values; every weight must be a finite non-negative number."
+        )
+    negative = int((weights < 0).sum())
+    if negative:
+        raise InputError(
+            f"sample_weight contains {negative} negative value{'s' if negative != 1 else ''}; "
+            "weights must be non-negative (use 0 to leave a row out)."
+        )
+    if not (weights > 0).any():
+        raise InputError(
+            "sample_weight is zero for every row; at least one row needs a positive weight."
+        )
+    return weights
+
+
+class FeatureChecker:
+    """Checks that data at predict time matches the data seen by ``fit``.
+
+    Mirrors scikit-learn's ``n_features_in_`` and ``feature_names_in_`` conventions.
+    """
+
+    @staticmethod
+    def remember(estimator, X, arr):
+        estimator.n_features_in_ = arr.shape[1]
+        names = feature_names(X)
+        if names is not None:
+            estimator.feature_names_in_ = names
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+
+    @staticmethod
+    def check(estimator, X, arr):
+        name = type(estimator).__name__
+        FeatureChecker._check_names(estimator, X, name)
+        expected = estimator.n_features_in_
+        if arr.shape[1] != expected:
+            raise InputError(
+                f"X has {arr.shape[1]} features, but {name} is expecting {expected} features "
+                "as input; pass data with the same columns as during fit."
+            )
+
+    @staticmethod
+    def _check_names(estimator, X, name):
+        fitted = getattr(estimator, "feature_names_in_", None)
+        given = feature_names(X)
+        if fitted is None and given is None:
+            return
+        if given is not None and fitted is None:
+            warnings.warn(
+                f"X has feature names, but {name} was fitted without feature names",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+        if given is None:
+            warnings.warn(
+                f"X does not have valid feature names, but {name} was fitted with feature "
+                "names",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+        if len(fitted) == len(given) and np.all(fitted == given):
+            return
+        message = "The feature names should match those that were passed during fit.\n"
+        unexpected = sorted(set(given) - set(fitted))
+        missing = sorted(set(fitted) - set(given))
+
+        def listing(header, names, limit=5):
+            shown = "".join(f"- {n}\n" for n in names[:limit])
+            more = "- ...\n" if len(names) > limit else ""
+            return f"{header}\n{shown}{more}"
+
+        if unexpected:
+            message += listing("Feature names unseen at fit time:", unexpected)
+        if missing:
+            message += listing("Feature names seen at fit time, yet now missing:", missing)
+        if not missing and not unexpected:
+            message += "Feature names must be in the same order as they were in fit.\n"
+        raise InputError(message + "Pass the columns used during fit, in the same order.")
+
+
+def check_int(value, name, minimum, allow_none=False):
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}, got {value!r}; pass a whole number "
+            f"of at least {minimum}."
+        )
+
+
+def check_real(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
+        raise ValueError(
+            f"{name} must be a real number >= {minimum}, got {value!r}; pass a number of at "
+            f"least {minimum}."
+        )
+
+
+def check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}, got {value!r}.")
+
+
+def check_random_state(seed):
+    """A ``numpy.random.RandomState`` from None, an int or a RandomState (as scikit-learn)."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(seed)
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(
+        f"random_state must be None, an int or a numpy RandomState, got {seed!r}."
+    )

@@ -1,0 +1,563 @@
+"""The :class:`GaussianMixture` estimator: a thin shell over the pure functions of ``_em``."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from . import _covariance as cov
+from ._base import EstimatorBase
+from ._data import ArrayChunks, default_chunk_size, weighted_moments
+from ._em import (
+    Params,
+    log_prob_and_resp,
+    params_from_precision_cholesky,
+    plan_e_step,
+    run_em,
+    softmax_inplace,
+    weighted_log_prob,
+)
+from ._init import INIT_METHODS, initial_params
+from ._validation import (
+    FeatureChecker,
+    as_float_array,
+    check_choice,
+    check_finite,
+    check_int,
+    check_random_state,
+    check_real,
+    check_sample_weight,
+)
+from .exceptions import ConvergenceWarning, RegularizationWarning, compatible, not_fitted
+
+# Rows per block when sampling (bounds the (rows, D, D) gather of covariance factors).
+SAMPLE_BLOCK_ROWS = 65536
+
+
+class GaussianMixture(EstimatorBase):
+    """Gaussian mixture model fitted by a robust, memory-bounded EM.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` (same parameters,
+    defaults, attributes and methods) that never allocates an (n_samples, n_components) array
+    while fitting, never produces NaN on degenerate data, and accepts sample weights.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        'full': each component has its own covariance matrix; 'tied': all components share
+        one; 'diag': each has a diagonal covariance; 'spherical': each has one variance.
+    tol : float, default=1e-3
+        EM stops when the per-sample mean log-likelihood improves by less than this.
+    reg_covar : float, default=1e-6
+        Non-negative value added to the diagonal of every covariance.
+    max_iter : int, default=100
+        Maximum number of EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the best (highest lower bound) is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How initial responsibilities are chosen: k-means labels, k-means++ seeds, random
+        soft assignments, or random rows.
+    weights_init : array-like of shape (n_components,), default=None
+        Initial weights (override those from ``init_params``).
+    means_init : array-like of shape (n_components, n_features), default=None
+        Initial means.
+    precisions_init : array-like, default=None
+        Initial precisions (inverse covariances); shape by ``covariance_type``:
+        (n_components, n_features, n_features) 'full', (n_features, n_features) 'tied',
+        (n_components, n_features) 'diag', (n_components,) 'spherical'.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation and of :meth:`sample`.
+    warm_start : bool, default=False
+        If True, each ``fit`` starts from the previous solution (``n_init`` is ignored).
+    verbose : int, default=0
+        1 prints each initialisation, 2 also the lower bound every ``verbose_interval``
+        iterations.
+    verbose_interval : int, default=10
+        Iterations between verbose messages.
+    chunk_size : int or None, default=None
+        Rows per E-step chunk. None chooses it so that a chunk's (rows x n_components) work
+        arrays stay within a few tens of MB. Memory of fit, score and predict is
+        O(chunk_size * n_components + n_components * n_features**2), independent of
+        n_samples.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        Shape by ``covariance_type`` as for ``precisions_init``.
+    precisions_ : ndarray
+        Inverses of the covariances, same shape.
+    precisions_cholesky_ : ndarray
+        Upper Cholesky factors ``U`` of the precisions (``precision = U @ U.T``).
+    converged_ : bool
+    n_iter_ : int
+        EM iterations of the best initialisation.
+    lower_bound_ : float
+        Weighted mean log-likelihood of the training data at the last E-step.
+    lower_bounds_ : list of float
+        The lower bound after every iteration of the best initialisation.
+    n_reseeded_ : int
+        Dead components (no responsibility left) moved to the worst-explained rows during the
+        best initialisation's EM.
+    n_regularized_ : int
+        Covariances that were not positive definite and got extra diagonal.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gaussmix import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(gm.means_[:, 0]), 3)
+    array([ 1., 10.])
+    >>> gm.predict([[0, 0], [12, 3]]).tolist() in ([0, 1], [1, 0])
+    True
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        chunk_size=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.chunk_size = chunk_size
+
+    # ----------------------------------------------------------------------------------------
+    # Validation
+
+    def _check_parameters(self):
+        check_int(self.n_components, "n_components", 1)
+        check_choice(self.covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
+        check_real(self.tol, "tol", 0.0)
+        check_real(self.reg_covar, "reg_covar", 0.0)
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
+        check_choice(self.init_params, "init_params", INIT_METHODS)
+        check_int(self.verbose, "verbose", 0)
+        check_int(self.verbose_interval, "verbose_interval", 1)
+        check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
+
+    def _validate_fit_data(self, X, sample_weight):
+        arr = as_float_array(X)
+        check_finite(arr)
+        weights = check_sample_weight(sample_weight, arr.shape[0])
+        n_positive = int((weights > 0).sum())
+        if self.n_components > n_positive:
+            rows = "samples" if sample_weight is None else "samples with a positive weight"
+            raise ValueError(
+                f"n_components={self.n_components} is larger than the number of {rows} "
+                f"(n_samples = {n_positive}); reduce n_components or provide more data."
+            )
+        FeatureChecker.remember(self, X, arr)
+        return arr, weights
+
+    def _validate_data(self, X):
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(self)
+        arr = as_float_array(X)
+        FeatureChecker.check(self, X, arr)
+        check_finite(arr)
+        return arr
+
+    def _user_init(self, n_features):
+        """Validated ``weights_init``, ``means_init`` and precision factors (float64)."""
+        k = self.n_components
+        weights = means = prec_chol = None
+        if self.weights_init is not None:
+            weights = _as_array_of_shape(self.weights_init, (k,), "weights_init")
+            if (weights < 0).any() or (weights > 1).any():
+                raise ValueError(
+                    "weights_init must lie in [0, 1], got values from "
+                    f"{weights.min():.5g} to {weights.max():.5g}; pass proportions."
+                )
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(
+                    f"weights_init must sum to 1, got {weights.sum():.6g}; divide it by its "
+                    "sum."
+                )
+        if self.means_init is not None:
+            means = _as_array_of_shape(self.means_init, (k, n_features), "means_init")
+        if self.precisions_init is not None:
+            shape = cov.covariance_shape(k, n_features, self.covariance_type)
+            precisions = _as_array_of_shape(self.precisions_init, shape, "precisions_init")
+            if self.covariance_type in ("full", "tied"):
+                if not cov.is_positive_definite(precisions):
+                    raise ValueError(
+                        f"precisions_init for covariance_type={self.covariance_type!r} must "
+                        "be symmetric positive definite; pass inverse covariance matrices."
+                    )
+            elif not (precisions > 0).all():
+                raise ValueError(
+                    f"precisions_init for covariance_type={self.covariance_type!r} must be "
+                    "positive; pass inverse variances."
+                )
+            prec_chol = cov.precision_cholesky_from_precisions(precisions, self.covariance_type)
+        return weights, means, prec_chol
+
+    # ----------------------------------------------------------------------------------------
+    # Fitting
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with EM (``n_init`` starts, the best kept).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row; an integer weight acts like repeating the row.
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most likely component of each row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        self._fit(X, sample_weight)
+        return self.predict(X)
+
+    def _fit(self, X, sample_weight):
+        self._check_parameters()
+        arr, weights = self._validate_fit_data(X, sample_weight)
+        n_features = arr.shape[1]
+        user_weights, user_means, user_prec_chol = self._user_init(n_features)
+        chunk_size = self.chunk_size or default_chunk_size(self.n_components, n_features)
+
+        shift, variance = weighted_moments(arr, weights, chunk_size)
+        source = ArrayChunks(arr, weights, shift, chunk_size)
+        reg_covar = float(self.reg_covar)
+        scale = float(variance.mean()) if variance.mean() > 0 else max(float(np.mean(shift**2)), 1.0)
+        jitter_floor = max(reg_covar, 1e-10 * scale)
+
+        warm = self.warm_start and hasattr(self, "converged_")
+        n_init = 1 if warm else self.n_init
+        random_state = check_random_state(self.random_state)
+
+        best = None
+        for init in range(n_init):
+            self._verbose_init_begin(init)
+            if warm:
+                start = self._params().shifted(-shift)
+            else:
+                start = self._initial_params(
+                    source, random_state, reg_covar, jitter_floor, variance,
+                    user_weights, user_means, user_prec_chol, shift,
+                )
+            result = run_em(
+                source,
+                start,
+                reg_covar=reg_covar,
+                jitter_floor=jitter_floor,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                on_iteration=self._verbose_iteration if self.verbose else None,
+            )
+            self._verbose_init_end(result)
+            if best is None or result.lower_bound > best.lower_bound:
+                best = result
+
+        self._set_params(best.params.shifted(shift), arr.dtype)
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = best.lower_bound
+        self.lower_bounds_ = list(best.lower_bounds)
+        self.n_reseeded_ = best.n_reseeded
+        self.n_regularized_ = best.n_regularized
+        if best.n_regularized:
+            warnings.warn(
+                f"{best.n_regularized} covariance(s) were not positive definite during the fit "
+                f"and got up to {best.max_jitter:.3g} extra on the diagonal; increase reg_covar "
+                f"(now {self.reg_covar:g}) or rescale the data to avoid this.",
+                compatible(RegularizationWarning),
+                stacklevel=3,
+            )
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                f"EM did not converge within max_iter={self.max_iter} iterations (the best "
+                f"initialisation's lower bound still changed by more than tol={self.tol:g}); "
+                "increase max_iter or tol, or check for degenerate data.",
+                compatible(ConvergenceWarning),
+                stacklevel=3,
+            )
+
+    def _initial_params(self, source, random_state, reg_covar, jitter_floor, variance,
+                        user_weights, user_means, user_prec_chol, shift):
+        have_all = user_weights is not None and user_means is not None and user_prec_chol is not None
+        if have_all:
+            return params_from_precision_cholesky(
+                user_weights, user_means - shift, user_prec_chol, self.covariance_type
+            )
+        params = initial_params(
+            source, self.n_components, self.covariance_type, self.init_params, random_state,
+            reg_covar=reg_covar, jitter_floor=jitter_floor, variance=variance,
+        )
+        weights = params.weights if user_weights is None else user_weights
+        means = params.means if user_means is None else user_means - shift
+        if user_prec_chol is None:
+            return Params(weights, means, params.precisions_cholesky, params.covariances,
+                          self.covariance_type)
+        return params_from_precision_cholesky(weights, means, user_prec_chol, self.covariance_type)
+
+    def _set_params(self, params, dtype):
+        self.weights_ = params.weights.astype(dtype)
+        self.means_ = params.means.astype(dtype)
+        self.covariances_ = params.covariances.astype(dtype)
+        self.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
+        self.precisions_ = cov.precisions_from_precision_cholesky(
+            params.precisions_cholesky, self.covariance_type
+        ).astype(dtype)
+
+    def _params(self):
+        """The fitted parameters as float64 :class:`Params` in data coordinates."""
+        return Params(
+            weights=np.asarray(self.weights_, dtype=np.float64),
+            means=np.asarray(self.means_, dtype=np.float64),
+            precisions_cholesky=np.asarray(self.precisions_cholesky_, dtype=np.float64),
+            covariances=np.asarray(self.covariances_, dtype=np.float64),
+            covariance_type=self.covariance_type,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Verbosity (as scikit-learn)
+
+    def _verbose_init_begin(self, init):
+        if self.verbose:
+            print(f"Initialization {init}")
+            self._init_start = self._iter_start = time.perf_counter()
+
+    def _verbose_iteration(self, n_iter, lower_bound, change):
+        if n_iter % self.verbose_interval:
+            return
+        if self.verbose == 1:
+            print(f"  Iteration {n_iter}")
+        else:
+            now = time.perf_counter()
+            print(f"  Iteration {n_iter}\t time lapse {now - self._iter_start:.5f}s\t "
+                  f"ll change {change:.5f}")
+            self._iter_start = now
+
+    def _verbose_init_end(self, result):
+        if not self.verbose:
+            return
+        status = "converged" if result.converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {status}.")
+        else:
+            elapsed = time.perf_counter() - self._init_start
+            print(f"Initialization {status}. time lapse {elapsed:.5f}s\t lower bound "
+                  f"{result.lower_bound:.5f}.")
+
+    # ----------------------------------------------------------------------------------------
+    # Inference, chunk by chunk
+
+    def _chunks(self, arr):
+        """Chunks of validated data with the matching parameters, both centred on the mixture.
+
+        Centring the rows and the means on the mixture's mean keeps the expanded quadratic
+        forms of the E-step free of cancellation for data far from the origin.
+        """
+        params = self._params()
+        centre = params.weights @ params.means / params.weights.sum()
+        params = params.shifted(-centre)
+        chunk_size = self.chunk_size or default_chunk_size(self.n_components, arr.shape[1])
+        source = ArrayChunks(arr, np.ones(arr.shape[0]), centre, chunk_size)
+        return params, source
+
+    def score_samples(self, X):
+        """Log-density of each row under the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        arr = self._validate_data(X)
+        params, source = self._chunks(arr)
+        plan = plan_e_step(params)
+        out = np.empty(arr.shape[0], dtype=arr.dtype)
+        for start, stop in source.bounds():
+            x, _ = source.chunk(start, stop)
+            out[start:stop] = softmax_inplace(weighted_log_prob(x, params, plan))
+        return out
+
+    def score(self, X, y=None, sample_weight=None):
+        """Weighted mean log-likelihood of the rows of ``X``.
+
+        Returns
+        -------
+        score : float
+        """
+        log_prob = self.score_samples(X)
+        if sample_weight is None:
+            return float(np.mean(log_prob, dtype=np.float64))
+        weights = check_sample_weight(sample_weight, log_prob.shape[0])
+        return float(weights @ log_prob / weights.sum())
+
+    def predict(self, X):
+        """Most likely component of each row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int
+        """
+        arr = self._validate_data(X)
+        params, source = self._chunks(arr)
+        plan = plan_e_step(params)
+        labels = np.empty(arr.shape[0], dtype=np.intp)
+        for start, stop in source.bounds():
+            x, _ = source.chunk(start, stop)
+            labels[start:stop] = weighted_log_prob(x, params, plan).argmax(axis=1)
+        return labels
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+        """
+        arr = self._validate_data(X)
+        params, source = self._chunks(arr)
+        plan = plan_e_step(params)
+        out = np.empty((arr.shape[0], self.n_components), dtype=arr.dtype)
+        for start, stop in source.bounds():
+            x, _ = source.chunk(start, stop)
+            out[start:stop] = log_prob_and_resp(x, params, plan)[1]
+        return out
+
+    def sample(self, n_samples=1):
+        """Draw rows from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+            Component of each row (rows are grouped by component, as in scikit-learn).
+        """
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(self)
+        check_int(n_samples, "n_samples", 1)
+        params = self._params()
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
+        labels = np.repeat(np.arange(self.n_components), counts)
+        factors = cov.covariance_cholesky_from_precision_cholesky(
+            params.precisions_cholesky, self.covariance_type
+        )
+        out = np.empty((n_samples, params.n_features), dtype=np.float64)
+        for start in range(0, n_samples, SAMPLE_BLOCK_ROWS):
+            lab = labels[start : start + SAMPLE_BLOCK_ROWS]
+            z = rng.standard_normal((len(lab), params.n_features))
+            out[start : start + len(lab)] = params.means[lab] + _scale_noise(
+                z, factors, lab, self.covariance_type
+            )
+        return out, labels
+
+    def _n_parameters(self):
+        return cov.n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion on ``X`` (lower is better).
+
+        Returns
+        -------
+        bic : float
+        """
+        n = _total_weight(X, sample_weight)
+        return -2.0 * self.score(X, sample_weight=sample_weight) * n + (
+            self._n_parameters() * math.log(n)
+        )
+
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion on ``X`` (lower is better).
+
+        Returns
+        -------
+        aic : float
+        """
+        n = _total_weight(X, sample_weight)
+        return -2.0 * self.score(X, sample_weight=sample_weight) * n + 2 * self._n_parameters()
+
+
+def _scale_noise(z, factors, labels, covariance_type):
+    """``A_k @ z`` for standard normal rows ``z`` and covariance factors ``A``."""
+    if covariance_type == "full":
+        return np.einsum("nij,nj->ni", factors[labels], z)
+    if covariance_type == "tied":
+        return z @ factors.T
+    if covariance_type == "diag":
+        return z * factors[labels]
+    return z * factors[labels, np.newaxis]
+
+
+def _total_weight(X, sample_weight):
+    n = len(X) if not hasattr(X, "shape") else X.shape[0]
+    if sample_weight is None:
+        return float(n)
+    return float(check_sample_weight(sample_weight, n).sum())
+
+
+def _as_array_of_shape(value, shape, name):
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers of shape {shape}.") from None
+    if arr.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {arr.shape}; "
+            "pass one value per component (and feature)."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity; pass finite values.")
+    return arr

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from gaussmix import _covariance as cov
+
+from .conftest import COVARIANCE_TYPES
+
+
+def random_covariances(covariance_type, k=4, d=3, seed=0):
+    rng = np.random.RandomState(seed)
+    if covariance_type in ("full", "tied"):
+        a = rng.randn(k, d, d)
+        mats = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(d)
+        return mats if covariance_type == "full" else mats[0]
+    if covariance_type == "diag":
+        return rng.uniform(0.2, 3.0, size=(k, d))
+    return rng.uniform(0.2, 3.0, size=k)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_precision_cholesky_round_trip(covariance_type):
+    covariances = random_covariances(covariance_type)
+    prec_chol, used, n_fixed, _ = cov.precision_cholesky(covariances, covariance_type, 1e-12)
+    assert n_fixed == 0
+    np.testing.assert_allclose(used, covariances)
+    back = cov.covariances_from_precision_cholesky(prec_chol, covariance_type)
+    np.testing.assert_allclose(back, covariances, rtol=1e-10)
+    precisions = cov.precisions_from_precision_cholesky(prec_chol, covariance_type)
+    again = cov.precision_cholesky_from_precisions(precisions, covariance_type)
+    np.testing.assert_allclose(again, prec_chol, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_precision_cholesky_is_upper_and_inverts_covariance(covariance_type):
+    covariances = random_covariances(covariance_type)
+    prec_chol = cov.precision_cholesky(covariances, covariance_type, 1e-12)[0]
+    np.testing.assert_allclose(np.tril(prec_chol, -1), 0.0, atol=1e-14)
+    precision = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+    np.testing.assert_allclose(precision @ covariances, np.broadcast_to(np.eye(3), covariances.shape),
+                               atol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_log_det_is_half_the_precision_log_det(covariance_type):
+    covariances = random_covariances(covariance_type)
+    prec_chol = cov.precision_cholesky(covariances, covariance_type, 1e-12)[0]
+    log_det = cov.log_det_precision_cholesky(prec_chol, covariance_type, 3)
+    if covariance_type in ("full", "tied"):
+        expected = -0.5 * np.linalg.slogdet(covariances)[1]
+    elif covariance_type == "diag":
+        expected = -0.5 * np.log(covariances).sum(axis=1)
+    else:
+        expected = -0.5 * 3 * np.log(covariances)
+    np.testing.assert_allclose(log_det, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_covariance_cholesky_factors_covariance(covariance_type):
+    covariances = random_covariances(covariance_type)
+    prec_chol = cov.precision_cholesky(covariances, covariance_type, 1e-12)[0]
+    factor = cov.covariance_cholesky_from_precision_cholesky(prec_chol, covariance_type)
+    if covariance_type in ("full", "tied"):
+        np.testing.assert_allclose(factor @ np.swapaxes(factor, -1, -2), covariances, rtol=1e-10)
+    else:
+        np.testing.assert_allclose(factor**2, covariances, rtol=1e-12)
+
+
+def test_singular_full_covariance_gets_minimal_jitter():
+    v = np.array([1.0, 2.0, 3.0])
+    singular = np.stack([np.outer(v, v), np.eye(3)])  # rank one, then fine
+    prec_chol, used, n_fixed, max_jitter = cov.precision_cholesky(singular, "full", 1e-9)
+    assert n_fixed == 1
+    assert 1e-9 <= max_jitter < 1e-3
+    assert np.isfinite(prec_chol).all()
+    assert cov.is_positive_definite(used)
+    np.testing.assert_allclose(used[1], np.eye(3))
+
+
+def test_non_finite_covariance_becomes_scaled_identity():
+    bad = np.full((1, 2, 2), np.nan)
+    prec_chol, used, n_fixed, _ = cov.precision_cholesky(bad, "full", 1e-6)
+    assert n_fixed == 1
+    assert np.isfinite(prec_chol).all() and np.isfinite(used).all()
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_non_positive_variances_are_floored(covariance_type):
+    variances = np.array([[1.0, -1e-9], [0.0, 2.0]]) if covariance_type == "diag" else np.array(
+        [1.0, -1e-9, 0.0]
+    )
+    prec_chol, used, n_fixed, max_jitter = cov.precision_cholesky(variances, covariance_type, 1e-7)
+    assert n_fixed == 2
+    assert max_jitter == 1e-7
+    assert (used > 0).all() and np.isfinite(prec_chol).all()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_n_parameters_matches_scikit_learn(covariance_type):
+    from sklearn.mixture import GaussianMixture
+
+    gm = GaussianMixture(4, covariance_type=covariance_type).fit(np.random.RandomState(0).randn(50, 3))
+    assert cov.n_parameters(4, 3, covariance_type) == gm._n_parameters()
+
+
+def test_is_positive_definite():
+    assert cov.is_positive_definite(np.eye(2))
+    assert not cov.is_positive_definite(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    assert not cov.is_positive_definite(np.array([[1.0, 0.5], [0.0, 1.0]]))

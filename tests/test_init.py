@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from gaussmix import _init
+from gaussmix._data import ArrayChunks
+from gaussmix._init import INIT_METHODS, initial_params, kmeans, kmeans_plusplus
+
+from .conftest import COVARIANCE_TYPES, make_blobs
+
+CENTERS = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 6.0, 3.0]])
+
+
+def source_of(x, w=None, chunk_size=64):
+    w = np.ones(len(x)) if w is None else w
+    return ArrayChunks(x, w, np.zeros(x.shape[1]), chunk_size)
+
+
+def test_kmeans_finds_separated_clusters():
+    x = make_blobs(scale=(0.3, 0.3, 0.3))
+    labels, centers = kmeans(source_of(x), 3, np.random.RandomState(0))
+    order = np.argsort(centers[:, 0] + 10 * centers[:, 1])
+    np.testing.assert_allclose(centers[order], CENTERS, atol=0.15)
+    # every blob of 100 rows has one label
+    assert all(len(np.unique(labels[i:i + 100])) == 1 for i in (0, 100, 200))
+
+
+def test_kmeans_uses_matrix_products_above_the_tree_dimension(monkeypatch):
+    x = make_blobs(scale=(0.3, 0.3, 0.3))
+    tree_labels, tree_centers = kmeans(source_of(x), 3, np.random.RandomState(0))
+    monkeypatch.setattr(_init, "KDTREE_MAX_DIM", 0)
+    gemm_labels, gemm_centers = kmeans(source_of(x), 3, np.random.RandomState(0))
+    np.testing.assert_array_equal(tree_labels, gemm_labels)
+    np.testing.assert_allclose(tree_centers, gemm_centers, rtol=1e-10)
+
+
+def test_kmeans_plusplus_weights_act_like_repeated_rows_in_any_order():
+    rng = np.random.RandomState(1)
+    x = rng.randn(40, 2)
+    counts = rng.randint(0, 4, size=40)
+    counts[0] = 1
+    repeated = np.repeat(x, counts, axis=0)
+    perm = rng.permutation(40)
+    c_rep, _ = kmeans_plusplus(source_of(repeated), 5, np.random.RandomState(7))
+    c_w, _ = kmeans_plusplus(source_of(x[perm], counts[perm].astype(float)), 5,
+                             np.random.RandomState(7))
+    np.testing.assert_array_equal(c_rep, c_w)
+
+
+def test_kmeans_plusplus_never_picks_zero_weight_rows():
+    x = np.random.RandomState(2).randn(200, 2)
+    w = np.zeros(200)
+    w[::10] = 1.0
+    _, idx = kmeans_plusplus(source_of(x, w), 15, np.random.RandomState(0))
+    assert set(idx) <= set(range(0, 200, 10))
+
+
+def test_kmeans_survives_identical_rows():
+    x = np.ones((30, 2))
+    labels, centers = kmeans(source_of(x), 4, np.random.RandomState(0))
+    assert np.isfinite(centers).all() and labels.min() >= 0
+
+
+@pytest.mark.parametrize("method", INIT_METHODS)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_every_init_method_gives_valid_parameters(method, covariance_type):
+    x = make_blobs()
+    params = initial_params(source_of(x), 5, covariance_type, method, np.random.RandomState(0),
+                            reg_covar=1e-6, jitter_floor=1e-6)
+    assert params.weights.shape == (5,)
+    assert params.weights.sum() == pytest.approx(1.0)
+    assert np.isfinite(params.means).all() and np.isfinite(params.precisions_cholesky).all()
+    if method in ("k-means++", "random_from_data"):
+        # one row per component, as scikit-learn: means are data rows
+        assert all((np.abs(x - m).sum(axis=1) < 1e-12).any() for m in params.means)

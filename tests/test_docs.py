@@ -16,11 +16,12 @@ def python_blocks(path):
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks(ROOT / "README.md"))))
-def test_readme_python_blocks_run(index):
+def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # blocks may write files
     exec(compile(python_blocks(ROOT / "README.md")[index], f"README block {index}", "exec"), {})
 
 
-@pytest.mark.parametrize("module", ["gaussmix.mixture"])
+@pytest.mark.parametrize("module", ["gaussmix.mixture", "gaussmix.selection"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

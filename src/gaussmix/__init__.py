@@ -4,15 +4,21 @@ A robust, memory-bounded EM with scikit-learn's API. ``import gaussmix`` imports
 and scipy.
 """
 
-from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
-from .mixture import GaussianMixture
-
 __version__ = "0.1.0"
+
+from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
+from .io import load
+from .mixture import GaussianMixture
+from .selection import SelectionTable, select
+
 
 __all__ = [
     "ConvergenceWarning",
     "GaussianMixture",
     "NotFittedError",
     "RegularizationWarning",
+    "SelectionTable",
     "__version__",
+    "load",
+    "select",
 ]

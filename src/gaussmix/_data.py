@@ -8,6 +8,8 @@ rows' weights. Sources are re-iterable: every EM iteration is one pass.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # Bytes one chunk's (rows x K) float64 blocks may take, all temporaries included.
@@ -87,3 +89,39 @@ def weighted_moments(X, sample_weight, chunk_size):
     centred = ArrayChunks(X, sample_weight, mean, chunk_size)
     variance = sum(w @ (x * x) for x, w in centred) / total
     return mean, variance
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Validated training data with what every fit on it shares.
+
+    Attributes
+    ----------
+    X : ndarray of shape (N, D), float32 or float64
+    sample_weight : ndarray of shape (N,)
+    shift : ndarray of shape (D,)
+        Weighted mean: the origin of the working coordinates.
+    variance : ndarray of shape (D,)
+        Weighted per-feature variance.
+    """
+
+    X: np.ndarray
+    sample_weight: np.ndarray
+    shift: np.ndarray
+    variance: np.ndarray
+
+    @classmethod
+    def prepare(cls, X, sample_weight, chunk_size):
+        shift, variance = weighted_moments(X, sample_weight, chunk_size)
+        return cls(X, sample_weight, shift, variance)
+
+    def source(self, chunk_size):
+        return ArrayChunks(self.X, self.sample_weight, self.shift, chunk_size)
+
+    def jitter_floor(self, reg_covar):
+        """Least extra diagonal for a covariance that is not positive definite: at least
+        ``reg_covar`` and 1e-10 of the data's mean variance."""
+        scale = float(self.variance.mean())
+        if not scale > 0:
+            scale = max(float(np.mean(self.shift**2)), 1.0)
+        return max(float(reg_covar), 1e-10 * scale)

@@ -8,9 +8,10 @@ import warnings
 
 import numpy as np
 
+from . import _algebra as algebra
 from . import _covariance as cov
 from ._base import EstimatorBase
-from ._data import ArrayChunks, default_chunk_size, weighted_moments
+from ._data import ArrayChunks, FitData, default_chunk_size
 from ._em import (
     Params,
     log_prob_and_resp,
@@ -177,15 +178,19 @@ class GaussianMixture(EstimatorBase):
         arr = as_float_array(X)
         check_finite(arr)
         weights = check_sample_weight(sample_weight, arr.shape[0])
+        self._accept_data(X, arr, weights, sample_weight is not None)
+        return arr, weights
+
+    def _accept_data(self, X, arr, weights, weighted):
+        """Check that the validated data suit this model and remember its features."""
         n_positive = int((weights > 0).sum())
         if self.n_components > n_positive:
-            rows = "samples" if sample_weight is None else "samples with a positive weight"
+            rows = "samples with a positive weight" if weighted else "samples"
             raise ValueError(
                 f"n_components={self.n_components} is larger than the number of {rows} "
                 f"(n_samples = {n_positive}); reduce n_components or provide more data."
             )
         FeatureChecker.remember(self, X, arr)
-        return arr, weights
 
     def _validate_data(self, X):
         if not self.__sklearn_is_fitted__():
@@ -201,32 +206,18 @@ class GaussianMixture(EstimatorBase):
         weights = means = prec_chol = None
         if self.weights_init is not None:
             weights = _as_array_of_shape(self.weights_init, (k,), "weights_init")
-            if (weights < 0).any() or (weights > 1).any():
+            if (weights > 1).any():
                 raise ValueError(
-                    "weights_init must lie in [0, 1], got values from "
-                    f"{weights.min():.5g} to {weights.max():.5g}; pass proportions."
+                    "weights_init must lie in [0, 1], got values up to "
+                    f"{weights.max():.5g}; pass proportions."
                 )
-            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ValueError(
-                    f"weights_init must sum to 1, got {weights.sum():.6g}; divide it by its "
-                    "sum."
-                )
+            weights = _checked_weights(weights, "weights_init")
         if self.means_init is not None:
             means = _as_array_of_shape(self.means_init, (k, n_features), "means_init")
         if self.precisions_init is not None:
             shape = cov.covariance_shape(k, n_features, self.covariance_type)
             precisions = _as_array_of_shape(self.precisions_init, shape, "precisions_init")
-            if self.covariance_type in ("full", "tied"):
-                if not cov.is_positive_definite(precisions):
-                    raise ValueError(
-                        f"precisions_init for covariance_type={self.covariance_type!r} must "
-                        "be symmetric positive definite; pass inverse covariance matrices."
-                    )
-            elif not (precisions > 0).all():
-                raise ValueError(
-                    f"precisions_init for covariance_type={self.covariance_type!r} must be "
-                    "positive; pass inverse variances."
-                )
+            _check_positive_definite(precisions, self.covariance_type, "precisions_init")
             prec_chol = cov.precision_cholesky_from_precisions(precisions, self.covariance_type)
         return weights, means, prec_chol
 
@@ -263,35 +254,37 @@ class GaussianMixture(EstimatorBase):
     def _fit(self, X, sample_weight):
         self._check_parameters()
         arr, weights = self._validate_fit_data(X, sample_weight)
-        n_features = arr.shape[1]
-        user_weights, user_means, user_prec_chol = self._user_init(n_features)
-        chunk_size = self.chunk_size or default_chunk_size(self.n_components, n_features)
+        data = FitData.prepare(arr, weights, self._chunk_size(arr.shape[1]))
+        self._fit_data(data, self._starts(data))
 
-        shift, variance = weighted_moments(arr, weights, chunk_size)
-        source = ArrayChunks(arr, weights, shift, chunk_size)
-        reg_covar = float(self.reg_covar)
-        scale = float(variance.mean()) if variance.mean() > 0 else max(float(np.mean(shift**2)), 1.0)
-        jitter_floor = max(reg_covar, 1e-10 * scale)
+    def _chunk_size(self, n_features):
+        return self.chunk_size or default_chunk_size(self.n_components, n_features)
 
-        warm = self.warm_start and hasattr(self, "converged_")
-        n_init = 1 if warm else self.n_init
+    def _starts(self, data):
+        """One zero-argument function per initialisation, each returning starting
+        :class:`Params` in working coordinates."""
+        if self.warm_start and hasattr(self, "converged_"):
+            return [lambda: self._params().shifted(-data.shift)]
+        user = self._user_init(data.X.shape[1])
+        source = data.source(self._chunk_size(data.X.shape[1]))
         random_state = check_random_state(self.random_state)
 
+        def start():
+            return self._initial_params(source, random_state, data, *user)
+
+        return [start] * self.n_init
+
+    def _fit_data(self, data, starts):
+        """EM from each start on prepared data; keep the best; set the fitted attributes."""
+        source = data.source(self._chunk_size(data.X.shape[1]))
         best = None
-        for init in range(n_init):
+        for init, make_start in enumerate(starts):
             self._verbose_init_begin(init)
-            if warm:
-                start = self._params().shifted(-shift)
-            else:
-                start = self._initial_params(
-                    source, random_state, reg_covar, jitter_floor, variance,
-                    user_weights, user_means, user_prec_chol, shift,
-                )
             result = run_em(
                 source,
-                start,
-                reg_covar=reg_covar,
-                jitter_floor=jitter_floor,
+                make_start(),
+                reg_covar=float(self.reg_covar),
+                jitter_floor=data.jitter_floor(self.reg_covar),
                 tol=self.tol,
                 max_iter=self.max_iter,
                 on_iteration=self._verbose_iteration if self.verbose else None,
@@ -300,7 +293,7 @@ class GaussianMixture(EstimatorBase):
             if best is None or result.lower_bound > best.lower_bound:
                 best = result
 
-        self._set_params(best.params.shifted(shift), arr.dtype)
+        self._set_params(best.params.shifted(data.shift), data.X.dtype)
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound
@@ -313,7 +306,7 @@ class GaussianMixture(EstimatorBase):
                 f"and got up to {best.max_jitter:.3g} extra on the diagonal; increase reg_covar "
                 f"(now {self.reg_covar:g}) or rescale the data to avoid this.",
                 compatible(RegularizationWarning),
-                stacklevel=3,
+                stacklevel=4,
             )
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -321,20 +314,25 @@ class GaussianMixture(EstimatorBase):
                 f"initialisation's lower bound still changed by more than tol={self.tol:g}); "
                 "increase max_iter or tol, or check for degenerate data.",
                 compatible(ConvergenceWarning),
-                stacklevel=3,
+                stacklevel=4,
             )
 
-    def _initial_params(self, source, random_state, reg_covar, jitter_floor, variance,
-                        user_weights, user_means, user_prec_chol, shift):
-        have_all = user_weights is not None and user_means is not None and user_prec_chol is not None
-        if have_all:
+    def _initial_params(self, source, random_state, data, user_weights, user_means,
+                        user_prec_chol):
+        shift = data.shift
+        if user_weights is not None and user_means is not None and user_prec_chol is not None:
             return params_from_precision_cholesky(
                 user_weights, user_means - shift, user_prec_chol, self.covariance_type
             )
         params = initial_params(
             source, self.n_components, self.covariance_type, self.init_params, random_state,
-            reg_covar=reg_covar, jitter_floor=jitter_floor, variance=variance,
+            reg_covar=float(self.reg_covar), jitter_floor=data.jitter_floor(self.reg_covar),
+            variance=data.variance,
         )
+        return self._with_user_init(params, shift, user_weights, user_means, user_prec_chol)
+
+    def _with_user_init(self, params, shift, user_weights, user_means, user_prec_chol):
+        """``params`` with any user-given initial weights, means or precisions put in."""
         weights = params.weights if user_weights is None else user_weights
         means = params.means if user_means is None else user_means - shift
         if user_prec_chol is None:
@@ -530,6 +528,221 @@ class GaussianMixture(EstimatorBase):
         return -2.0 * self.score(X, sample_weight=sample_weight) * n + 2 * self._n_parameters()
 
 
+    # ----------------------------------------------------------------------------------------
+    # Construction from parameters, algebra, saving
+
+    @classmethod
+    def from_params(cls, weights, means, covariances, covariance_type="full", **params):
+        """A fitted mixture with the given parameters (no data needed).
+
+        Parameters
+        ----------
+        weights : array-like of shape (n_components,)
+            Non-negative, summing to one.
+        means : array-like of shape (n_components, n_features)
+        covariances : array-like
+            Shape by ``covariance_type``: (n_components, n_features, n_features) 'full',
+            (n_features, n_features) 'tied', (n_components, n_features) 'diag',
+            (n_components,) 'spherical'; symmetric positive definite (or positive).
+        covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        **params
+            Other constructor parameters (``random_state`` for :meth:`sample`, ...).
+
+        Returns
+        -------
+        GaussianMixture
+            Supports every inference and algebra method; fit history attributes
+            (``converged_``, ``n_iter_``, ...) are absent.
+
+        Examples
+        --------
+        >>> gm = GaussianMixture.from_params([0.25, 0.75], [[0.0], [4.0]], [1.0, 0.5],
+        ...                                  covariance_type="spherical")
+        >>> round(float(gm.mean()[0]), 6)
+        3.0
+        """
+        check_choice(covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
+        means = _as_array_of_shape(means, np.shape(means), "means")
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (n_components, n_features), got {means.shape}.")
+        k, d = means.shape
+        weights = _checked_weights(_as_array_of_shape(weights, (k,), "weights"), "weights")
+        covariances = _as_array_of_shape(
+            covariances, cov.covariance_shape(k, d, covariance_type), "covariances"
+        )
+        _check_positive_definite(covariances, covariance_type, "covariances")
+        prec_chol = cov.precision_cholesky(covariances, covariance_type, 1e-300)[0]
+        model = cls(n_components=k, covariance_type=covariance_type, **params)
+        model.n_features_in_ = d
+        model._set_params(Params(weights, means, prec_chol, covariances, covariance_type),
+                          np.float64)
+        return model
+
+    def _derived(self, params, feature_names=None):
+        """A new fitted mixture holding ``params`` with this one's hyper-parameters."""
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(self)
+        keep = {name: value for name, value in self.get_params().items()
+                if name not in ("n_components", "weights_init", "means_init", "precisions_init",
+                                "covariance_type")}
+        model = type(self)(n_components=params.n_components,
+                           covariance_type=params.covariance_type, **keep)
+        model.n_features_in_ = params.n_features
+        if feature_names is not None:
+            model.feature_names_in_ = feature_names
+        model._set_params(params, self.means_.dtype)
+        return model
+
+    def _fitted_params(self):
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(self)
+        return self._params()
+
+    def _feature_subset(self, dims):
+        names = getattr(self, "feature_names_in_", None)
+        return None if names is None else names[dims]
+
+    def mean(self):
+        """Mean of the mixture, ``sum_k w_k mu_k``.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_features,)
+        """
+        return algebra.mixture_mean(self._fitted_params()).astype(self.means_.dtype)
+
+    def covariance(self):
+        """Covariance of the whole mixture (within- plus between-component).
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_features, n_features)
+        """
+        return algebra.mixture_covariance(self._fitted_params()).astype(self.means_.dtype)
+
+    def marginal(self, dims):
+        """The mixture of the features ``dims`` (the others integrated out).
+
+        Parameters
+        ----------
+        dims : sequence of int
+            Distinct feature indices, in the order wanted.
+
+        Returns
+        -------
+        GaussianMixture
+            Same weights and covariance type, over ``len(dims)`` features.
+        """
+        params = self._fitted_params()
+        dims = _check_dims(dims, params.n_features, "dims")
+        return self._derived(algebra.marginal(params, dims), self._feature_subset(dims))
+
+    def condition(self, given, values):
+        """The mixture of the other features given ``x[given] = values``.
+
+        Parameters
+        ----------
+        given : sequence of int
+            Distinct feature indices (fewer than ``n_features``).
+        values : array-like of shape (len(given),)
+
+        Returns
+        -------
+        GaussianMixture
+            Over the remaining features in increasing order, weights proportional to
+            ``w_k N(values; mu_k[given], Sigma_k[given, given])``; the covariance type is kept.
+        """
+        params = self._fitted_params()
+        given = _check_dims(given, params.n_features, "given", proper=True)
+        values = _check_values(values, len(given), single=True)
+        rest = np.setdiff1d(np.arange(params.n_features), given)
+        return self._derived(algebra.condition(params, given, values[0]),
+                             self._feature_subset(rest))
+
+    def conditional_mean(self, given, values, *, return_covariance=False, return_weights=False,
+                         chunk_size=None):
+        """``E[x_rest | x[given] = v]`` for many query rows ``v`` at once.
+
+        Vectorised over components and chunked over queries like the E-step: memory stays
+        O(chunk_size * n_components).
+
+        Parameters
+        ----------
+        given : sequence of int
+            Distinct feature indices (fewer than ``n_features``).
+        values : array-like of shape (n_queries, len(given)), or (len(given),) for one query
+        return_covariance : bool, default=False
+            Also return ``Cov[x_rest | v]``, shape (n_queries, n_rest, n_rest).
+        return_weights : bool, default=False
+            Also return each query's component weights given ``v``, shape
+            (n_queries, n_components).
+        chunk_size : int, optional
+            Queries per chunk.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_queries, n_rest), or (n_rest,) for one query
+        covariance, weights : ndarrays, when requested (in that order)
+        """
+        params = self._fitted_params()
+        given = _check_dims(given, params.n_features, "given", proper=True)
+        single = np.ndim(values) == 1
+        values = _check_values(values, len(given), single=single)
+        check_int(chunk_size, "chunk_size", 1, allow_none=True)
+        outputs = algebra.conditional_mean(
+            params, given, values, chunk_size=chunk_size, return_covariance=return_covariance,
+            return_weights=return_weights,
+        )
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        dtype = self.means_.dtype
+        outputs = tuple((o[0] if single else o).astype(dtype) for o in outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def scale_covariances(self, factor):
+        """A copy with every covariance multiplied by ``factor`` (< 1 sharpens).
+
+        Parameters
+        ----------
+        factor : float, > 0
+
+        Returns
+        -------
+        GaussianMixture
+        """
+        check_real(factor, "factor", 0.0)
+        if not factor > 0:
+            raise ValueError("factor must be positive; pass a number above 0 (0.6 sharpens).")
+        params = self._fitted_params()
+        return self._derived(algebra.scale_covariances(params, float(factor)),
+                             getattr(self, "feature_names_in_", None))
+
+    def subset(self, components):
+        """A copy keeping only ``components``, their weights renormalised to sum to one.
+
+        Parameters
+        ----------
+        components : sequence of int
+            Distinct component indices.
+
+        Returns
+        -------
+        GaussianMixture
+        """
+        params = self._fitted_params()
+        components = _check_dims(components, params.n_components, "components")
+        if not params.weights[components].sum() > 0:
+            raise ValueError("The chosen components all have zero weight; keep at least one "
+                             "component with a positive weight.")
+        return self._derived(algebra.subset(params, components),
+                             getattr(self, "feature_names_in_", None))
+
+    def save(self, path):
+        """Write the fitted mixture to ``path`` (see :func:`gaussmix.io.save`)."""
+        from .io import save
+
+        save(self, path)
+
+
 def _scale_noise(z, factors, labels, covariance_type):
     """``A_k @ z`` for standard normal rows ``z`` and covariance factors ``A``."""
     if covariance_type == "full":
@@ -560,4 +773,60 @@ def _as_array_of_shape(value, shape, name):
         )
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity; pass finite values.")
+    return arr
+
+
+def _checked_weights(weights, name):
+    if (weights < 0).any():
+        raise ValueError(f"{name} must lie in [0, 1], got a minimum of {weights.min():.5g}; "
+                         "pass proportions.")
+    if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+        raise ValueError(f"{name} must sum to 1, got {weights.sum():.6g}; divide it by its sum.")
+    return weights / weights.sum()
+
+
+def _check_positive_definite(matrices, covariance_type, name):
+    if covariance_type in ("full", "tied"):
+        stacked = matrices if covariance_type == "full" else matrices[np.newaxis]
+        if not cov.is_positive_definite(stacked):
+            raise ValueError(f"{name} for covariance_type={covariance_type!r} must be symmetric "
+                             "positive definite.")
+    elif not (matrices > 0).all():
+        raise ValueError(f"{name} for covariance_type={covariance_type!r} must be positive.")
+
+
+def _check_dims(dims, size, name, proper=False):
+    """Validated distinct indices into ``range(size)`` (negative ones count from the end)."""
+    try:
+        arr = np.atleast_1d(np.asarray(dims))
+    except (TypeError, ValueError):
+        arr = np.array([object()])
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be a non-empty sequence of integer indices, got {dims!r}.")
+    if (arr < -size).any() or (arr >= size).any():
+        raise ValueError(f"{name} must index into {size} entries (0 to {size - 1}), got {dims!r}.")
+    arr = np.where(arr < 0, arr + size, arr).astype(np.intp)
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"{name} must not repeat an index, got {dims!r}.")
+    if proper and len(arr) >= size:
+        raise ValueError(f"{name} must leave at least one feature free; condition on fewer than "
+                         f"all {size} features.")
+    return arr
+
+
+def _check_values(values, n_given, single):
+    """Query values as a float64 array of shape (M, n_given)."""
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("values must be numbers; pass an array of shape "
+                         f"(n_queries, {n_given}).") from None
+    if single:
+        arr = arr[np.newaxis] if arr.ndim == 1 else arr
+    if arr.ndim != 2 or arr.shape[1] != n_given or (single and arr.shape[0] != 1):
+        want = f"({n_given},)" if single else f"(n_queries, {n_given})"
+        raise ValueError(f"values must have shape {want}, one value per given feature; got "
+                         f"shape {np.shape(values)}.")
+    if not np.isfinite(arr).all():
+        raise ValueError("values contains NaN or infinity; pass finite numbers.")
     return arr

@@ -1,0 +1,153 @@
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import gaussmix
+from gaussmix import GaussianMixture, NotFittedError, load
+from gaussmix import io as gio
+
+from .conftest import make_blobs
+
+ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_round_trip_is_bit_exact(tmp_path, covariance_type, dtype):
+    X = make_blobs().astype(dtype)
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0, tol=1e-4).fit(X)
+    path = tmp_path / "model.npz"
+    gm.save(path)
+    back = load(path)
+    assert isinstance(back, GaussianMixture) and back.covariance_type == covariance_type
+    for name in ATTRS:
+        a, b = getattr(gm, name), getattr(back, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert back.get_params() == gm.get_params()
+    for name in ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_reseeded_",
+                 "n_features_in_"):
+        assert getattr(back, name) == getattr(gm, name)
+    np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
+    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
+    np.testing.assert_array_equal(back.sample(20)[0], gm.sample(20)[0])
+
+
+def test_round_trip_keeps_init_arrays_feature_names_and_minus_infinity(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(make_blobs()[:, :2], columns=["x", "y"])
+    init = np.array([[0.0, 0.0], [6.0, 0.0]])
+    gm = GaussianMixture(2, means_init=init, max_iter=0).fit(X)
+    gm.save(tmp_path / "m.npz")
+    back = load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.means_init, init)
+    np.testing.assert_array_equal(back.feature_names_in_, ["x", "y"])
+    assert back.lower_bound_ == -np.inf
+
+
+def test_models_from_params_and_algebra_save_too(tmp_path):
+    gm = GaussianMixture.from_params([0.3, 0.7], [[0.0, 1.0], [2.0, 3.0]], [1.0, 2.0],
+                                     covariance_type="spherical")
+    part = gm.condition([0], [1.0])
+    part.save(tmp_path / "c.npz")
+    np.testing.assert_array_equal(load(tmp_path / "c.npz").means_, part.means_)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    gm = GaussianMixture(2, random_state=0).fit(make_blobs())
+    path = tmp_path / "model.npz"
+    gm.save(path)
+    original = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK\x03\x04 half an archive")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gio.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        GaussianMixture(3, random_state=0).fit(make_blobs()).save(path)
+    assert path.read_bytes() == original  # the old model is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]  # no temporary left
+    with pytest.raises(OSError):
+        gm.save(tmp_path / "new.npz")
+    assert not (tmp_path / "new.npz").exists()
+
+
+def test_saving_an_unfitted_model_is_refused(tmp_path):
+    with pytest.raises(NotFittedError):
+        GaussianMixture().save(tmp_path / "m.npz")
+
+
+def write_npz(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def metadata(**changes):
+    meta = {"format": "gaussmix-mixture", "version": 1, "covariance_type": "spherical",
+            "n_components": 1, "n_features": 1, "params": {}, "fitted": {}}
+    meta.update(changes)
+    return np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+
+def good_arrays():
+    return dict(weights=np.ones(1), means=np.zeros((1, 1)), covariances=np.ones(1),
+                precisions=np.ones(1), precisions_cholesky=np.ones(1))
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda p: p.write_bytes(b"hello, not a model"), "not a gaussmix model file"),
+        (lambda p: write_npz(p, a=np.ones(3)), "no gaussmix.json inside"),
+        (lambda p: write_npz(p, **{"gaussmix.json": metadata(format="other")}), "unknown format"),
+        (lambda p: write_npz(p, **{"gaussmix.json": metadata(version=2)}, **good_arrays()),
+         r"newer gaussmix \(format version 2; this one reads up to 1\); upgrade gaussmix"),
+        (lambda p: write_npz(p, **{"gaussmix.json": metadata()}), "'weights' is missing"),
+        (lambda p: write_npz(p, **{"gaussmix.json": metadata(n_features=2)}, **good_arrays()),
+         r"'means' has shape \(1, 1\)"),
+        (lambda p: write_npz(p, **{"gaussmix.json": np.frombuffer(b"{oops", np.uint8)}),
+         "gaussmix.json is corrupt"),
+        (lambda p: write_npz(p, **{"gaussmix.json": metadata()},
+                             **{**good_arrays(), "weights": np.array([np.nan])}),
+         "NaN or infinity"),
+        (lambda p: write_npz(p, **{"gaussmix.json": metadata()}, evil=np.array([{}], dtype=object)),
+         "pickled objects"),
+    ],
+    ids=["not-zip", "foreign-npz", "foreign-json", "newer", "missing-array", "bad-shape",
+         "bad-json", "nan", "pickle"],
+)
+def test_bad_files_are_refused_with_one_sentence(tmp_path, make, pattern):
+    path = tmp_path / "bad.npz"
+    make(path)
+    with pytest.raises(ValueError, match=pattern) as info:
+        load(path)
+    assert str(info.value).startswith(f"Cannot load {str(path)!r}: ")
+
+
+def test_truncated_file_is_refused(tmp_path):
+    gm = GaussianMixture(2, random_state=0).fit(make_blobs())
+    gm.save(tmp_path / "m.npz")
+    data = (tmp_path / "m.npz").read_bytes()
+    for cut in (len(data) // 3, len(data) - 30):
+        (tmp_path / "t.npz").write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="truncated or corrupt"):
+            load(tmp_path / "t.npz")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No model file"):
+        load(tmp_path / "nothing.npz")
+
+
+def test_format_is_a_plain_npz_with_json(tmp_path):
+    GaussianMixture(2, random_state=0).fit(make_blobs()).save(tmp_path / "m.npz")
+    with zipfile.ZipFile(tmp_path / "m.npz") as z:
+        names = set(z.namelist())
+    assert {"gaussmix.json.npy", "weights.npy", "means.npy"} <= names
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
+        meta = json.loads(bytes(f["gaussmix.json"]).decode())
+    assert meta["format"] == "gaussmix-mixture" and meta["version"] == 1
+    assert meta["gaussmix_version"] == gaussmix.__version__
+    assert not any(name.startswith(".tmp-") for name in os.listdir(tmp_path))

@@ -22,7 +22,7 @@ from ._covariance import (
     precision_cholesky_from_precisions,
     precisions_from_precision_cholesky,
 )
-from ._em import Params, softmax_inplace, weighted_log_prob
+from ._em import Params, plan_e_step, softmax_inplace, weighted_log_prob
 
 # Elements of the (queries, K, D_b) arrays of conditional_mean per chunk of queries.
 CONDITIONAL_CHUNK_ELEMENTS = 2**22
@@ -133,11 +133,22 @@ def _batched_cho_solve(chol, rhs):
     return scipy.linalg.solve_triangular(np.swapaxes(chol, -1, -2), y, lower=False)
 
 
-def _given_log_weights(params, given, values):
-    """``log w_k + log N(values; mu_k[given], Sigma_k[given, given])`` for queries (M, A)."""
-    marg = marginal(params, given)
-    centre = mixture_mean(marg)
-    return weighted_log_prob(values - centre, marg.shifted(-centre))
+class _GivenDensity:
+    """``log w_k + log N(v; mu_k[given], Sigma_k[given, given])`` for batches of queries ``v``.
+
+    The marginal mixture and its E-step plan are prepared once, centred on the marginal's
+    mean so that the expanded quadratic forms do not cancel.
+    """
+
+    def __init__(self, params, given):
+        marg = marginal(params, given)
+        self.centre = mixture_mean(marg)
+        self.params = marg.shifted(-self.centre)
+        self.plan = plan_e_step(self.params)
+
+    def __call__(self, values):
+        """Logits of shape (M, K) for queries of shape (M, A)."""
+        return weighted_log_prob(values - self.centre, self.params, self.plan)
 
 
 def condition(params, given, values):
@@ -156,7 +167,7 @@ def condition(params, given, values):
         Over the remaining features in increasing order; the covariance type is kept.
     """
     rest, precision_bb, regression = _split(params, given)
-    log_w = _given_log_weights(params, given, values[np.newaxis])
+    log_w = _GivenDensity(params, given)(values[np.newaxis])
     softmax_inplace(log_w)
     weights = log_w[0]
     means = params.means[:, rest].copy()
@@ -208,13 +219,14 @@ def conditional_mean(params, given, values, chunk_size=None, return_covariance=F
         cond_cov = as_full(cond_cov, params.covariance_type, k, b).reshape(k, -1)
     if chunk_size is None:
         chunk_size = max(1, CONDITIONAL_CHUNK_ELEMENTS // (k * max(b, 1)))
+    given_density = _GivenDensity(params, given)
 
     out_mean = np.empty((m, b))
     out_cov = np.empty((m, b, b)) if return_covariance else None
     out_weights = np.empty((m, k)) if return_weights else None
     for start in range(0, m, chunk_size):
         v = values[start : start + chunk_size] - centre
-        resp = _given_log_weights(params, given, v + centre)
+        resp = given_density(v + centre)
         softmax_inplace(resp)
         mean = resp @ intercept
         if regression is not None:

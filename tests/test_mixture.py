@@ -233,6 +233,17 @@ def test_verbose_prints_progress(blobs, capsys):
     assert "Initialization converged" in out
 
 
+def test_callback_sees_every_iteration(blobs):
+    seen = []
+    gm = GaussianMixture(3, random_state=0, n_init=2, callback=seen.append).fit(blobs)
+    assert [p.init for p in seen].count(1) >= 1 and seen[0].iteration == 1
+    assert all(p.max_iter == 100 for p in seen)
+    last = [p for p in seen if p.init == 0][-1]
+    assert abs(last.change) < gm.tol
+    with pytest.raises(ValueError, match="callback must be callable"):
+        GaussianMixture(callback=3).fit(blobs)
+
+
 def test_not_converging_warns_once(blobs):
     with pytest.warns(ConvergenceWarning, match="increase max_iter or tol") as record:
         GaussianMixture(3, max_iter=1, tol=0, random_state=0).fit(blobs)

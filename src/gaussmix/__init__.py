@@ -8,12 +8,13 @@ __version__ = "0.1.0"
 
 from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
 from .io import load
-from .mixture import GaussianMixture
+from .mixture import FitProgress, GaussianMixture
 from .selection import SelectionTable, select
 
 
 __all__ = [
     "ConvergenceWarning",
+    "FitProgress",
     "GaussianMixture",
     "NotFittedError",
     "RegularizationWarning",

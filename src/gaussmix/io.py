@@ -68,6 +68,7 @@ def atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; keep the usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -77,6 +78,12 @@ def atomic_write(path, write):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save(model, path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,6 +37,16 @@ from .exceptions import ConvergenceWarning, RegularizationWarning, compatible, n
 
 # Rows per block when sampling (bounds the (rows, D, D) gather of covariance factors).
 SAMPLE_BLOCK_ROWS = 65536
+
+
+class FitProgress(NamedTuple):
+    """What a ``callback`` receives after each EM iteration."""
+
+    init: int
+    iteration: int
+    max_iter: int
+    lower_bound: float
+    change: float
 
 
 class GaussianMixture(EstimatorBase):
@@ -85,6 +96,9 @@ class GaussianMixture(EstimatorBase):
         arrays stay within a few tens of MB. Memory of fit, score and predict is
         O(chunk_size * n_components + n_components * n_features**2), independent of
         n_samples.
+    callback : callable or None, default=None
+        Called after every EM iteration with a :class:`FitProgress` (initialisation index,
+        iteration, ``max_iter``, lower bound, change): progress bars, logging, early looks.
 
     Attributes
     ----------
@@ -142,6 +156,7 @@ class GaussianMixture(EstimatorBase):
         verbose=0,
         verbose_interval=10,
         chunk_size=None,
+        callback=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -158,6 +173,7 @@ class GaussianMixture(EstimatorBase):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
+        self.callback = callback
 
     # ----------------------------------------------------------------------------------------
     # Validation
@@ -173,6 +189,8 @@ class GaussianMixture(EstimatorBase):
         check_int(self.verbose, "verbose", 0)
         check_int(self.verbose_interval, "verbose_interval", 1)
         check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
 
     def _validate_fit_data(self, X, sample_weight):
         arr = as_float_array(X)
@@ -287,7 +305,7 @@ class GaussianMixture(EstimatorBase):
                 jitter_floor=data.jitter_floor(self.reg_covar),
                 tol=self.tol,
                 max_iter=self.max_iter,
-                on_iteration=self._verbose_iteration if self.verbose else None,
+                on_iteration=self._iteration_reporter(init),
             )
             self._verbose_init_end(result)
             if best is None or result.lower_bound > best.lower_bound:
@@ -366,6 +384,19 @@ class GaussianMixture(EstimatorBase):
         if self.verbose:
             print(f"Initialization {init}")
             self._init_start = self._iter_start = time.perf_counter()
+
+    def _iteration_reporter(self, init):
+        """What ``run_em`` calls after each iteration: verbosity and the user's callback."""
+        if not self.verbose and self.callback is None:
+            return None
+
+        def report(n_iter, lower_bound, change):
+            if self.verbose:
+                self._verbose_iteration(n_iter, lower_bound, change)
+            if self.callback is not None:
+                self.callback(FitProgress(init, n_iter, self.max_iter, lower_bound, change))
+
+        return report
 
     def _verbose_iteration(self, n_iter, lower_bound, change):
         if n_iter % self.verbose_interval:

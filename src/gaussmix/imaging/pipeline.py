@@ -1,0 +1,259 @@
+"""From a picture to a fitted mixture and its renders, in memory (files live in ``files.py``)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..exceptions import ConvergenceWarning
+from ..mixture import GaussianMixture
+from . import render
+from .points import (
+    as_float_image,
+    colour_pixel_points,
+    dark_pixel_points,
+    downscale_to_budget,
+    is_colour,
+)
+from .progress import QuietReporter
+
+MODES = ("auto", "bw", "color")
+RENDERS = ("samples", "density", "density-mapped", "contour", "conditional-mean", "components",
+           "ellipses")
+COLOUR_ONLY = ("conditional-mean",)
+FIGURES = ("contour", "ellipses")
+GRID_RENDERS = ("density", "density-mapped", "contour", "components")
+
+DEFAULT_COMPONENTS = {"bw": 500, "color": 1000}
+# Pixel budgets sized so that a fit takes about a minute on 2 cores.
+DEFAULT_MAX_PIXELS = {"bw": 250_000, "color": 65_536}
+# A pixel is a unit square, not a point: its coordinates (and 0-255 colour levels) carry a
+# variance of 1/12, the floor every covariance gets.
+PIXEL_REG_COVAR = 1.0 / 12.0
+
+
+class PaintError(ValueError):
+    """A picture or an option that cannot be painted, with one sentence saying why."""
+
+
+@dataclass
+class Painting:
+    """A fitted picture and its renders.
+
+    Attributes
+    ----------
+    model : GaussianMixture
+        Over (x, y) ('bw') or (x, y, r, g, b) * colour scale ('color'), in the pixels of the
+        picture it was fitted on.
+    mode : {'bw', 'color'}
+    picture : ndarray
+        The picture as fitted (downscaled to the pixel budget), floats in [0, 1].
+    shape : (int, int)
+        Size of the original picture: every raster render has this size.
+    factor : float
+        Fitted size over original size.
+    renders : dict
+        Render name to uint8 array (raster) or matplotlib Figure ('contour', 'ellipses').
+    report : dict
+        Sizes, points, fit summary and seconds per stage.
+    """
+
+    model: GaussianMixture
+    mode: str
+    picture: np.ndarray
+    shape: tuple
+    factor: float
+    renders: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+
+def choose_mode(image, mode):
+    if mode not in MODES:
+        raise PaintError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    if mode != "auto":
+        return mode
+    return "color" if is_colour(image) else "bw"
+
+
+def check_renders(renders, mode):
+    """The renders to make, in canonical order; colour-only ones are skipped in 'bw'."""
+    if renders is None:
+        renders = RENDERS
+    unknown = [r for r in renders if r not in RENDERS]
+    if unknown:
+        raise PaintError(f"Unknown render {unknown[0]!r}; choose from {', '.join(RENDERS)}.")
+    if mode == "bw" and any(r in COLOUR_ONLY for r in renders) and tuple(renders) != RENDERS:
+        raise PaintError("The conditional-mean render needs colour mode (--mode color).")
+    return tuple(r for r in RENDERS if r in renders and not (mode == "bw" and r in COLOUR_ONLY))
+
+
+def picture_points(picture, mode, threshold=None, keep="dark", colour_scale=1.0):
+    """The points of a picture in the chosen mode (see ``points.py``)."""
+    if mode == "bw":
+        points, used = dark_pixel_points(picture, threshold=threshold, keep=keep)
+        if len(points) == 0:
+            side = "darker" if keep == "dark" else "lighter"
+            raise PaintError(f"No pixels are {side} than the threshold {used:.3g}: nothing to "
+                             "fit; choose another --threshold or --keep-light.")
+        return points, used
+    return colour_pixel_points(picture, colour_scale=colour_scale), None
+
+
+def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None, sharpen=1.0,
+          seed=0, max_pixels=None, threshold=None, keep="dark", colour_scale=1.0,
+          tone_knots=render.DEFAULT_TONE_KNOTS, peak_quantile=render.DEFAULT_PEAK_QUANTILE,
+          max_iter=100, tol=1e-3, reporter=None):
+    """Fit a mixture to a picture and render it back.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, 3|4)
+    mode : {'auto', 'bw', 'color'}
+        'bw': the (x, y) of the dark (or light) pixels; 'color': (x, y, r, g, b) of every
+        pixel; 'auto' picks 'color' for pictures with colour.
+    n_components : int, optional
+        500 ('bw') or 1000 ('color') by default.
+    renders : sequence of str, optional
+        Subset of ``RENDERS`` (all by default).
+    n_samples : int, optional
+        Dots in the samples render: as many as points ('bw'), half the pixels ('color').
+    sharpen : float
+        Covariances are multiplied by this before rendering (0.6 sharpens).
+    seed : int
+        Seeds the fit and the samples.
+    max_pixels : int, optional
+        Pictures with more pixels are downscaled for fitting; renders keep the full size.
+    threshold : float in [0, 1], optional
+        Grey level of the 'bw' split (Otsu's by default).
+    keep : {'dark', 'light'}
+    colour_scale : float
+        Weight of colour against position in 'color' mode.
+    tone_knots : sequence of (density, ink)
+        Tone curve of the density-mapped render.
+    peak_quantile : float in (0, 1]
+        Quantile of the inked pixels' density that the density renders scale to 1.
+    max_iter, tol : EM limits.
+    reporter : Reporter, optional
+        Progress display (see ``progress.py``).
+
+    Returns
+    -------
+    Painting
+    """
+    reporter = reporter or QuietReporter()
+    try:
+        image = as_float_image(image)
+    except ValueError as exc:
+        raise PaintError(str(exc)) from None
+    mode = choose_mode(image, mode)
+    renders = check_renders(renders, mode)
+    _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components)
+    if not 0.0 < peak_quantile <= 1.0:
+        raise PaintError(f"--peak must lie in (0, 1], got {peak_quantile}.")
+    seconds = {}
+
+    start = time.perf_counter()
+    budget = DEFAULT_MAX_PIXELS[mode] if max_pixels is None else max_pixels
+    picture, factor = downscale_to_budget(image, budget)
+    if factor != 1.0:
+        reporter.note(f"Downscaled {image.shape[1]}x{image.shape[0]} to "
+                      f"{picture.shape[1]}x{picture.shape[0]} pixels for fitting "
+                      f"(--max-pixels {budget}); renders keep the full size.")
+    points, used_threshold = picture_points(picture, mode, threshold, keep, colour_scale)
+    k = DEFAULT_COMPONENTS[mode] if n_components is None else n_components
+    if k > len(points):
+        raise PaintError(f"Asked for {k} components but the picture gives only {len(points)} "
+                         "points; use a smaller -k.")
+    seconds["prepare"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model = _fit(points, k, seed, max_iter, tol, reporter)
+    seconds["fit"] = time.perf_counter() - start
+
+    shape = image.shape[:2]
+    painting = Painting(model=model, mode=mode, picture=picture, shape=shape, factor=factor)
+    shown = model if sharpen == 1.0 else model.scale_covariances(sharpen)
+    if n_samples is None:
+        n_samples = len(points) if mode == "bw" else shape[0] * shape[1]
+    colours = render.mean_colours(shown, colour_scale) if mode == "color" else render.palette(k)
+    grid = None
+    with reporter.stage("render", total=len(renders)) as advance:
+        for name in renders:
+            start = time.perf_counter()
+            if name in GRID_RENDERS and grid is None:
+                grid = render.evaluate_grid(shown, shape, factor)
+            painting.renders[name] = _render(name, shown, painting, grid, colours, n_samples,
+                                             colour_scale, tone_knots, peak_quantile, image)
+            seconds[name] = time.perf_counter() - start
+            advance(note=name)
+    painting.report = {
+        "picture": {"width": shape[1], "height": shape[0]},
+        "fitted_on": {"width": picture.shape[1], "height": picture.shape[0], "factor": factor},
+        "mode": mode,
+        "points": int(len(points)),
+        "threshold": used_threshold,
+        "n_components": int(k),
+        "iterations": int(model.n_iter_),
+        "converged": bool(model.converged_),
+        "log_likelihood": float(model.lower_bound_),
+        "sharpen": float(sharpen),
+        "peak_quantile": float(peak_quantile),
+        "seed": int(seed),
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
+    }
+    return painting
+
+
+def _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components):
+    if not sharpen > 0:
+        raise PaintError(f"--sharpen must be positive, got {sharpen}; 0.6 sharpens, 1 keeps.")
+    if not colour_scale > 0:
+        raise PaintError(f"--color-scale must be positive, got {colour_scale}.")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise PaintError(f"--threshold must lie in [0, 1], got {threshold}.")
+    if keep not in ("dark", "light"):
+        raise PaintError(f"keep must be 'dark' or 'light', got {keep!r}.")
+    if n_samples is not None and n_samples < 1:
+        raise PaintError(f"--samples must be at least 1, got {n_samples}.")
+    if max_pixels is not None and max_pixels < 1:
+        raise PaintError(f"--max-pixels must be at least 1, got {max_pixels}.")
+    if n_components is not None and n_components < 1:
+        raise PaintError(f"-k must be at least 1, got {n_components}.")
+
+
+def _fit(points, k, seed, max_iter, tol, reporter):
+    with reporter.stage("fit", total=max_iter) as advance:
+        def on_iteration(progress):
+            advance(note=f"log-likelihood {progress.lower_bound:.4f}")
+
+        model = GaussianMixture(k, covariance_type="full", reg_covar=PIXEL_REG_COVAR,
+                                random_state=seed, max_iter=max_iter, tol=tol,
+                                callback=on_iteration)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(points)
+    for warning in caught:
+        reporter.note(str(warning.message))
+    model.callback = None  # the model outlives the progress display
+    return model
+
+
+def _render(name, model, painting, grid, colours, n_samples, colour_scale, tone_knots,
+            peak_quantile, image):
+    shape, factor = painting.shape, painting.factor
+    if name == "samples":
+        return render.render_samples(model, shape, n_samples, factor, colour_scale)
+    if name == "density":
+        return render.render_density(grid, None, peak_quantile)
+    if name == "density-mapped":
+        return render.render_density(grid, tone_knots, peak_quantile)
+    if name == "contour":
+        return render.render_contour(grid)
+    if name == "conditional-mean":
+        return render.render_conditional_mean(model, shape, factor, colour_scale)
+    if name == "components":
+        return render.render_components(grid, colours)
+    return render.render_ellipses(model, image, factor, colours=colours)

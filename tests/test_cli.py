@@ -1,0 +1,145 @@
+"""End-to-end runs of the ``gaussmix`` command on small generated pictures."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gaussmix
+from gaussmix import cli
+from gaussmix.imaging import pipeline as paint_module
+
+from .imaging.pictures import colour_quadrants, disc_and_bar
+
+
+def run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(argv, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def bw_png(tmp_path):
+    path = tmp_path / "shapes.png"
+    Image.fromarray(disc_and_bar()).save(path)
+    return path
+
+
+@pytest.fixture
+def colour_png(tmp_path):
+    path = tmp_path / "quadrants.png"
+    Image.fromarray(colour_quadrants()).save(path)
+    return path
+
+
+def test_paint_black_and_white(bw_png, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, stderr = run(["paint", str(bw_png), "-k", "8", "--out", str(out)])
+    assert code == 0, stderr
+    names = set(os.listdir(out))
+    assert names == {"samples.png", "density.png", "density-mapped.png", "contour.png",
+                     "components.png", "ellipses.png", "model.npz", "report.json"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "bw" and report["n_components"] == 8
+    assert report["iterations"] >= 1 and isinstance(report["converged"], bool)
+    assert {"fit", "prepare", "density"} <= set(report["seconds"])
+    assert gaussmix.load(out / "model.npz").n_components == 8
+    assert "bw picture 64x48" in stdout and f"wrote 8 files to {out}" in stdout
+    assert "fit: started" in stderr and "fit: done" in stderr  # plain progress off a terminal
+
+
+def test_paint_colour_with_options(colour_png, tmp_path):
+    out = tmp_path / "c"
+    code, stdout, stderr = run([
+        "paint", str(colour_png), "-k", "6", "--out", str(out), "--renders",
+        "conditional-mean,components", "--sharpen", "0.6", "--seed", "3", "--max-pixels", "900",
+        "--tone", "0:0,0.5:0.5,1:1", "--quiet"])
+    assert code == 0 and stderr == ""
+    assert set(os.listdir(out)) == {"conditional-mean.png", "components.png", "model.npz",
+                                    "report.json"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "color" and report["sharpen"] == 0.6 and report["seed"] == 3
+    assert report["fitted_on"]["factor"] < 1
+    assert Image.open(out / "conditional-mean.png").size == (48, 40)
+
+
+def test_default_output_folder_is_named_after_the_picture(bw_png, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run(["paint", str(bw_png), "-k", "3", "--renders", "density", "--quiet"])
+    assert code == 0 and (tmp_path / "shapes-gaussmix" / "density.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["paint", "{missing}"], "No such file"),
+        (["paint", "{text}"], "is not a picture that can be read"),
+        (["paint", "{white}"], "No pixels are darker than the threshold"),
+        (["paint", "{bw}", "-k", "100000"], "use a smaller -k"),
+        (["paint", "{bw}", "--out", "{blocked}"], "Cannot create the output folder"),
+        (["paint", "{bw}", "--renders", "watercolour"], "Unknown render 'watercolour'"),
+        (["paint", "{bw}", "--tone", "0:0"], "Tone knots must look like"),
+        (["paint", "{bw}", "--mode", "bw", "--renders", "conditional-mean"], "needs colour mode"),
+    ],
+    ids=["missing", "not-image", "no-points", "k-too-large", "unwritable", "bad-render",
+         "bad-tone", "colour-render-in-bw"],
+)
+def test_user_errors_are_one_sentence_exit_2_and_write_nothing(args, pattern, tmp_path, bw_png):
+    (tmp_path / "notes.txt").write_text("hello")
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "white.png")
+    (tmp_path / "blocker").write_text("a file")
+    paths = {"missing": tmp_path / "nope.png", "text": tmp_path / "notes.txt",
+             "white": tmp_path / "white.png", "bw": bw_png, "blocked": tmp_path / "blocker" / "x"}
+    argv = [a.format(**paths) for a in args]
+    out = tmp_path / "result"
+    if "--out" not in argv:
+        argv += ["--out", str(out)]
+    code, stdout, stderr = run(argv + ["--quiet"])
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gaussmix paint: error: ")
+    assert pattern in lines[0] and "Traceback" not in stderr
+    if out.exists():
+        assert os.listdir(out) == []  # nothing half-written
+
+
+@pytest.mark.parametrize("args", [["paint", "x.png", "-k", "0"], ["paint", "x.png", "--sharpen",
+                                                                  "-1"], ["paint"], ["fly"]])
+def test_bad_arguments_exit_2(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_demo_paints_both_sample_pictures(tmp_path, monkeypatch):
+    """The demo as shipped, on smaller budgets (the full run is the README's first command)."""
+    monkeypatch.setitem(paint_module.DEFAULT_COMPONENTS, "bw", 20)
+    monkeypatch.setitem(paint_module.DEFAULT_COMPONENTS, "color", 20)
+    monkeypatch.setitem(paint_module.DEFAULT_MAX_PIXELS, "bw", 4000)
+    monkeypatch.setitem(paint_module.DEFAULT_MAX_PIXELS, "color", 2000)
+    code, stdout, stderr = run(["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert code == 0, stderr
+    assert (tmp_path / "demo" / "horse" / "density-mapped.png").exists()
+    assert (tmp_path / "demo" / "astronaut" / "conditional-mean.png").exists()
+    assert "demo done" in stdout and str(tmp_path / "demo") in stdout
+
+
+def test_console_script_and_module_entry_point(bw_png, tmp_path):
+    code = subprocess.run([sys.executable, "-m", "gaussmix", "paint", str(bw_png), "-k", "3",
+                           "--renders", "density", "--out", str(tmp_path / "m"), "--quiet"],
+                          capture_output=True, text=True)
+    assert code.returncode == 0, code.stderr
+    assert (tmp_path / "m" / "density.png").exists()
+
+
+@pytest.mark.slow
+def test_full_demo(tmp_path):
+    code, stdout, stderr = run(["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert code == 0, stderr

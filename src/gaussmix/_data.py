@@ -8,7 +8,7 @@ rows' weights. Sources are re-iterable: every EM iteration is one pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -109,6 +109,7 @@ class FitData:
     sample_weight: np.ndarray
     shift: np.ndarray
     variance: np.ndarray
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def prepare(cls, X, sample_weight, chunk_size):
@@ -117,6 +118,14 @@ class FitData:
 
     def source(self, chunk_size):
         return ArrayChunks(self.X, self.sample_weight, self.shift, chunk_size)
+
+    def tiled_source(self, chunk_size):
+        """The rows reordered into spatial tiles for the fused kernel (built once)."""
+        if "tiled" not in self._cache:
+            from .backends.numba_backend import TiledSource
+
+            self._cache["tiled"] = TiledSource(self.source(chunk_size))
+        return self._cache["tiled"]
 
     def jitter_floor(self, reg_covar):
         """Least extra diagonal for a covariance that is not positive definite: at least

@@ -10,11 +10,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _algebra as algebra
+from . import backends
 from . import _covariance as cov
 from ._base import EstimatorBase
 from ._data import ArrayChunks, FitData, default_chunk_size
 from ._em import (
     Params,
+    expectation as chunked_expectation,
     log_prob_and_resp,
     params_from_precision_cholesky,
     plan_e_step,
@@ -37,6 +39,8 @@ from .exceptions import ConvergenceWarning, RegularizationWarning, compatible, n
 
 # Rows per block when sampling (bounds the (rows, D, D) gather of covariance factors).
 SAMPLE_BLOCK_ROWS = 65536
+# score_samples and predict use the pruned kernel from this many (row, component) pairs on.
+FUSED_INFERENCE_PAIRS = 2_000_000
 
 
 class FitProgress(NamedTuple):
@@ -99,6 +103,10 @@ class GaussianMixture(EstimatorBase):
     callback : callable or None, default=None
         Called after every EM iteration with a :class:`FitProgress` (initialisation index,
         iteration, ``max_iter``, lower bound, change): progress bars, logging, early looks.
+    backend : {None, 'numpy', 'numba'}, default=None
+        E-step implementation. None uses the fused, multi-threaded numba kernel when numba is
+        installed (it skips components that cannot matter to a tile of rows, exactly), numpy
+        matrix products otherwise. Results agree to rounding.
 
     Attributes
     ----------
@@ -157,6 +165,7 @@ class GaussianMixture(EstimatorBase):
         verbose_interval=10,
         chunk_size=None,
         callback=None,
+        backend=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -174,6 +183,7 @@ class GaussianMixture(EstimatorBase):
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
         self.callback = callback
+        self.backend = backend
 
     # ----------------------------------------------------------------------------------------
     # Validation
@@ -189,6 +199,7 @@ class GaussianMixture(EstimatorBase):
         check_int(self.verbose, "verbose", 0)
         check_int(self.verbose_interval, "verbose_interval", 1)
         check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
+        backends.resolve(self.backend)
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
 
@@ -294,7 +305,15 @@ class GaussianMixture(EstimatorBase):
 
     def _fit_data(self, data, starts):
         """EM from each start on prepared data; keep the best; set the fitted attributes."""
-        source = data.source(self._chunk_size(data.X.shape[1]))
+        chunk_size = self._chunk_size(data.X.shape[1])
+        n_pairs = data.X.shape[0] * self.n_components
+        if backends.resolve(self.backend, n_pairs) == "numba":
+            from .backends.numba_backend import fused_expectation as expectation
+
+            source = data.tiled_source(chunk_size)
+        else:
+            expectation = chunked_expectation
+            source = data.source(chunk_size)
         best = None
         for init, make_start in enumerate(starts):
             self._verbose_init_begin(init)
@@ -305,6 +324,7 @@ class GaussianMixture(EstimatorBase):
                 jitter_floor=data.jitter_floor(self.reg_covar),
                 tol=self.tol,
                 max_iter=self.max_iter,
+                expectation=expectation,
                 on_iteration=self._iteration_reporter(init),
             )
             self._verbose_init_end(result)
@@ -448,13 +468,30 @@ class GaussianMixture(EstimatorBase):
         log_prob : ndarray of shape (n_samples,)
         """
         arr = self._validate_data(X)
+        return self._log_prob_and_labels(arr)[0].astype(arr.dtype)
+
+    def _log_prob_and_labels(self, arr):
+        """Log-density and most likely component of validated rows, in one pass.
+
+        Large problems go through the pruned numba kernel when that backend is active.
+        """
         params, source = self._chunks(arr)
+        n = arr.shape[0]
+        if n * self.n_components >= FUSED_INFERENCE_PAIRS and (
+                backends.resolve(self.backend, n * self.n_components) == "numba"):
+            from .backends.numba_backend import fused_log_prob
+
+            x = np.concatenate([chunk for chunk, _ in source])
+            return fused_log_prob(x, params)
         plan = plan_e_step(params)
-        out = np.empty(arr.shape[0], dtype=arr.dtype)
+        log_prob = np.empty(n)
+        labels = np.empty(n, dtype=np.intp)
         for start, stop in source.bounds():
             x, _ = source.chunk(start, stop)
-            out[start:stop] = softmax_inplace(weighted_log_prob(x, params, plan))
-        return out
+            logits = weighted_log_prob(x, params, plan)
+            labels[start:stop] = logits.argmax(axis=1)
+            log_prob[start:stop] = softmax_inplace(logits)
+        return log_prob, labels
 
     def score(self, X, y=None, sample_weight=None):
         """Weighted mean log-likelihood of the rows of ``X``.
@@ -477,13 +514,7 @@ class GaussianMixture(EstimatorBase):
         labels : ndarray of shape (n_samples,), int
         """
         arr = self._validate_data(X)
-        params, source = self._chunks(arr)
-        plan = plan_e_step(params)
-        labels = np.empty(arr.shape[0], dtype=np.intp)
-        for start, stop in source.bounds():
-            x, _ = source.chunk(start, stop)
-            labels[start:stop] = weighted_log_prob(x, params, plan).argmax(axis=1)
-        return labels
+        return self._log_prob_and_labels(arr)[1]
 
     def predict_proba(self, X):
         """Posterior probability of each component for each row.

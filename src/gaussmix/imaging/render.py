@@ -53,19 +53,7 @@ class Grid:
 
 def evaluate_grid(model, shape, factor=1.0):
     """One pass over the pixel grid: log-density of (x, y) and most likely component."""
-    from .._em import plan_e_step, softmax_inplace, weighted_log_prob
-
-    xy = xy_model(model)
-    grid = pixel_grid(shape, factor)
-    params, source = xy._chunks(grid)
-    plan = plan_e_step(params)
-    log_density = np.empty(len(grid))
-    labels = np.empty(len(grid), dtype=np.intp)
-    for start, stop in source.bounds():
-        x, _ = source.chunk(start, stop)
-        logits = weighted_log_prob(x, params, plan)
-        labels[start:stop] = logits.argmax(axis=1)
-        log_density[start:stop] = softmax_inplace(logits)
+    log_density, labels = xy_model(model)._log_prob_and_labels(pixel_grid(shape, factor))
     return Grid(log_density.reshape(shape), labels.reshape(shape))
 
 

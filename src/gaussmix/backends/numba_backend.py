@@ -1,0 +1,182 @@
+"""The fused numba backend: tiled data, pruned E-step, statistics about the current means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .._em import MAX_RESEED_CANDIDATES, log_normaliser
+from .._stats import Stats, merge_worst
+from .fused import PRUNE_NATS, fused_e_step, fused_log_density
+from .tiles import TILE_ROWS, kd_order, tile_boxes
+
+# Accumulators are per block of tiles; more blocks than threads balance the load, within
+# this many bytes.
+ACCUMULATOR_BYTES = 64 * 2**20
+
+
+class TiledSource:
+    """Training rows in working coordinates, reordered once into spatial tiles.
+
+    Iterating yields ``(x, w)`` chunks like :class:`~gaussmix._data.ArrayChunks`, so any
+    E-step runs on it; :func:`fused_expectation` runs the tiled kernel on all rows at once.
+
+    Parameters
+    ----------
+    source : ArrayChunks
+        The rows, chunk by chunk (converted to float64 working coordinates).
+    tile_rows : int
+    """
+
+    def __init__(self, source, tile_rows=TILE_ROWS):
+        x = np.concatenate([chunk for chunk, _ in source]) if source.n_rows else np.empty(
+            (0, source.n_features))
+        order, starts = kd_order(x, tile_rows)
+        self.x = np.ascontiguousarray(x[order])
+        self.sample_weight = np.ascontiguousarray(source.sample_weight[order], dtype=np.float64)
+        self.starts = starts
+        self.boxes = tile_boxes(self.x, starts)
+        self.chunk_size = source.chunk_size
+
+    @property
+    def n_rows(self):
+        return self.x.shape[0]
+
+    @property
+    def n_features(self):
+        return self.x.shape[1]
+
+    def __iter__(self):
+        for start in range(0, self.n_rows, self.chunk_size):
+            stop = start + self.chunk_size
+            yield self.x[start:stop], self.sample_weight[start:stop]
+
+
+@dataclass(frozen=True)
+class KernelParams:
+    """Parameters in the kernel's layout (every covariance type as (K, D, D) factors)."""
+
+    means: np.ndarray
+    prec_chol: np.ndarray
+    log_norm: np.ndarray
+    lam_min: np.ndarray
+    diagonal: bool
+
+
+def kernel_params(params):
+    """:class:`KernelParams` for :class:`~gaussmix._em.Params`."""
+    k, d = params.means.shape
+    cov_type = params.covariance_type
+    u = params.precisions_cholesky
+    if cov_type == "full":
+        prec_chol = u
+    elif cov_type == "tied":
+        prec_chol = np.broadcast_to(u, (k, d, d))
+    else:
+        diag = u if cov_type == "diag" else np.repeat(u[:, np.newaxis], d, axis=1)
+        prec_chol = diag[:, :, np.newaxis] * np.eye(d)
+    diagonal = cov_type in ("diag", "spherical")
+    if diagonal:
+        lam_min = np.min(np.diagonal(prec_chol, axis1=1, axis2=2) ** 2, axis=1)
+    else:
+        lam_min = np.linalg.eigvalsh(prec_chol @ np.swapaxes(prec_chol, 1, 2))[:, 0]
+    # A safe lower bound whatever the rounding of the eigenvalues.
+    lam_min = np.clip(lam_min * (1.0 - 1e-9), 0.0, None)
+    return KernelParams(
+        means=np.ascontiguousarray(params.means, dtype=np.float64),
+        prec_chol=np.ascontiguousarray(prec_chol, dtype=np.float64),
+        log_norm=np.ascontiguousarray(log_normaliser(params)),
+        lam_min=np.ascontiguousarray(lam_min),
+        diagonal=diagonal,
+    )
+
+
+def _n_blocks(n_tiles, k, q):
+    threads = numba.get_num_threads()
+    blocks = min(4 * threads, max(1, n_tiles))
+    per_block = 8 * k * (q + 8)
+    return max(1, min(blocks, max(threads, ACCUMULATOR_BYTES // per_block)))
+
+
+def _unpack_packed(packed, d):
+    """(K, D(D+1)/2) packed upper triangles to symmetric (K, D, D)."""
+    rows, cols = np.triu_indices(d)
+    out = np.empty((packed.shape[0], d, d))
+    out[:, rows, cols] = packed
+    out[:, cols, rows] = packed
+    return out
+
+
+def fused_expectation(source, params, threshold=PRUNE_NATS):
+    """Statistics of all rows of a :class:`TiledSource` under ``params``, about the means.
+
+    The seam's ``expectation`` for the numba backend (see ``_em.run_em``).
+    """
+    kp = kernel_params(params)
+    k, d = kp.means.shape
+    q = d if kp.diagonal else d * (d + 1) // 2
+    blocks = _n_blocks(len(source.starts) - 1, k, q)
+    resp_sum = np.zeros((blocks, k))
+    x_sum = np.zeros((blocks, k, d))
+    xx_sum = np.zeros((blocks, k, q))
+    log_prob = np.empty(source.n_rows)
+    pairs = np.zeros(blocks, dtype=np.int64)
+    fused_e_step(source.x, source.sample_weight, source.starts, source.boxes, kp.means,
+                 kp.prec_chol, kp.log_norm, kp.lam_min, kp.diagonal, threshold, resp_sum, x_sum,
+                 xx_sum, log_prob, pairs)
+    xx = xx_sum.sum(axis=0)
+    cov_type = params.covariance_type
+    if cov_type == "full":
+        xx = _unpack_packed(xx, d)
+    elif cov_type == "tied":
+        xx = _unpack_packed(xx, d).sum(axis=0)
+    elif cov_type == "spherical":
+        xx = xx.sum(axis=1)
+    weights = source.sample_weight
+    positive = weights > 0
+    n_candidates = min(k, MAX_RESEED_CANDIDATES)
+    rows = np.flatnonzero(positive)
+    if len(rows) > n_candidates:
+        rows = rows[np.argpartition(log_prob[rows], n_candidates - 1)[:n_candidates]]
+    worst_log_prob, worst_points = merge_worst((log_prob[rows],), (source.x[rows],), n_candidates)
+    stats = Stats(
+        covariance_type=cov_type,
+        center=kp.means.copy(),
+        resp_sum=resp_sum.sum(axis=0),
+        x_sum=x_sum.sum(axis=0),
+        xx_sum=xx,
+        log_likelihood=float(np.dot(weights[positive], log_prob[positive])),
+        weight_sum=float(weights.sum()),
+        n_rows=int(positive.sum()),
+        worst_log_prob=worst_log_prob,
+        worst_points=worst_points,
+    )
+    fused_expectation.last_pair_fraction = pairs.sum() / max(1, source.n_rows * k)
+    return stats
+
+
+def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
+    """``log p(x_n)`` and most likely component for rows ``x`` (working coordinates).
+
+    Returns
+    -------
+    log_prob : ndarray of shape (N,)
+    labels : ndarray of shape (N,), int
+    """
+    x = np.asarray(x, dtype=np.float64)
+    order, starts = kd_order(x, tile_rows)
+    tiled = np.ascontiguousarray(x[order])
+    boxes = tile_boxes(tiled, starts)
+    kp = kernel_params(params)
+    log_prob = np.empty(len(x))
+    labels = np.empty(len(x), dtype=np.int64)
+    fused_log_density(tiled, starts, boxes, kp.means, kp.prec_chol, kp.log_norm,
+                      kp.lam_min,
+                      kp.diagonal, threshold, log_prob, labels)
+    out_lp = np.empty_like(log_prob)
+    out_lab = np.empty_like(labels)
+    out_lp[order] = log_prob
+    out_lab[order] = labels
+    return out_lp, out_lab

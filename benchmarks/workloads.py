@@ -33,3 +33,13 @@ def spread_start(X, n_components, seed=0):
         means_init=means,
         precisions_init=np.tile(precision, (n_components, 1, 1)),
     )
+
+
+def camera_dark_pixels():
+    """(x, y) of the dark pixels of scikit-image's camera picture: 84,160 points, 2-D."""
+    from skimage import data
+    from skimage.filters import threshold_otsu
+
+    grey = data.camera()
+    rows, cols = np.nonzero(grey < threshold_otsu(grey))
+    return np.column_stack([cols, rows]).astype(np.float64)

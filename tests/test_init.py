@@ -24,13 +24,18 @@ def test_kmeans_finds_separated_clusters():
     assert all(len(np.unique(labels[i:i + 100])) == 1 for i in (0, 100, 200))
 
 
-def test_kmeans_uses_matrix_products_above_the_tree_dimension(monkeypatch):
+@pytest.mark.parametrize("path", ["tree", "matrix-products", "numpy-only"])
+def test_kmeans_assignment_paths_agree(monkeypatch, path):
     x = make_blobs(scale=(0.3, 0.3, 0.3))
-    tree_labels, tree_centers = kmeans(source_of(x), 3, np.random.RandomState(0))
-    monkeypatch.setattr(_init, "KDTREE_MAX_DIM", 0)
-    gemm_labels, gemm_centers = kmeans(source_of(x), 3, np.random.RandomState(0))
-    np.testing.assert_array_equal(tree_labels, gemm_labels)
-    np.testing.assert_allclose(tree_centers, gemm_centers, rtol=1e-10)
+    ref_labels, ref_centers = kmeans(source_of(x), 3, np.random.RandomState(0))
+    monkeypatch.setattr(_init, "BRUTE_FORCE_MAX_K", 0)  # away from the numba kernel
+    if path == "matrix-products":
+        monkeypatch.setattr(_init, "KDTREE_MAX_DIM", 0)
+    if path == "numpy-only":
+        monkeypatch.setattr(_init, "_kernels", lambda: None)
+    labels, centers = kmeans(source_of(x), 3, np.random.RandomState(0))
+    np.testing.assert_array_equal(ref_labels, labels)
+    np.testing.assert_allclose(ref_centers, centers, rtol=1e-10)
 
 
 def test_kmeans_plusplus_weights_act_like_repeated_rows_in_any_order():
@@ -40,17 +45,33 @@ def test_kmeans_plusplus_weights_act_like_repeated_rows_in_any_order():
     counts[0] = 1
     repeated = np.repeat(x, counts, axis=0)
     perm = rng.permutation(40)
-    c_rep, _ = kmeans_plusplus(source_of(repeated), 5, np.random.RandomState(7))
-    c_w, _ = kmeans_plusplus(source_of(x[perm], counts[perm].astype(float)), 5,
-                             np.random.RandomState(7))
+    c_rep, _ = kmeans_plusplus(repeated, np.ones(len(repeated)), 5, np.random.RandomState(7))
+    c_w, _ = kmeans_plusplus(x[perm], counts[perm].astype(float), 5, np.random.RandomState(7))
     np.testing.assert_array_equal(c_rep, c_w)
+
+
+def test_kmeans_plusplus_numba_and_numpy_agree(monkeypatch):
+    x = np.random.RandomState(3).randn(3000, 2)
+    w = np.random.RandomState(4).uniform(0, 2, 3000)
+    fast = kmeans_plusplus(x, w, 12, np.random.RandomState(1))
+    monkeypatch.setattr(_init, "_kernels", lambda: None)
+    slow = kmeans_plusplus(x, w, 12, np.random.RandomState(1))
+    np.testing.assert_array_equal(fast[1], slow[1])
+
+
+def test_large_problems_seed_from_a_weighted_sample(monkeypatch):
+    monkeypatch.setattr(_init, "SEED_PAIRS", 100)
+    x = np.random.RandomState(5).randn(5000, 2)
+    sx, sw = _init.seeding_sample(x, np.ones(5000), 10, np.random.RandomState(0))
+    assert len(sx) == 160 and (sw == 1).all()
+    assert all((np.abs(x - row).sum(axis=1) == 0).any() for row in sx[:20])
 
 
 def test_kmeans_plusplus_never_picks_zero_weight_rows():
     x = np.random.RandomState(2).randn(200, 2)
     w = np.zeros(200)
     w[::10] = 1.0
-    _, idx = kmeans_plusplus(source_of(x, w), 15, np.random.RandomState(0))
+    _, idx = kmeans_plusplus(x, w, 15, np.random.RandomState(0))
     assert set(idx) <= set(range(0, 200, 10))
 
 

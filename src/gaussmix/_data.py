@@ -119,6 +119,10 @@ class FitData:
     def source(self, chunk_size):
         return ArrayChunks(self.X, self.sample_weight, self.shift, chunk_size)
 
+    def fit_source(self, backend, chunk_size):
+        """The source EM and initialisation walk: tiled for the numba kernel, else chunks."""
+        return self.tiled_source(chunk_size) if backend == "numba" else self.source(chunk_size)
+
     def tiled_source(self, chunk_size):
         """The rows reordered into spatial tiles for the fused kernel (built once)."""
         if "tiled" not in self._cache:

@@ -16,12 +16,47 @@ from ._stats import Stats
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 # Lloyd iterations stop when the total squared centre shift falls below this fraction of the
-# data's mean variance (scikit-learn's KMeans criterion) or after KMEANS_MAX_ITER passes.
+# data's mean variance (scikit-learn's KMeans criterion) or after KMEANS_MAX_ITER passes: EM
+# refines the clusters anyway, so the initialisation need not run to the end.
 KMEANS_TOL = 1e-4
-KMEANS_MAX_ITER = 300
+KMEANS_MAX_ITER = 30
 
-# Assignment uses a k-d tree over the centres up to this dimension, matrix products above.
+# k-means++ seeding costs rows x clusters x trials distance evaluations; above this many
+# (row, cluster) pairs it runs on a weighted sample of max(SEED_ROWS_PER_CLUSTER * K,
+# SEED_PAIRS / K) rows.
+SEED_PAIRS = 20_000_000
+SEED_ROWS_PER_CLUSTER = 16
+
+# Lloyd's assignment: brute force (vectorised over centres) up to this many centres, a k-d
+# tree above, when the dimension is at most KDTREE_MAX_DIM; matrix products otherwise.
+BRUTE_FORCE_MAX_K = 64
 KDTREE_MAX_DIM = 8
+# Rows per block of the numpy fallbacks (bounds the (rows, centres) distance blocks).
+BLOCK_ROWS = 8192
+
+
+def _kernels():
+    """The numba k-means kernels, or None when numba is not installed."""
+    from .backends import numba_available
+
+    if not numba_available():
+        return None
+    from .backends import kmeans_kernels
+
+    return kmeans_kernels
+
+
+def working_rows(source):
+    """All rows of a source in working coordinates, as one float64 array (N, D).
+
+    A tiled source already holds one; an array source is converted once (O(N D) memory).
+    """
+    rows = getattr(source, "x", None)
+    if rows is not None:
+        return rows
+    if source.n_rows == 0:
+        return np.empty((0, source.n_features))
+    return np.ascontiguousarray(np.concatenate([x for x, _ in source]))
 
 
 def _sq_distances(x, centers, center_sq):
@@ -30,26 +65,39 @@ def _sq_distances(x, centers, center_sq):
     return np.maximum(d2, 0.0, out=d2)
 
 
-def nearest_center(x, centers, tree=None):
-    """Index of and squared distance to the nearest centre for each row of a chunk."""
-    if tree is not None:
-        dist, idx = tree.query(x, k=1, workers=-1)
-        return idx, dist**2
-    d2 = _sq_distances(x, centers, np.einsum("ij,ij->i", centers, centers))
-    idx = d2.argmin(axis=1)
-    return idx, d2[np.arange(len(idx)), idx]
+def _blocks(n_rows):
+    return [(s, min(s + BLOCK_ROWS, n_rows)) for s in range(0, n_rows, BLOCK_ROWS)]
 
 
-def _center_tree(centers):
-    return cKDTree(centers) if centers.shape[1] <= KDTREE_MAX_DIM else None
+def _update_closest(x, center, closest):
+    kernels = _kernels()
+    if kernels is not None:
+        kernels.update_closest(x, center, closest)
+        return
+    for s, e in _blocks(len(x)):
+        np.minimum(closest[s:e], ((x[s:e] - center) ** 2).sum(axis=1), out=closest[s:e])
 
 
-def kmeans_plusplus(source, n_clusters, random_state):
-    """Greedy k-means++ seeding (as scikit-learn), weighted, chunked over rows.
+def _candidate_potentials(x, w, closest, candidates):
+    kernels = _kernels()
+    if kernels is not None:
+        return kernels.candidate_potentials(x, w, closest, candidates)
+    cand_sq = np.einsum("ij,ij->i", candidates, candidates)
+    potentials = np.zeros(len(candidates))
+    for s, e in _blocks(len(x)):
+        d2 = _sq_distances(x[s:e], candidates, cand_sq)
+        np.minimum(d2, closest[s:e, np.newaxis], out=d2)
+        potentials += w[s:e] @ d2
+    return potentials
+
+
+def kmeans_plusplus(x, w, n_clusters, random_state):
+    """Greedy k-means++ seeding (as scikit-learn), weighted.
 
     Parameters
     ----------
-    source : ArrayChunks
+    x : ndarray of shape (N, D), float64
+    w : ndarray of shape (N,), non-negative weights
     n_clusters : int
     random_state : numpy.random.RandomState
 
@@ -59,80 +107,95 @@ def kmeans_plusplus(source, n_clusters, random_state):
     indices : ndarray of shape (n_clusters,)
         Rows chosen as centres.
     """
-    weights = source.sample_weight
-    n = source.n_rows
     n_local_trials = 2 + int(np.log(n_clusters))
-    bounds = source.bounds()
-    # Rows are drawn by weighted quantile over a lexicographic order of the rows, so the draw
-    # depends only on the weighted set of rows: an integer weight picks the same point as
-    # repeating the row, whatever the row order.
-    order = _lexicographic_order(source)
-
-    def draw(mass, size):
-        cumulative = np.cumsum(mass[order])
-        targets = random_state.uniform(size=size) * cumulative[-1]
-        return order[np.minimum(np.searchsorted(cumulative, targets), n - 1)]
-
-    first = int(draw(weights, 1)[0])
+    order = _lexicographic_order(x)
+    first = int(_weighted_draw(order, w, 1, random_state)[0])
     indices = [first]
-    centers = [source.take([first])[0]]
-    closest = np.empty(n, dtype=np.float64)
-    for start, stop in bounds:
-        x, _ = source.chunk(start, stop)
-        closest[start:stop] = ((x - centers[0]) ** 2).sum(axis=1)
-    weighted = closest * weights
+    centers = [x[first]]
+    closest = np.full(len(x), np.inf)
+    _update_closest(x, x[first], closest)
     for _ in range(1, n_clusters):
+        weighted = closest * w
         # When every row already sits on a centre, any row will do.
-        mass = weighted if weighted.sum() > 0 else weights
-        candidate_ids = draw(mass, n_local_trials)
-        candidates = source.take(candidate_ids)
-        cand_sq = np.einsum("ij,ij->i", candidates, candidates)
-        potentials = np.zeros(len(candidate_ids))
-        for start, stop in bounds:
-            x, w = source.chunk(start, stop)
-            d2 = _sq_distances(x, candidates, cand_sq)
-            np.minimum(d2, closest[start:stop, np.newaxis], out=d2)
-            potentials += w @ d2
-        best = int(np.argmin(potentials))
+        mass = weighted if weighted.sum() > 0 else w
+        candidate_ids = _weighted_draw(order, mass, n_local_trials, random_state)
+        candidates = x[candidate_ids]
+        best = int(np.argmin(_candidate_potentials(x, w, closest, candidates)))
         indices.append(int(candidate_ids[best]))
         centers.append(candidates[best])
-        for start, stop in bounds:
-            x, _ = source.chunk(start, stop)
-            d2 = ((x - candidates[best]) ** 2).sum(axis=1)
-            np.minimum(closest[start:stop], d2, out=closest[start:stop])
-        weighted = closest * weights
+        _update_closest(x, candidates[best], closest)
     return np.array(centers), np.array(indices)
 
 
-def _lexicographic_order(source):
+def _weighted_draw(order, mass, size, random_state):
+    """``size`` row indices drawn with probability proportional to ``mass`` (with replacement).
+
+    Rows are drawn by weighted quantile over a fixed order of the rows (lexicographic by
+    coordinates), so the draw depends only on the weighted set of rows: an integer weight picks
+    the same point as repeating the row, whatever the row order.
+    """
+    cumulative = np.cumsum(mass[order])
+    targets = random_state.uniform(size=size) * cumulative[-1]
+    return order[np.minimum(np.searchsorted(cumulative, targets), len(order) - 1)]
+
+
+def seeding_sample(x, w, n_clusters, random_state):
+    """The rows k-means++ seeds from: all of them, or a weighted sample for large problems.
+
+    Returns
+    -------
+    x, w : the rows and their weights
+    """
+    n_rows = max(SEED_ROWS_PER_CLUSTER * n_clusters, SEED_PAIRS // n_clusters)
+    if len(x) <= n_rows:
+        return x, w
+    picked = np.sort(_weighted_draw(_lexicographic_order(x), w, n_rows, random_state))
+    return np.ascontiguousarray(x[picked]), np.ones(n_rows)
+
+
+def _lexicographic_order(x):
     """Permutation sorting the rows lexicographically by their coordinates."""
-    columns = np.asarray(source.X)
-    return np.lexsort(columns.T[::-1])
+    return np.lexsort(x.T[::-1])
 
 
-def _farthest_rows(source, labels, centers, count):
+def _farthest_rows(x, w, labels, centers, count):
     """Rows farthest from their centre (positive weight only), for relocating empty clusters."""
-    best_d2 = np.empty(0)
-    best_rows = np.empty((0, source.n_features))
-    for start, stop in source.bounds():
-        x, w = source.chunk(start, stop)
-        d2 = ((x - centers[labels[start:stop]]) ** 2).sum(axis=1)
-        d2[w <= 0] = -1.0
-        top = np.argsort(-d2, kind="stable")[:count]
-        best_d2 = np.concatenate([best_d2, d2[top]])
-        best_rows = np.concatenate([best_rows, x[top]])
-        keep = np.argsort(-best_d2, kind="stable")[:count]
-        best_d2, best_rows = best_d2[keep], best_rows[keep]
-    return best_rows
+    d2 = np.empty(len(x))
+    for s, e in _blocks(len(x)):
+        d2[s:e] = ((x[s:e] - centers[labels[s:e]]) ** 2).sum(axis=1)
+    d2[w <= 0] = -1.0
+    return x[np.argsort(-d2, kind="stable")[:count]]
+
+
+def _assign(x, w, centers, labels):
+    """Lloyd's assignment step in place; returns (counts, sums, rows that changed label)."""
+    k, d = centers.shape
+    kernels = _kernels()
+    if kernels is not None and k <= BRUTE_FORCE_MAX_K:
+        return kernels.assign_and_sum(x, w, centers, labels)
+    tree = cKDTree(centers) if d <= KDTREE_MAX_DIM else None
+    n_changed = 0
+    for s, e in _blocks(len(x)) if tree is None else [(0, len(x))]:
+        if tree is not None:
+            idx = tree.query(x[s:e], k=1, workers=-1)[1]
+        else:
+            idx = _sq_distances(x[s:e], centers, np.einsum("ij,ij->i", centers, centers)).argmin(1)
+        n_changed += int((idx != labels[s:e]).sum())
+        labels[s:e] = idx
+    counts = np.bincount(labels, weights=w, minlength=k)
+    sums = np.stack([np.bincount(labels, weights=w * x[:, j], minlength=k) for j in range(d)],
+                    axis=1)
+    return counts, sums, n_changed
 
 
 def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL,
            variance=None):
-    """Weighted Lloyd's k-means from a k-means++ seeding, chunked over rows.
+    """Weighted Lloyd's k-means from a k-means++ seeding.
 
     Parameters
     ----------
-    source : ArrayChunks
+    source : ArrayChunks or TiledSource
+        The rows (held in memory as one working array while clustering).
     n_clusters : int
     random_state : numpy.random.RandomState
     max_iter : int
@@ -144,25 +207,17 @@ def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEAN
 
     Returns
     -------
-    labels : ndarray of shape (N,), int
+    labels : ndarray of shape (N,), int, in the source's row order
     centers : ndarray of shape (n_clusters, D)
     """
-    centers, _ = kmeans_plusplus(source, n_clusters, random_state)
+    x = working_rows(source)
+    w = np.ascontiguousarray(source.sample_weight, dtype=np.float64)
+    centers, _ = kmeans_plusplus(*seeding_sample(x, w, n_clusters, random_state), n_clusters,
+                                 random_state)
     threshold = tol * (float(np.mean(variance)) if variance is not None else 1.0)
-    labels = np.full(source.n_rows, -1, dtype=np.intp)
+    labels = np.full(len(x), -1, dtype=np.int64)
     for _ in range(max_iter):
-        tree = _center_tree(centers)
-        counts = np.zeros(n_clusters)
-        sums = np.zeros_like(centers)
-        n_changed = 0
-        for start, stop in source.bounds():
-            x, w = source.chunk(start, stop)
-            idx, _ = nearest_center(x, centers, tree)
-            n_changed += int((idx != labels[start:stop]).sum())
-            labels[start:stop] = idx
-            counts += np.bincount(idx, weights=w, minlength=n_clusters)
-            for j in range(x.shape[1]):
-                sums[:, j] += np.bincount(idx, weights=w * x[:, j], minlength=n_clusters)
+        counts, sums, n_changed = _assign(x, w, centers, labels)
         if n_changed == 0:
             break
         new_centers = centers.copy()
@@ -170,17 +225,13 @@ def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEAN
         new_centers[filled] = sums[filled] / counts[filled, np.newaxis]
         empty = np.flatnonzero(~filled)
         if len(empty):
-            far = _farthest_rows(source, labels, centers, len(empty))
+            far = _farthest_rows(x, w, labels, centers, len(empty))
             new_centers[empty[: len(far)]] = far
         shift = float(((new_centers - centers) ** 2).sum())
         centers = new_centers
         if shift <= threshold and not len(empty):
             break
-    # Final assignment to the final centres.
-    tree = _center_tree(centers)
-    for start, stop in source.bounds():
-        x, _ = source.chunk(start, stop)
-        labels[start:stop] = nearest_center(x, centers, tree)[0]
+    _assign(x, w, centers, labels)  # labels of the final centres
     return labels, centers
 
 
@@ -188,10 +239,12 @@ def stats_of_labels(source, labels, centers, covariance_type):
     """Statistics of a hard assignment of every row (label -1: no component), about
     ``centers`` (K, D) so that no second moment cancels."""
     total = None
-    for start, stop in source.bounds():
-        x, w = source.chunk(start, stop)
+    start = 0
+    for x, w in source:
+        stop = start + len(x)
         arrays = stats_from_labels(x, w, labels[start:stop], centers, covariance_type)
         total = arrays if total is None else tuple(a + b for a, b in zip(total, arrays))
+        start = stop
     return _as_stats(total, centers, source, covariance_type)
 
 
@@ -236,11 +289,12 @@ def initial_stats(source, n_components, covariance_type, method, random_state, v
         labels, centers = kmeans(source, n_components, random_state, variance=variance)
         return stats_of_labels(source, labels, centers, covariance_type)
     if method == "k-means++":
-        centers, indices = kmeans_plusplus(source, n_components, random_state)
+        w = np.ascontiguousarray(source.sample_weight, dtype=np.float64)
+        centers, indices = kmeans_plusplus(working_rows(source), w, n_components, random_state)
     elif method == "random_from_data":
         positive = np.flatnonzero(source.sample_weight > 0)
         indices = random_state.choice(positive, size=n_components, replace=False)
-        centers = source.take(indices)
+        centers = working_rows(source)[indices]
     else:  # pragma: no cover - validated by the estimator
         raise ValueError(f"unknown init method {method!r}")
     labels = np.full(source.n_rows, -1, dtype=np.intp)

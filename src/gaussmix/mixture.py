@@ -286,6 +286,9 @@ class GaussianMixture(EstimatorBase):
         data = FitData.prepare(arr, weights, self._chunk_size(arr.shape[1]))
         self._fit_data(data, self._starts(data))
 
+    def _backend_for(self, data):
+        return backends.resolve(self.backend, data.X.shape[0] * self.n_components)
+
     def _chunk_size(self, n_features):
         return self.chunk_size or default_chunk_size(self.n_components, n_features)
 
@@ -295,7 +298,7 @@ class GaussianMixture(EstimatorBase):
         if self.warm_start and hasattr(self, "converged_"):
             return [lambda: self._params().shifted(-data.shift)]
         user = self._user_init(data.X.shape[1])
-        source = data.source(self._chunk_size(data.X.shape[1]))
+        source = data.fit_source(self._backend_for(data), self._chunk_size(data.X.shape[1]))
         random_state = check_random_state(self.random_state)
 
         def start():
@@ -305,15 +308,12 @@ class GaussianMixture(EstimatorBase):
 
     def _fit_data(self, data, starts):
         """EM from each start on prepared data; keep the best; set the fitted attributes."""
-        chunk_size = self._chunk_size(data.X.shape[1])
-        n_pairs = data.X.shape[0] * self.n_components
-        if backends.resolve(self.backend, n_pairs) == "numba":
+        backend = self._backend_for(data)
+        source = data.fit_source(backend, self._chunk_size(data.X.shape[1]))
+        if backend == "numba":
             from .backends.numba_backend import fused_expectation as expectation
-
-            source = data.tiled_source(chunk_size)
         else:
             expectation = chunked_expectation
-            source = data.source(chunk_size)
         best = None
         for init, make_start in enumerate(starts):
             self._verbose_init_begin(init)

@@ -1,52 +1,90 @@
 """Fused, multi-threaded E-step kernel (numba) with exact pruning of far components.
 
-For each tile of spatially close rows the kernel bounds every component's log-density from
-above over the tile's bounding box,
+Rows come in tiles of spatially close rows (see ``tiles.py``). For each tile:
 
-    logit_k(x) <= log_norm_k - lambda_min(Lambda_k) * dist(mu_k, box)^2 / 2,
+1. **Bounds.** Every component's log-density is bounded from above over the tile's bounding
+   box (interval arithmetic on the whitened coordinates, :func:`_tile_bounds`). The few
+   best-bounded components, evaluated exactly, bound every row's largest logit from below;
+   components whose bound lies more than ``threshold`` nats below that are skipped for the
+   whole tile: their responsibility is below ``exp(-threshold)`` (about 4e-18 for the default
+   40 nats), so results equal full EM to rounding.
+2. **Logits as a small matrix product.** About the tile's centre ``c`` (``z = x - c``) every
+   component's logit is linear in the features ``phi(z) = [1, z, quadratic terms of z]``, so
+   the tile's logits are ``Phi @ W`` with ``W`` built from the candidates' parameters. Centring
+   on the tile keeps the expanded quadratic forms accurate: ``|z|`` and ``|mu - c|`` are at
+   most a few tile widths for every component that matters.
+3. **Softmax** in the log domain with a vectorisable polynomial exp (about 1 ulp; libm's exp
+   does not vectorise).
+4. **Statistics** ``resp.T @ (w * Phi)`` about ``c``, then moved exactly to each component's
+   mean and added, in float64, to the block's accumulators.
 
-evaluates a few components with the best bounds exactly to get a lower bound ``B`` of every
-row's largest logit, and skips the components whose bound lies more than ``threshold`` nats
-below ``B``: their responsibility is below ``exp(-threshold)`` for every row of the tile
-(about 4e-18 for the default 40 nats), so results equal full EM to rounding. The surviving
-pairs are evaluated in difference form (``(x - mu_k) U_k``), normalised in the log domain and
-accumulated, about the current means, in float64, in one pass over the tile.
+Every inner loop runs over contiguous candidates, so it vectorises.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
-# Components more than this many nats below a tile's best lower bound are skipped.
+# Components more than this many nats below a tile's lower bound are skipped.
 PRUNE_NATS = 40.0
 # The best-bounded components evaluated first to bound every row's largest logit from below.
 SEED_COMPONENTS = 4
+# With this few components pruning cannot pay for itself: every tile takes them all.
+SMALL_K = 48
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238
+_LN2_LO = 1.9082149292705877e-10
+# Adding 1.5 * 2**52 rounds a double to an integer held in its low mantissa bits.
+_MAGIC = 6755399441055744.0
+_MAGIC_BITS = int(np.float64(_MAGIC).view(np.int64))
+_C = tuple(1.0 / math.factorial(n) for n in range(13))
+_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12 = _C
+
+# Vectorising reductions needs reassociation; no assumptions about NaN or infinity.
+_FAST = {"contract", "reassoc", "nsz"}
+# The exp must not be reassociated: its argument reduction relies on exact rounding.
+_EXACT = {"contract"}
 
 
-@njit(cache=True, inline="always")
-def _mahalanobis(x, n, means, k, prec_chol, diagonal, diff):
-    """Squared Mahalanobis distance of row n to component k (difference form)."""
-    d = means.shape[1]
-    for i in range(d):
-        diff[i] = x[n, i] - means[k, i]
-    q = 0.0
-    if diagonal:
-        for i in range(d):
-            v = diff[i] * prec_chol[k, i, i]
-            q += v * v
-    else:
-        for j in range(d):
-            v = 0.0
-            for i in range(j + 1):
-                v += diff[i] * prec_chol[k, i, j]
-            q += v * v
-    return q
+@njit(cache=True, fastmath=_EXACT, inline="always")
+def _exp_nonpositive(x, out, bits, n):
+    """``out[:n] = exp(x[:n])`` for ``-708 < x <= 0``, vectorisable, within about 1 ulp.
+
+    exp(x) = 2^k exp(r) with k = round(x / ln 2), |r| <= ln(2) / 2, exp(r) by its Taylor
+    polynomial of degree 12, and 2^k assembled in the exponent bits of ``bits`` (k + 1.5 * 2^52
+    holds k in its low bits, which integer arithmetic moves into the exponent).
+    """
+    ibits = bits.view(np.int64)
+    for j in range(n):
+        k = np.floor(x[j] * _LOG2E + 0.5)
+        bits[j] = k + _MAGIC
+        r = x[j] - k * _LN2_HI - k * _LN2_LO
+        p = _C12
+        p = p * r + _C11
+        p = p * r + _C10
+        p = p * r + _C9
+        p = p * r + _C8
+        p = p * r + _C7
+        p = p * r + _C6
+        p = p * r + _C5
+        p = p * r + _C4
+        p = p * r + _C3
+        p = p * r + _C2
+        p = p * r + _C1
+        out[j] = p * r + _C0
+    for j in range(n):
+        ibits[j] = (ibits[j] - _MAGIC_BITS + 1023) << 52
+    for j in range(n):
+        out[j] *= bits[j]
 
 
 @njit(cache=True)
-def _tile_candidates(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound, centre,
-                     half, diff):
+def _tile_bounds(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound, centre, half,
+                 diff):
     """Fill ``bound`` with an upper bound of each component's logit over tile t's box.
 
     The squared Mahalanobis distance ``sum_j y_j^2``, ``y = (x - mu) U``, is bounded below
@@ -57,9 +95,6 @@ def _tile_candidates(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bo
     the squared distance from the mean to the box is a second bound; the larger is used.
     """
     k_total, d = means.shape
-    for i in range(d):
-        centre[i] = 0.5 * (boxes[t, 0, i] + boxes[t, 1, i])
-        half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
     for k in range(k_total):
         d2 = 0.0
         for i in range(d):
@@ -92,33 +127,230 @@ def _tile_candidates(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bo
         bound[k] = log_norm[k] - 0.5 * q
 
 
+@njit(cache=True)
+def _best_indices(values, count, out):
+    """Indices of the ``count`` largest ``values`` (count small), into ``out``."""
+    n = values.shape[0]
+    for j in range(count):
+        best = -1
+        for k in range(n):
+            taken = False
+            for i in range(j):
+                if out[i] == k:
+                    taken = True
+            if not taken and (best < 0 or values[k] > values[best]):
+                best = k
+        out[j] = best
+
+
+@njit(cache=True)
+def _tile_features(x, s, e, centre, diagonal, phi):
+    """``phi[r] = [1, z, quadratic terms of z]`` for ``z = x[s + r] - centre``.
+
+    Quadratic terms: squares for diagonal precisions, else products ``z_i z_l`` (i <= l)
+    in row-major order of the upper triangle.
+    """
+    d = centre.shape[0]
+    for n in range(s, e):
+        r = n - s
+        phi[r, 0] = 1.0
+        for i in range(d):
+            phi[r, 1 + i] = x[n, i] - centre[i]
+        p = 1 + d
+        if diagonal:
+            for i in range(d):
+                phi[r, p] = phi[r, 1 + i] * phi[r, 1 + i]
+                p += 1
+        else:
+            for i in range(d):
+                zi = phi[r, 1 + i]
+                for l in range(i, d):
+                    phi[r, p] = zi * phi[r, 1 + l]
+                    p += 1
+
+
+@njit(cache=True)
+def _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal, coef, m):
+    """``coef[:, j]`` such that ``phi(z) @ coef[:, j]`` is candidate j's logit.
+
+    ``logit = log_norm - (z - m)^T Lambda (z - m) / 2`` with ``m = mu - centre``.
+    """
+    d = centre.shape[0]
+    for j in range(n_cand):
+        k = cand[j]
+        for i in range(d):
+            m[i] = means[k, i] - centre[i]
+        quad_mean = 0.0
+        if diagonal:
+            for i in range(d):
+                lam = precisions[k, i, i]
+                coef[1 + i, j] = lam * m[i]
+                coef[1 + d + i, j] = -0.5 * lam
+                quad_mean += lam * m[i] * m[i]
+        else:
+            p = 1 + d
+            for i in range(d):
+                lin = 0.0
+                for l in range(d):
+                    lin += precisions[k, i, l] * m[l]
+                coef[1 + i, j] = lin
+                quad_mean += lin * m[i]
+                coef[p, j] = -0.5 * precisions[k, i, i]
+                p += 1
+                for l in range(i + 1, d):
+                    coef[p, j] = -precisions[k, i, l]
+                    p += 1
+        coef[0, j] = log_norm[k] - 0.5 * quad_mean
+
+
+@njit(cache=True, fastmath=_FAST)
+def _tile_logits(phi, n_rows, coef, n_cand, logits):
+    """``logits[:n_rows, :n_cand] = phi @ coef`` (vectorised over candidates)."""
+    n_feat = phi.shape[1]
+    for r in range(n_rows):
+        for j in range(n_cand):
+            logits[r, j] = coef[0, j]
+        for f in range(1, n_feat):
+            v = phi[r, f]
+            for j in range(n_cand):
+                logits[r, j] += v * coef[f, j]
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _tile_softmax(logits, n_rows, n_cand, row_weights, out_log_prob, bits, gaps):
+    """Responsibilities times row weights in place; ``out_log_prob[r] = log p(row r)``."""
+    for r in range(n_rows):
+        top = -np.inf
+        for j in range(n_cand):
+            top = max(top, logits[r, j])
+        for j in range(n_cand):
+            gaps[j] = max(logits[r, j] - top, -700.0)
+        _exp_nonpositive(gaps, logits[r], bits, n_cand)
+        total = 0.0
+        for j in range(n_cand):
+            total += logits[r, j]
+        out_log_prob[r] = top + np.log(total)
+        scale = row_weights[r] / total
+        for j in range(n_cand):
+            logits[r, j] *= scale
+
+
+@njit(cache=True, fastmath=_FAST)
+def _tile_moments(phi, n_rows, resp, n_cand, moments):
+    """``moments[:, :n_cand] = phi.T @ resp`` (vectorised over candidates)."""
+    n_feat = phi.shape[1]
+    for f in range(n_feat):
+        for j in range(n_cand):
+            moments[f, j] = 0.0
+    for r in range(n_rows):
+        for f in range(n_feat):
+            v = phi[r, f]
+            for j in range(n_cand):
+                moments[f, j] += v * resp[r, j]
+
+
+@njit(cache=True)
+def _scatter(b, cand, n_cand, centre, means, diagonal, moments, resp_sum, x_sum, xx_sum, m):
+    """Move a tile's moments about its centre to each candidate's mean and add them up.
+
+    With ``m = mu - c``: ``sum r (z - m) = M1 - N m`` and
+    ``sum r (z - m)(z - m)^T = M2 - M1 m^T - m M1^T + N m m^T``.
+    """
+    d = centre.shape[0]
+    for j in range(n_cand):
+        k = cand[j]
+        total = moments[0, j]
+        if total == 0.0:
+            continue
+        for i in range(d):
+            m[i] = means[k, i] - centre[i]
+        resp_sum[b, k] += total
+        for i in range(d):
+            x_sum[b, k, i] += moments[1 + i, j] - total * m[i]
+        p = 1 + d
+        if diagonal:
+            for i in range(d):
+                xx_sum[b, k, i] += (moments[p + i, j] - 2.0 * m[i] * moments[1 + i, j]
+                                    + total * m[i] * m[i])
+        else:
+            q = 0
+            for i in range(d):
+                for l in range(i, d):
+                    xx_sum[b, k, q] += (moments[p, j] - m[l] * moments[1 + i, j]
+                                        - m[i] * moments[1 + l, j] + total * m[i] * m[l])
+                    p += 1
+                    q += 1
+
+
+@njit(cache=True)
+def _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions, log_norm, lam_min,
+                       diagonal, threshold, bound, centre, half, diff, seeds, cand, phi, coef,
+                       logits, m):
+    """Candidates of tile t (all components when few); returns their number (0: no rows
+    with a positive weight)."""
+    k_total = means.shape[0]
+    n_rows = e - s
+    any_weight = False
+    for n in range(s, e):
+        if w[n] > 0.0:
+            any_weight = True
+    if not any_weight:
+        return 0
+    if k_total <= SMALL_K:
+        for k in range(k_total):
+            cand[k] = k
+        return k_total
+    _tile_bounds(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound, centre, half,
+                 diff)
+    n_seed = seeds.shape[0]
+    _best_indices(bound, n_seed, seeds)
+    _tile_coefficients(seeds, n_seed, centre, means, precisions, log_norm, diagonal, coef, m)
+    _tile_logits(phi, n_rows, coef, n_seed, logits)
+    floor = np.inf
+    for r in range(n_rows):
+        if w[s + r] <= 0.0:
+            continue
+        best = -np.inf
+        for j in range(n_seed):
+            best = max(best, logits[r, j])
+        floor = min(floor, best)
+    n_cand = 0
+    for k in range(k_total):
+        if bound[k] >= floor - threshold:
+            cand[n_cand] = k
+            n_cand += 1
+    return n_cand
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def fused_e_step(x, w, starts, boxes, means, prec_chol, log_norm, lam_min, diagonal, threshold,
-                 resp_sum, x_sum, xx_sum, log_prob, pairs):
+def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, lam_min, diagonal,
+                 threshold, resp_sum, x_sum, xx_sum, log_prob, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
     Parameters
     ----------
-    x : (N, D) float64 or float32, working coordinates, tiles contiguous
+    x : (N, D) float64, working coordinates, tiles contiguous
     w : (N,) float64 weights
     starts : (n_tiles + 1,) int64 tile boundaries
     boxes : (n_tiles, 2, D) float64 tile bounding boxes
     means : (K, D) float64
-    prec_chol : (K, D, D) float64, upper Cholesky factors of the precisions
+    prec_chol : (K, D, D) float64, upper Cholesky factors of the precisions (for the bounds)
+    precisions : (K, D, D) float64, the precision matrices (for the logits)
     log_norm : (K,) float64, log w_k + log det U_k - D log(2 pi) / 2
     lam_min : (K,) float64, a lower bound of each precision's smallest eigenvalue
     diagonal : bool, whether the precisions are diagonal
     threshold : float, pruning margin in nats
     resp_sum : (B, K) float64 out, zeroed; B blocks of tiles run in parallel
     x_sum : (B, K, D) float64 out, about the means
-    xx_sum : (B, K, Q) float64 out, about the means: packed upper triangle (Q = D(D+1)/2),
-        or the diagonal (Q = D) when ``diagonal``
+    xx_sum : (B, K, Q) float64 out, about the means: packed upper triangle by rows
+        (Q = D(D+1)/2), or the diagonal (Q = D) when ``diagonal``
     log_prob : (N,) float64 out, log p(x_n) (-inf for zero-weight rows)
     pairs : (B,) int64 out, (row, component) pairs evaluated
     """
     n_blocks = resp_sum.shape[0]
     n_tiles = starts.shape[0] - 1
     k_total, d = means.shape
+    n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
     max_rows = 0
     for t in range(n_tiles):
         max_rows = max(max_rows, starts[t + 1] - starts[t])
@@ -127,167 +359,90 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, log_norm, lam_min, diago
         bound = np.empty(k_total)
         cand = np.empty(k_total, dtype=np.int64)
         seeds = np.empty(n_seed, dtype=np.int64)
-        diff = np.empty(d)
         centre = np.empty(d)
         half = np.empty(d)
+        diff = np.empty(d)
+        m = np.empty(d)
+        phi = np.empty((max_rows, n_feat))
+        coef = np.empty((n_feat, k_total))
         logits = np.empty((max_rows, k_total))
-        row_floor = np.empty(max_rows)
-        cand_bound = np.empty(k_total)
-        sorted_cand = np.empty(k_total, dtype=np.int64)
-        t_begin = b * n_tiles // n_blocks
-        t_end = (b + 1) * n_tiles // n_blocks
-        for t in range(t_begin, t_end):
+        moments = np.empty((n_feat, k_total))
+        row_log_prob = np.empty(max_rows)
+        bits = np.empty(k_total)
+        gaps = np.empty(k_total)
+        block_pairs = 0  # counted locally: a shared counter would bounce between cores
+        for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
-            _tile_candidates(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound,
-                             centre, half, diff)
-            # The best-bounded components, evaluated exactly, bound each row's best logit.
-            for j in range(n_seed):
-                best = -1
-                for k in range(k_total):
-                    taken = False
-                    for i in range(j):
-                        if seeds[i] == k:
-                            taken = True
-                    if not taken and (best < 0 or bound[k] > bound[best]):
-                        best = k
-                seeds[j] = best
-            floor = np.inf
-            for n in range(s, e):
-                if w[n] <= 0.0:
-                    continue
-                row_best = -np.inf
-                for j in range(n_seed):
-                    k = seeds[j]
-                    v = log_norm[k] - 0.5 * _mahalanobis(x, n, means, k, prec_chol, diagonal,
-                                                         diff)
-                    if v > row_best:
-                        row_best = v
-                row_floor[n - s] = row_best
-                if row_best < floor:
-                    floor = row_best
-            if floor == np.inf:  # every row of the tile has zero weight
+            n_rows = e - s
+            for i in range(d):
+                centre[i] = 0.5 * (boxes[t, 0, i] + boxes[t, 1, i])
+                half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
+            _tile_features(x, s, e, centre, diagonal, phi)
+            n_cand = _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions,
+                                        log_norm, lam_min, diagonal, threshold, bound, centre,
+                                        half, diff, seeds, cand, phi, coef, logits, m)
+            if n_cand == 0:
                 for n in range(s, e):
                     log_prob[n] = -np.inf
                 continue
-            n_cand = 0
-            for k in range(k_total):
-                if bound[k] >= floor - threshold:
-                    cand[n_cand] = k
-                    n_cand += 1
-            # Candidates by decreasing bound: each row stops at the first one whose bound is
-            # more than ``threshold`` below that row's own best seed logit.
-            order = np.argsort(-bound[cand[:n_cand]])
-            for j in range(n_cand):
-                cand_bound[j] = bound[cand[order[j]]]
-                sorted_cand[j] = cand[order[j]]
-            for n in range(s, e):
-                r = n - s
-                if w[n] <= 0.0:
-                    log_prob[n] = -np.inf
-                    continue
-                limit = row_floor[r] - threshold
-                n_row = n_cand
-                for j in range(n_cand):
-                    if cand_bound[j] < limit:
-                        n_row = j
-                        break
-                pairs[b] += n_row
-                top = -np.inf
-                for j in range(n_row):
-                    k = sorted_cand[j]
-                    v = log_norm[k] - 0.5 * _mahalanobis(x, n, means, k, prec_chol, diagonal,
-                                                         diff)
-                    logits[r, j] = v
-                    if v > top:
-                        top = v
-                total = 0.0
-                for j in range(n_row):
-                    gap = logits[r, j] - top
-                    v = np.exp(gap) if gap > -threshold else 0.0
-                    logits[r, j] = v
-                    total += v
-                log_prob[n] = top + np.log(total)
-                scale = w[n] / total
-                for j in range(n_row):
-                    resp = logits[r, j] * scale
-                    if resp == 0.0:
-                        continue
-                    k = sorted_cand[j]
-                    resp_sum[b, k] += resp
-                    for i in range(d):
-                        diff[i] = x[n, i] - means[k, i]
-                        x_sum[b, k, i] += resp * diff[i]
-                    if diagonal:
-                        for i in range(d):
-                            xx_sum[b, k, i] += resp * diff[i] * diff[i]
-                    else:
-                        p = 0
-                        for i in range(d):
-                            ri = resp * diff[i]
-                            for i2 in range(i, d):
-                                xx_sum[b, k, p] += ri * diff[i2]
-                                p += 1
+            block_pairs += n_rows * n_cand
+            _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
+                               coef, m)
+            _tile_logits(phi, n_rows, coef, n_cand, logits)
+            _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, bits, gaps)
+            for r in range(n_rows):
+                log_prob[s + r] = row_log_prob[r] if w[s + r] > 0.0 else -np.inf
+            _tile_moments(phi, n_rows, logits, n_cand, moments)
+            _scatter(b, cand, n_cand, centre, means, diagonal, moments, resp_sum, x_sum, xx_sum,
+                     m)
+        pairs[b] = block_pairs
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def fused_log_density(x, starts, boxes, means, prec_chol, log_norm, lam_min, diagonal,
-                      threshold, log_prob, labels):
+def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, lam_min,
+                      diagonal, threshold, log_prob, labels):
     """``log p(x_n)`` and the most likely component of tiled rows, with the same pruning."""
     n_tiles = starts.shape[0] - 1
     k_total, d = means.shape
+    n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
+    max_rows = 0
+    for t in range(n_tiles):
+        max_rows = max(max_rows, starts[t + 1] - starts[t])
     n_seed = min(SEED_COMPONENTS, k_total)
+    w = np.ones(x.shape[0])
     for t in prange(n_tiles):
         bound = np.empty(k_total)
         cand = np.empty(k_total, dtype=np.int64)
         seeds = np.empty(n_seed, dtype=np.int64)
-        diff = np.empty(d)
         centre = np.empty(d)
         half = np.empty(d)
+        diff = np.empty(d)
+        m = np.empty(d)
+        phi = np.empty((max_rows, n_feat))
+        coef = np.empty((n_feat, k_total))
+        logits = np.empty((max_rows, k_total))
+        row_log_prob = np.empty(max_rows)
+        bits = np.empty(k_total)
+        gaps = np.empty(k_total)
         s = starts[t]
         e = starts[t + 1]
-        _tile_candidates(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound, centre,
-                         half, diff)
-        for j in range(n_seed):
-            best = -1
-            for k in range(k_total):
-                taken = False
-                for i in range(j):
-                    if seeds[i] == k:
-                        taken = True
-                if not taken and (best < 0 or bound[k] > bound[best]):
-                    best = k
-            seeds[j] = best
-        floor = np.inf
-        for n in range(s, e):
-            row_best = -np.inf
-            for j in range(n_seed):
-                k = seeds[j]
-                v = log_norm[k] - 0.5 * _mahalanobis(x, n, means, k, prec_chol, diagonal, diff)
-                if v > row_best:
-                    row_best = v
-            if row_best < floor:
-                floor = row_best
-        n_cand = 0
-        for k in range(k_total):
-            if bound[k] >= floor - threshold:
-                cand[n_cand] = k
-                n_cand += 1
-        for n in range(s, e):
-            top = -np.inf
-            arg = -1
-            for j in range(n_cand):
-                k = cand[j]
-                v = log_norm[k] - 0.5 * _mahalanobis(x, n, means, k, prec_chol, diagonal, diff)
-                if v > top:
-                    top = v
-                    arg = k
-            total = 0.0
-            for j in range(n_cand):
-                k = cand[j]
-                v = log_norm[k] - 0.5 * _mahalanobis(x, n, means, k, prec_chol, diagonal, diff)
-                gap = v - top
-                if gap > -threshold:
-                    total += np.exp(gap)
-            log_prob[n] = top + np.log(total)
-            labels[n] = arg
+        n_rows = e - s
+        for i in range(d):
+            centre[i] = 0.5 * (boxes[t, 0, i] + boxes[t, 1, i])
+            half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
+        _tile_features(x, s, e, centre, diagonal, phi)
+        n_cand = _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions,
+                                    log_norm, lam_min, diagonal, threshold, bound, centre, half,
+                                    diff, seeds, cand, phi, coef, logits, m)
+        _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal, coef, m)
+        _tile_logits(phi, n_rows, coef, n_cand, logits)
+        for r in range(n_rows):
+            best = 0
+            for j in range(1, n_cand):
+                if logits[r, j] > logits[r, best]:
+                    best = j
+            labels[s + r] = cand[best]
+        _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, bits, gaps)
+        for r in range(n_rows):
+            log_prob[s + r] = row_log_prob[r]

@@ -60,6 +60,7 @@ class KernelParams:
 
     means: np.ndarray
     prec_chol: np.ndarray
+    precisions: np.ndarray
     log_norm: np.ndarray
     lam_min: np.ndarray
     diagonal: bool
@@ -87,6 +88,7 @@ def kernel_params(params):
     return KernelParams(
         means=np.ascontiguousarray(params.means, dtype=np.float64),
         prec_chol=np.ascontiguousarray(prec_chol, dtype=np.float64),
+        precisions=np.ascontiguousarray(prec_chol @ np.swapaxes(prec_chol, 1, 2)),
         log_norm=np.ascontiguousarray(log_normaliser(params)),
         lam_min=np.ascontiguousarray(lam_min),
         diagonal=diagonal,
@@ -124,7 +126,7 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
     log_prob = np.empty(source.n_rows)
     pairs = np.zeros(blocks, dtype=np.int64)
     fused_e_step(source.x, source.sample_weight, source.starts, source.boxes, kp.means,
-                 kp.prec_chol, kp.log_norm, kp.lam_min, kp.diagonal, threshold, resp_sum, x_sum,
+                 kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, resp_sum, x_sum,
                  xx_sum, log_prob, pairs)
     xx = xx_sum.sum(axis=0)
     cov_type = params.covariance_type
@@ -172,7 +174,7 @@ def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
     kp = kernel_params(params)
     log_prob = np.empty(len(x))
     labels = np.empty(len(x), dtype=np.int64)
-    fused_log_density(tiled, starts, boxes, kp.means, kp.prec_chol, kp.log_norm,
+    fused_log_density(tiled, starts, boxes, kp.means, kp.prec_chol, kp.precisions, kp.log_norm,
                       kp.lam_min,
                       kp.diagonal, threshold, log_prob, labels)
     out_lp = np.empty_like(log_prob)

@@ -106,3 +106,19 @@ def test_is_positive_definite():
     assert cov.is_positive_definite(np.eye(2))
     assert not cov.is_positive_definite(np.array([[1.0, 2.0], [2.0, 1.0]]))
     assert not cov.is_positive_definite(np.array([[1.0, 0.5], [0.0, 1.0]]))
+
+
+def test_batched_triangular_solves_match_scipy():
+    import scipy.linalg
+
+    rng = np.random.RandomState(0)
+    a = rng.randn(5, 4, 4)
+    lower = np.tril(a) + 4 * np.eye(4)
+    rhs = rng.randn(5, 4, 3)
+    expected = np.stack([scipy.linalg.solve_triangular(l, b, lower=True) for l, b in zip(lower, rhs)])
+    np.testing.assert_allclose(cov.solve_lower(lower, rhs), expected, rtol=1e-12)
+    upper = np.swapaxes(lower, 1, 2)
+    expected = np.stack([scipy.linalg.solve_triangular(u, b) for u, b in zip(upper, rhs)])
+    np.testing.assert_allclose(cov.solve_upper(upper, rhs), expected, rtol=1e-12)
+    np.testing.assert_allclose(cov.inverse_lower(lower) @ lower, np.broadcast_to(np.eye(4), lower.shape),
+                               atol=1e-12)

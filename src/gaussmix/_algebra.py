@@ -14,10 +14,11 @@ sub-block, so positive definite whatever the rounding) and mean
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from ._covariance import (
     covariances_from_precision_cholesky,
+    solve_lower,
+    solve_upper,
     precision_cholesky,
     precision_cholesky_from_precisions,
     precisions_from_precision_cholesky,
@@ -129,8 +130,7 @@ def _split(params, given):
 
 def _batched_cho_solve(chol, rhs):
     """Solve ``L L^T X = rhs`` for stacked lower factors ``L`` (K, B, B) and ``rhs`` (K, B, A)."""
-    y = scipy.linalg.solve_triangular(chol, rhs, lower=True)
-    return scipy.linalg.solve_triangular(np.swapaxes(chol, -1, -2), y, lower=False)
+    return solve_upper(np.swapaxes(chol, -1, -2), solve_lower(chol, rhs))
 
 
 class _GivenDensity:

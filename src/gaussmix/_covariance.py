@@ -20,7 +20,6 @@ type        covariances    precisions_cholesky
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -50,8 +49,32 @@ def n_parameters(n_components, n_features, covariance_type):
     return int(cov_params + n_components * n_features + n_components - 1)
 
 
-def _identity_like(matrices):
-    return np.broadcast_to(np.eye(matrices.shape[-1]), matrices.shape)
+def solve_lower(lower, rhs):
+    """Solve ``L X = B`` for stacked lower-triangular ``L`` (..., D, D) and ``B`` (..., D, M).
+
+    Forward substitution vectorised over the stack: D steps of numpy operations, instead of
+    one LAPACK call per matrix.
+    """
+    out = np.empty(np.broadcast_shapes(lower.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:])
+    for i in range(lower.shape[-1]):
+        acc = rhs[..., i, :] - np.einsum("...j,...jm->...m", lower[..., i, :i], out[..., :i, :])
+        out[..., i, :] = acc / lower[..., i, i, np.newaxis]
+    return out
+
+
+def solve_upper(upper, rhs):
+    """Solve ``U X = B`` for stacked upper-triangular ``U`` (back substitution)."""
+    return solve_lower(upper[..., ::-1, ::-1], rhs[..., ::-1, :])[..., ::-1, :]
+
+
+def inverse_lower(lower):
+    """Inverses of stacked lower-triangular matrices (lower-triangular)."""
+    return solve_lower(lower, np.broadcast_to(np.eye(lower.shape[-1]), lower.shape))
+
+
+def inverse_upper(upper):
+    """Inverses of stacked upper-triangular matrices (upper-triangular)."""
+    return solve_upper(upper, np.broadcast_to(np.eye(upper.shape[-1]), upper.shape))
 
 
 def _cholesky_with_jitter(covariances, jitter_floor):
@@ -139,9 +162,7 @@ def precision_cholesky(covariances, covariance_type, jitter_floor):
         chol, n_fixed, max_jitter = _cholesky_with_jitter(stacked, jitter_floor)
         if n_fixed:
             stacked = chol @ np.swapaxes(chol, -1, -2)
-        prec_chol = np.swapaxes(
-            scipy.linalg.solve_triangular(chol, _identity_like(chol), lower=True), -1, -2
-        )
+        prec_chol = np.swapaxes(inverse_lower(chol), -1, -2)
         if covariance_type == "tied":
             return prec_chol[0], stacked[0], n_fixed, max_jitter
         return prec_chol, stacked, n_fixed, max_jitter
@@ -157,7 +178,7 @@ def precision_cholesky(covariances, covariance_type, jitter_floor):
 def covariances_from_precision_cholesky(prec_chol, covariance_type):
     """Covariances from Cholesky factors of precisions (inverse of ``precision_cholesky``)."""
     if covariance_type in ("full", "tied"):
-        inv = scipy.linalg.solve_triangular(prec_chol, _identity_like(prec_chol), lower=False)
+        inv = inverse_upper(prec_chol)
         # precision = U U^T, so covariance = U^-T U^-1.
         return np.swapaxes(inv, -1, -2) @ inv
     return 1.0 / prec_chol**2
@@ -189,8 +210,7 @@ def covariance_cholesky_from_precision_cholesky(prec_chol, covariance_type):
     Used to draw samples: ``mean + A @ z`` with ``z`` standard normal.
     """
     if covariance_type in ("full", "tied"):
-        inv = scipy.linalg.solve_triangular(prec_chol, _identity_like(prec_chol), lower=False)
-        return np.swapaxes(inv, -1, -2)
+        return np.swapaxes(inverse_upper(prec_chol), -1, -2)
     return 1.0 / prec_chol
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -284,7 +285,14 @@ class GaussianMixture(EstimatorBase):
         self._check_parameters()
         arr, weights = self._validate_fit_data(X, sample_weight)
         data = FitData.prepare(arr, weights, self._chunk_size(arr.shape[1]))
-        self._fit_data(data, self._starts(data))
+        with self._threads(data):
+            self._fit_data(data, self._starts(data))
+
+    def _threads(self, data):
+        """BLAS on one thread while numba's kernels use the cores."""
+        if self._backend_for(data) == "numba":
+            return backends.kernel_threads()
+        return contextlib.nullcontext()
 
     def _backend_for(self, data):
         return backends.resolve(self.backend, data.X.shape[0] * self.n_components)
@@ -482,7 +490,8 @@ class GaussianMixture(EstimatorBase):
             from .backends.numba_backend import fused_log_prob
 
             x = np.concatenate([chunk for chunk, _ in source])
-            return fused_log_prob(x, params)
+            with backends.kernel_threads():
+                return fused_log_prob(x, params)
         plan = plan_e_step(params)
         log_prob = np.empty(n)
         labels = np.empty(n, dtype=np.intp)

@@ -150,7 +150,8 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
             else:
                 starts = [_start_from_labels(model, data, labels, centers)
                           for labels, centers in clusterings]
-            model._fit_data(data, starts)
+            with model._threads(data):
+                model._fit_data(data, starts)
             log_likelihood = model.score(arr, sample_weight=weights) * weights.sum()
             n_params = model._n_parameters()
             penalty = n_params * math.log(weights.sum()) if criterion == "bic" else 2 * n_params

@@ -19,7 +19,7 @@ INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 # data's mean variance (scikit-learn's KMeans criterion) or after KMEANS_MAX_ITER passes: EM
 # refines the clusters anyway, so the initialisation need not run to the end.
 KMEANS_TOL = 1e-4
-KMEANS_MAX_ITER = 30
+KMEANS_MAX_ITER = 10
 
 # k-means++ seeding costs rows x clusters x trials distance evaluations; above this many
 # (row, cluster) pairs it runs on a weighted sample of max(SEED_ROWS_PER_CLUSTER * K,
@@ -69,19 +69,19 @@ def _blocks(n_rows):
     return [(s, min(s + BLOCK_ROWS, n_rows)) for s in range(0, n_rows, BLOCK_ROWS)]
 
 
-def _update_closest(x, center, closest):
+def _update_closest(x, xt, center, closest):
     kernels = _kernels()
     if kernels is not None:
-        kernels.update_closest(x, center, closest)
+        kernels.update_closest(xt, center, closest)
         return
     for s, e in _blocks(len(x)):
         np.minimum(closest[s:e], ((x[s:e] - center) ** 2).sum(axis=1), out=closest[s:e])
 
 
-def _candidate_potentials(x, w, closest, candidates):
+def _candidate_potentials(x, xt, w, closest, candidates):
     kernels = _kernels()
     if kernels is not None:
-        return kernels.candidate_potentials(x, w, closest, candidates)
+        return kernels.candidate_potentials(xt, w, closest, candidates)
     cand_sq = np.einsum("ij,ij->i", candidates, candidates)
     potentials = np.zeros(len(candidates))
     for s, e in _blocks(len(x)):
@@ -91,7 +91,7 @@ def _candidate_potentials(x, w, closest, candidates):
     return potentials
 
 
-def kmeans_plusplus(x, w, n_clusters, random_state):
+def kmeans_plusplus(x, w, n_clusters, random_state, order=None):
     """Greedy k-means++ seeding (as scikit-learn), weighted.
 
     Parameters
@@ -100,6 +100,8 @@ def kmeans_plusplus(x, w, n_clusters, random_state):
     w : ndarray of shape (N,), non-negative weights
     n_clusters : int
     random_state : numpy.random.RandomState
+    order : ndarray of shape (N,), optional
+        ``_lexicographic_order(x)``, when already known.
 
     Returns
     -------
@@ -108,22 +110,25 @@ def kmeans_plusplus(x, w, n_clusters, random_state):
         Rows chosen as centres.
     """
     n_local_trials = 2 + int(np.log(n_clusters))
-    order = _lexicographic_order(x)
+    kernels = _kernels()
+    xt = kernels.transposed(x) if kernels is not None else None
+    if order is None:
+        order = _lexicographic_order(x)
     first = int(_weighted_draw(order, w, 1, random_state)[0])
     indices = [first]
     centers = [x[first]]
     closest = np.full(len(x), np.inf)
-    _update_closest(x, x[first], closest)
+    _update_closest(x, xt, x[first], closest)
     for _ in range(1, n_clusters):
         weighted = closest * w
         # When every row already sits on a centre, any row will do.
         mass = weighted if weighted.sum() > 0 else w
         candidate_ids = _weighted_draw(order, mass, n_local_trials, random_state)
         candidates = x[candidate_ids]
-        best = int(np.argmin(_candidate_potentials(x, w, closest, candidates)))
+        best = int(np.argmin(_candidate_potentials(x, xt, w, closest, candidates)))
         indices.append(int(candidate_ids[best]))
         centers.append(candidates[best])
-        _update_closest(x, candidates[best], closest)
+        _update_closest(x, xt, candidates[best], closest)
     return np.array(centers), np.array(indices)
 
 
@@ -139,17 +144,22 @@ def _weighted_draw(order, mass, size, random_state):
     return order[np.minimum(np.searchsorted(cumulative, targets), len(order) - 1)]
 
 
-def seeding_sample(x, w, n_clusters, random_state):
+def seeding_sample(x, w, n_clusters, random_state, cache=None):
     """The rows k-means++ seeds from: all of them, or a weighted sample for large problems.
+
+    ``cache`` (a dict) keeps the rows' lexicographic order under "order" for later calls.
 
     Returns
     -------
     x, w : the rows and their weights
     """
+    cache = {} if cache is None else cache
+    if "order" not in cache:
+        cache["order"] = _lexicographic_order(x)
     n_rows = max(SEED_ROWS_PER_CLUSTER * n_clusters, SEED_PAIRS // n_clusters)
     if len(x) <= n_rows:
         return x, w
-    picked = np.sort(_weighted_draw(_lexicographic_order(x), w, n_rows, random_state))
+    picked = np.sort(_weighted_draw(cache["order"], w, n_rows, random_state))
     return np.ascontiguousarray(x[picked]), np.ones(n_rows)
 
 
@@ -167,12 +177,15 @@ def _farthest_rows(x, w, labels, centers, count):
     return x[np.argsort(-d2, kind="stable")[:count]]
 
 
-def _assign(x, w, centers, labels):
-    """Lloyd's assignment step in place; returns (counts, sums, rows that changed label)."""
+def _assign(x, xt, w, centers, labels):
+    """Lloyd's assignment step in place; returns (counts, sums, rows that changed label).
+
+    ``xt`` is the transposed copy of ``x`` the numba kernel reads (None without numba).
+    """
     k, d = centers.shape
     kernels = _kernels()
     if kernels is not None and k <= BRUTE_FORCE_MAX_K:
-        return kernels.assign_and_sum(x, w, centers, labels)
+        return kernels.assign_and_sum(xt, w, centers, labels)
     tree = cKDTree(centers) if d <= KDTREE_MAX_DIM else None
     n_changed = 0
     for s, e in _blocks(len(x)) if tree is None else [(0, len(x))]:
@@ -212,12 +225,16 @@ def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEAN
     """
     x = working_rows(source)
     w = np.ascontiguousarray(source.sample_weight, dtype=np.float64)
-    centers, _ = kmeans_plusplus(*seeding_sample(x, w, n_clusters, random_state), n_clusters,
-                                 random_state)
+    cache = getattr(source, "cache", {})  # shared by the n_init runs on one source
+    seed_x, seed_w = seeding_sample(x, w, n_clusters, random_state, cache)
+    order = cache.get("order") if seed_x is x else None
+    centers, _ = kmeans_plusplus(seed_x, seed_w, n_clusters, random_state, order=order)
     threshold = tol * (float(np.mean(variance)) if variance is not None else 1.0)
     labels = np.full(len(x), -1, dtype=np.int64)
+    kernels = _kernels()
+    xt = kernels.transposed(x) if kernels is not None and n_clusters <= BRUTE_FORCE_MAX_K else None
     for _ in range(max_iter):
-        counts, sums, n_changed = _assign(x, w, centers, labels)
+        counts, sums, n_changed = _assign(x, xt, w, centers, labels)
         if n_changed == 0:
             break
         new_centers = centers.copy()
@@ -231,7 +248,7 @@ def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEAN
         centers = new_centers
         if shift <= threshold and not len(empty):
             break
-    _assign(x, w, centers, labels)  # labels of the final centres
+    _assign(x, xt, w, centers, labels)  # labels of the final centres
     return labels, centers
 
 

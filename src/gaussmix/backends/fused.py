@@ -18,7 +18,9 @@ Rows come in tiles of spatially close rows (see ``tiles.py``). For each tile:
 4. **Statistics** ``resp.T @ (w * Phi)`` about ``c``, then moved exactly to each component's
    mean and added, in float64, to the block's accumulators.
 
-Every inner loop runs over contiguous candidates, so it vectorises.
+Tiles are laid out as (candidates, rows) blocks: every inner loop runs over the rows of a
+tile (or over the whole block), contiguous, so it vectorises whatever the number of
+candidates.
 """
 
 from __future__ import annotations
@@ -145,27 +147,28 @@ def _best_indices(values, count, out):
 
 @njit(cache=True)
 def _tile_features(x, s, e, centre, diagonal, phi):
-    """``phi[r] = [1, z, quadratic terms of z]`` for ``z = x[s + r] - centre``.
+    """``phi[:, r] = [1, z, quadratic terms of z]`` for ``z = x[s + r] - centre``.
 
-    Quadratic terms: squares for diagonal precisions, else products ``z_i z_l`` (i <= l)
-    in row-major order of the upper triangle.
+    Features are rows and tile rows columns (``phi`` has shape (F, R_max)). Quadratic terms:
+    squares for diagonal precisions, else products ``z_i z_l`` (i <= l) in row-major order of
+    the upper triangle.
     """
     d = centre.shape[0]
     for n in range(s, e):
         r = n - s
-        phi[r, 0] = 1.0
+        phi[0, r] = 1.0
         for i in range(d):
-            phi[r, 1 + i] = x[n, i] - centre[i]
+            phi[1 + i, r] = x[n, i] - centre[i]
         p = 1 + d
         if diagonal:
             for i in range(d):
-                phi[r, p] = phi[r, 1 + i] * phi[r, 1 + i]
+                phi[p, r] = phi[1 + i, r] * phi[1 + i, r]
                 p += 1
         else:
             for i in range(d):
-                zi = phi[r, 1 + i]
+                zi = phi[1 + i, r]
                 for l in range(i, d):
-                    phi[r, p] = zi * phi[r, 1 + l]
+                    phi[p, r] = zi * phi[1 + l, r]
                     p += 1
 
 
@@ -205,48 +208,65 @@ def _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagon
 
 @njit(cache=True, fastmath=_FAST)
 def _tile_logits(phi, n_rows, coef, n_cand, logits):
-    """``logits[:n_rows, :n_cand] = phi @ coef`` (vectorised over candidates)."""
-    n_feat = phi.shape[1]
-    for r in range(n_rows):
-        for j in range(n_cand):
-            logits[r, j] = coef[0, j]
+    """``logits[j * n_rows + r] = coef[:, j] . phi[:, r]`` (vectorised over rows).
+
+    ``logits`` is a flat buffer holding an (n_cand, n_rows) block.
+    """
+    n_feat = phi.shape[0]
+    for j in range(n_cand):
+        base = j * n_rows
+        c0 = coef[0, j]
+        for r in range(n_rows):
+            logits[base + r] = c0
         for f in range(1, n_feat):
-            v = phi[r, f]
-            for j in range(n_cand):
-                logits[r, j] += v * coef[f, j]
+            c = coef[f, j]
+            for r in range(n_rows):
+                logits[base + r] += c * phi[f, r]
 
 
 @njit(cache=True, fastmath=_EXACT)
-def _tile_softmax(logits, n_rows, n_cand, row_weights, out_log_prob, bits, gaps):
-    """Responsibilities times row weights in place; ``out_log_prob[r] = log p(row r)``."""
+def _tile_softmax(logits, n_rows, n_cand, row_weights, out_log_prob, top, total, bits):
+    """Weighted responsibilities in place of the (n_cand, n_rows) logits block.
+
+    ``out_log_prob[r] = log p(row r)``; every loop runs over rows or over the whole block.
+    """
+    size = n_cand * n_rows
     for r in range(n_rows):
-        top = -np.inf
-        for j in range(n_cand):
-            top = max(top, logits[r, j])
-        for j in range(n_cand):
-            gaps[j] = max(logits[r, j] - top, -700.0)
-        _exp_nonpositive(gaps, logits[r], bits, n_cand)
-        total = 0.0
-        for j in range(n_cand):
-            total += logits[r, j]
-        out_log_prob[r] = top + np.log(total)
-        scale = row_weights[r] / total
-        for j in range(n_cand):
-            logits[r, j] *= scale
+        top[r] = -np.inf
+        total[r] = 0.0
+    for j in range(n_cand):
+        base = j * n_rows
+        for r in range(n_rows):
+            top[r] = max(top[r], logits[base + r])
+    for j in range(n_cand):
+        base = j * n_rows
+        for r in range(n_rows):
+            logits[base + r] = max(logits[base + r] - top[r], -700.0)
+    _exp_nonpositive(logits, logits, bits, size)
+    for j in range(n_cand):
+        base = j * n_rows
+        for r in range(n_rows):
+            total[r] += logits[base + r]
+    for r in range(n_rows):
+        out_log_prob[r] = top[r] + np.log(total[r])
+        total[r] = row_weights[r] / total[r]
+    for j in range(n_cand):
+        base = j * n_rows
+        for r in range(n_rows):
+            logits[base + r] *= total[r]
 
 
 @njit(cache=True, fastmath=_FAST)
 def _tile_moments(phi, n_rows, resp, n_cand, moments):
-    """``moments[:, :n_cand] = phi.T @ resp`` (vectorised over candidates)."""
-    n_feat = phi.shape[1]
-    for f in range(n_feat):
-        for j in range(n_cand):
-            moments[f, j] = 0.0
-    for r in range(n_rows):
+    """``moments[f, j] = sum_r phi[f, r] resp[j * n_rows + r]`` (dot products over rows)."""
+    n_feat = phi.shape[0]
+    for j in range(n_cand):
+        base = j * n_rows
         for f in range(n_feat):
-            v = phi[r, f]
-            for j in range(n_cand):
-                moments[f, j] += v * resp[r, j]
+            acc = 0.0
+            for r in range(n_rows):
+                acc += phi[f, r] * resp[base + r]
+            moments[f, j] = acc
 
 
 @njit(cache=True)
@@ -312,7 +332,7 @@ def _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions, log_n
             continue
         best = -np.inf
         for j in range(n_seed):
-            best = max(best, logits[r, j])
+            best = max(best, logits[j * n_rows + r])
         floor = min(floor, best)
     n_cand = 0
     for k in range(k_total):
@@ -363,13 +383,14 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
         half = np.empty(d)
         diff = np.empty(d)
         m = np.empty(d)
-        phi = np.empty((max_rows, n_feat))
+        phi = np.empty((n_feat, max_rows))
         coef = np.empty((n_feat, k_total))
-        logits = np.empty((max_rows, k_total))
+        logits = np.empty(k_total * max_rows)
+        bits = np.empty(k_total * max_rows)
         moments = np.empty((n_feat, k_total))
         row_log_prob = np.empty(max_rows)
-        bits = np.empty(k_total)
-        gaps = np.empty(k_total)
+        top = np.empty(max_rows)
+        total = np.empty(max_rows)
         block_pairs = 0  # counted locally: a shared counter would bounce between cores
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
@@ -390,7 +411,7 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
             _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
                                coef, m)
             _tile_logits(phi, n_rows, coef, n_cand, logits)
-            _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, bits, gaps)
+            _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, top, total, bits)
             for r in range(n_rows):
                 log_prob[s + r] = row_log_prob[r] if w[s + r] > 0.0 else -np.inf
             _tile_moments(phi, n_rows, logits, n_cand, moments)
@@ -419,12 +440,13 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
         half = np.empty(d)
         diff = np.empty(d)
         m = np.empty(d)
-        phi = np.empty((max_rows, n_feat))
+        phi = np.empty((n_feat, max_rows))
         coef = np.empty((n_feat, k_total))
-        logits = np.empty((max_rows, k_total))
+        logits = np.empty(k_total * max_rows)
+        bits = np.empty(k_total * max_rows)
         row_log_prob = np.empty(max_rows)
-        bits = np.empty(k_total)
-        gaps = np.empty(k_total)
+        top = np.empty(max_rows)
+        total = np.empty(max_rows)
         s = starts[t]
         e = starts[t + 1]
         n_rows = e - s
@@ -440,9 +462,9 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
         for r in range(n_rows):
             best = 0
             for j in range(1, n_cand):
-                if logits[r, j] > logits[r, best]:
+                if logits[j * n_rows + r] > logits[best * n_rows + r]:
                     best = j
             labels[s + r] = cand[best]
-        _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, bits, gaps)
+        _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, top, total, bits)
         for r in range(n_rows):
             log_prob[s + r] = row_log_prob[r]

@@ -1,6 +1,7 @@
 """numba kernels for k-means initialisation: k-means++ potentials and Lloyd assignment.
 
-All take the rows as one contiguous float64 array in working coordinates.
+The rows are taken transposed, one contiguous array per feature (``xt`` of shape (D, N)), so
+that every inner loop runs over a block of rows and vectorises.
 """
 
 from __future__ import annotations
@@ -10,85 +11,114 @@ import numpy as np
 from numba import njit, prange
 
 _FAST = {"contract", "reassoc", "nsz"}
+# Rows per block: the distance buffers of a block stay in the first-level cache.
+BLOCK = 512
 
 
-def _blocks(n_rows):
-    return max(1, min(4 * numba.get_num_threads(), n_rows // 1024 + 1))
+def transposed(x):
+    """Rows as one contiguous array per feature, shape (D, N)."""
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
+
+
+def _n_blocks(n_rows):
+    return (n_rows + BLOCK - 1) // BLOCK
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _squared_distances_min(x, center, closest):
-    """``closest = min(closest, |x - center|^2)`` row by row."""
-    n, d = x.shape
-    for i in prange(n):
-        s = 0.0
+def _update_closest(xt, center, closest):
+    d, n = xt.shape
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        s = b * BLOCK
+        e = min(s + BLOCK, n)
+        dist = np.zeros(e - s)
         for j in range(d):
-            v = x[i, j] - center[j]
-            s += v * v
-        if s < closest[i]:
-            closest[i] = s
+            c = center[j]
+            for r in range(e - s):
+                v = xt[j, s + r] - c
+                dist[r] += v * v
+        for r in range(e - s):
+            if dist[r] < closest[s + r]:
+                closest[s + r] = dist[r]
 
 
-def update_closest(x, center, closest):
+def update_closest(xt, center, closest):
     """Shrink each row's squared distance to its nearest centre with a new ``center``."""
-    _squared_distances_min(x, np.ascontiguousarray(center, dtype=np.float64), closest)
+    _update_closest(xt, np.ascontiguousarray(center, dtype=np.float64), closest)
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _potentials(x, w, closest, candidates, n_blocks, out):
-    n, d = x.shape
+def _potentials(xt, w, closest, candidates, out):
+    d, n = xt.shape
     t = candidates.shape[0]
-    for b in prange(n_blocks):
-        acc = np.zeros(t)
-        for i in range(b * n // n_blocks, (b + 1) * n // n_blocks):
-            for c in range(t):
-                s = 0.0
-                for j in range(d):
-                    v = x[i, j] - candidates[c, j]
-                    s += v * v
-                acc[c] += w[i] * min(s, closest[i])
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        s = b * BLOCK
+        e = min(s + BLOCK, n)
+        dist = np.empty(e - s)
         for c in range(t):
-            out[b, c] = acc[c]
+            for r in range(e - s):
+                dist[r] = 0.0
+            for j in range(d):
+                cj = candidates[c, j]
+                for r in range(e - s):
+                    v = xt[j, s + r] - cj
+                    dist[r] += v * v
+            acc = 0.0
+            for r in range(e - s):
+                acc += w[s + r] * min(dist[r], closest[s + r])
+            out[b, c] = acc
 
 
-def candidate_potentials(x, w, closest, candidates):
+def candidate_potentials(xt, w, closest, candidates):
     """``sum_n w_n min(closest_n, |x_n - c|^2)`` for each candidate centre c, shape (T,)."""
-    blocks = _blocks(x.shape[0])
-    out = np.zeros((blocks, candidates.shape[0]))
-    _potentials(x, w, closest, np.ascontiguousarray(candidates, dtype=np.float64), blocks, out)
+    out = np.zeros((_n_blocks(xt.shape[1]), candidates.shape[0]))
+    _potentials(xt, w, closest, np.ascontiguousarray(candidates, dtype=np.float64), out)
     return out.sum(axis=0)
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _assign(x, w, centers_t, labels, n_blocks, counts, sums, changed):
-    n, d = x.shape
-    k = centers_t.shape[1]
+def _assign(xt, w, centers, labels, counts, sums, changed):
+    d, n = xt.shape
+    k = centers.shape[0]
+    n_blocks = counts.shape[0]
+    per = ((n + BLOCK - 1) // BLOCK + n_blocks - 1) // n_blocks
     for b in prange(n_blocks):
-        dist = np.empty(k)
+        dist = np.empty(BLOCK)
+        best_dist = np.empty(BLOCK)
+        best = np.empty(BLOCK)  # float labels: branch-free selects vectorise
         moved = 0
-        for i in range(b * n // n_blocks, (b + 1) * n // n_blocks):
+        for blk in range(b * per, min((b + 1) * per, (n + BLOCK - 1) // BLOCK)):
+            s = blk * BLOCK
+            e = min(s + BLOCK, n)
+            m = e - s
+            for r in range(m):
+                best_dist[r] = np.inf
+                best[r] = 0.0
             for c in range(k):
-                dist[c] = 0.0
-            for j in range(d):
-                xi = x[i, j]
-                for c in range(k):
-                    v = xi - centers_t[j, c]
-                    dist[c] += v * v
-            best = 0
-            for c in range(1, k):
-                if dist[c] < dist[best]:
-                    best = c
-            if labels[i] != best:
-                moved += 1
-                labels[i] = best
-            counts[b, best] += w[i]
-            for j in range(d):
-                sums[b, best, j] += w[i] * x[i, j]
+                for r in range(m):
+                    dist[r] = 0.0
+                for j in range(d):
+                    cj = centers[c, j]
+                    for r in range(m):
+                        v = xt[j, s + r] - cj
+                        dist[r] += v * v
+                fc = float(c)
+                for r in range(m):
+                    better = dist[r] < best_dist[r]
+                    best_dist[r] = dist[r] if better else best_dist[r]
+                    best[r] = fc if better else best[r]
+            for r in range(m):
+                label = int(best[r])
+                if labels[s + r] != label:
+                    moved += 1
+                    labels[s + r] = label
+                counts[b, label] += w[s + r]
+                for j in range(d):
+                    sums[b, label, j] += w[s + r] * xt[j, s + r]
         changed[b] = moved
 
 
-def assign_and_sum(x, w, centers, labels):
-    """Nearest centre of every row (brute force over centres, vectorised), in place.
+def assign_and_sum(xt, w, centers, labels):
+    """Nearest centre of every row (brute force over centres), labels updated in place.
 
     Returns
     -------
@@ -100,9 +130,9 @@ def assign_and_sum(x, w, centers, labels):
         Rows whose label changed.
     """
     k, d = centers.shape
-    blocks = _blocks(x.shape[0])
+    blocks = max(1, min(4 * numba.get_num_threads(), _n_blocks(xt.shape[1])))
     counts = np.zeros((blocks, k))
     sums = np.zeros((blocks, k, d))
     changed = np.zeros(blocks, dtype=np.int64)
-    _assign(x, w, np.ascontiguousarray(centers.T), labels, blocks, counts, sums, changed)
+    _assign(xt, w, np.ascontiguousarray(centers, dtype=np.float64), labels, counts, sums, changed)
     return counts.sum(axis=0), sums.sum(axis=0), int(changed.sum())

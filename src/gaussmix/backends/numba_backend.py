@@ -39,6 +39,7 @@ class TiledSource:
         self.starts = starts
         self.boxes = tile_boxes(self.x, starts)
         self.chunk_size = source.chunk_size
+        self.cache = {}  # what initialisations derive from the rows and can share
 
     @property
     def n_rows(self):

@@ -143,3 +143,61 @@ def test_console_script_and_module_entry_point(bw_png, tmp_path):
 def test_full_demo(tmp_path):
     code, stdout, stderr = run(["demo", "--out", str(tmp_path / "demo"), "--quiet"])
     assert code == 0, stderr
+
+
+def test_figures_command_writes_every_figure(tmp_path):
+    code, stdout, stderr = run(["figures", "--out", str(tmp_path / "f")])
+    assert code == 0, stderr
+    assert sorted(os.listdir(tmp_path / "f")) == sorted([
+        "1d-mixture.png", "1d-weights.png", "1d-fit.png", "2d-density.png", "conditionals.png",
+        "sampling.gif"])
+    assert "wrote 6 figures" in stdout
+    with Image.open(tmp_path / "f" / "sampling.gif") as gif:
+        assert gif.n_frames >= 40
+
+
+def test_segment_command(tmp_path):
+    from .test_segmentation import textured_scene
+
+    picture, truth, box = textured_scene("ellipse")
+    path = tmp_path / "scene.png"
+    Image.fromarray(picture).save(path)
+    out = tmp_path / "seg"
+    code, stdout, stderr = run(["segment", str(path), "--box", ",".join(map(str, box)), "--out",
+                                str(out)])
+    assert code == 0, stderr
+    mask = np.asarray(Image.open(out / "mask.png")) > 127
+    from gaussmix.segmentation import intersection_over_union
+
+    assert intersection_over_union(mask, truth) >= 0.95
+    assert (out / "overlay.png").exists() and "foreground:" in stdout
+
+
+def test_segment_with_a_rough_mask_file(tmp_path):
+    from .test_segmentation import textured_scene
+
+    picture, truth, box = textured_scene("stripes")
+    Image.fromarray(picture).save(tmp_path / "p.png")
+    rough = np.zeros(truth.shape, np.uint8)
+    rough[box[1]:box[3], box[0]:box[2]] = 255
+    Image.fromarray(rough).save(tmp_path / "rough.png")
+    code, _, stderr = run(["segment", str(tmp_path / "p.png"), "--mask", str(tmp_path / "rough.png"),
+                           "--out", str(tmp_path / "o")])
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize("box, pattern", [("0,0,500,500", "does not fit"),
+                                           ("0,0,96,96", "covers the whole picture")])
+def test_segment_bad_box_is_one_sentence(tmp_path, box, pattern):
+    from .test_segmentation import textured_scene
+
+    Image.fromarray(textured_scene("ellipse")[0]).save(tmp_path / "p.png")
+    code, _, stderr = run(["segment", str(tmp_path / "p.png"), "--box", box, "--out",
+                           str(tmp_path / "o")])
+    assert code == 2 and pattern in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_segment_needs_a_box_or_a_mask(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["segment", "x.png"])
+    assert info.value.code == 2 and "--box" in capsys.readouterr().err

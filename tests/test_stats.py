@@ -85,3 +85,19 @@ def test_stats_are_immutable_values():
     with pytest.raises(AttributeError):
         s.log_likelihood = 0.0
     assert s.n_components == 4 and s.n_features == 3
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_recentred_statistics_give_the_same_parameters(covariance_type):
+    x = make_blobs()
+    params = some_params(covariance_type, x)
+    stats = e_step(x, np.ones(len(x)), params, plan_e_step(params, exact=True))
+    moved = stats.recentered(np.random.RandomState(0).randn(4, 3))
+    from gaussmix._em import m_step
+
+    a, _ = m_step(stats, 1e-6, 1e-6)
+    b, _ = m_step(moved, 1e-6, 1e-6)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-12)
+    half = stats.scaled(0.5)
+    assert half.weight_sum == 0.5 * stats.weight_sum and half.n_rows == stats.n_rows

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
 from .io import load
 from .mixture import FitProgress, GaussianMixture
+from .segmentation import segment
 from .selection import SelectionTable, select
 
 
@@ -21,5 +22,6 @@ __all__ = [
     "SelectionTable",
     "__version__",
     "load",
+    "segment",
     "select",
 ]

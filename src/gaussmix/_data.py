@@ -8,6 +8,7 @@ rows' weights. Sources are re-iterable: every EM iteration is one pass.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +37,8 @@ class ArrayChunks:
     ----------
     X : ndarray of shape (N, D)
         Any float dtype; never modified or copied whole.
-    sample_weight : ndarray of shape (N,)
+    sample_weight : ndarray of shape (N,) or None
+        None weighs every row 1 (no (N,) array is made).
     shift : ndarray of shape (D,)
         Subtracted from every row (working coordinates).
     chunk_size : int
@@ -64,6 +66,8 @@ class ArrayChunks:
 
     def chunk(self, start, stop):
         x = np.asarray(self.X[start:stop], dtype=np.float64) - self.shift
+        if self.sample_weight is None:
+            return x, np.ones(len(x))
         return x, self.sample_weight[start:stop]
 
     def __iter__(self):
@@ -131,6 +135,18 @@ class FitData:
             self._cache["tiled"] = TiledSource(self.source(chunk_size))
         return self._cache["tiled"]
 
+    @property
+    def n_rows(self):
+        return self.X.shape[0]
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
     def jitter_floor(self, reg_covar):
         """Least extra diagonal for a covariance that is not positive definite: at least
         ``reg_covar`` and 1e-10 of the data's mean variance."""
@@ -138,3 +154,157 @@ class FitData:
         if not scale > 0:
             scale = max(float(np.mean(self.shift**2)), 1.0)
         return max(float(reg_covar), 1e-10 * scale)
+
+
+class CallableChunks:
+    """Chunks from a function: each pass calls ``make_chunks()`` for a fresh iterable.
+
+    The iterable yields arrays of shape (n_i, D) or pairs ``(array, weights)``. Every chunk is
+    validated (numeric, 2-D, finite, same D) as it arrives; nothing keeps the data.
+
+    Parameters
+    ----------
+    make_chunks : callable returning an iterable
+    shift : ndarray of shape (D,) or None
+        Subtracted from every row (None until the first pass has measured the data).
+    """
+
+    def __init__(self, make_chunks, shift=None):
+        self.make_chunks = make_chunks
+        self.shift = None if shift is None else np.asarray(shift, dtype=np.float64)
+        self.n_features = None
+
+    def with_shift(self, shift):
+        source = CallableChunks(self.make_chunks, shift)
+        source.n_features = self.n_features
+        return source
+
+    def raw_chunks(self):
+        """Validated ``(x, w)`` chunks in data coordinates (float64)."""
+        from ._validation import InputError, as_float_array, check_chunk_weights, check_finite
+
+        try:
+            chunks = iter(self.make_chunks())
+        except TypeError:
+            raise InputError("The data function must return an iterable of chunks (arrays of "
+                             "shape (n, n_features), or (array, weights) pairs).") from None
+        for index, chunk in enumerate(chunks):
+            if isinstance(chunk, tuple) and len(chunk) == 2:
+                rows, weights = chunk
+            else:
+                rows, weights = chunk, None
+            x = as_float_array(rows, name=f"chunk {index}")
+            check_finite(x, name=f"chunk {index}")
+            if self.n_features is None:
+                self.n_features = x.shape[1]
+            elif x.shape[1] != self.n_features:
+                raise InputError(f"chunk {index} has {x.shape[1]} features but earlier chunks "
+                                 f"have {self.n_features}; every chunk needs the same columns.")
+            w = (np.ones(x.shape[0]) if weights is None
+                 else check_chunk_weights(weights, x.shape[0], f"chunk {index}'s weights"))
+            yield np.asarray(x, dtype=np.float64), w
+
+    def __iter__(self):
+        for x, w in self.raw_chunks():
+            yield (x if self.shift is None else x - self.shift), w
+
+
+def stream_moments(source):
+    """Rows, positive-weight rows, total weight, weighted mean and variance of a stream, in
+    two passes (the second about the mean, so nothing cancels).
+
+    Returns
+    -------
+    n_rows, n_positive : int
+    total_weight : float
+    mean, variance : ndarray of shape (D,)
+    """
+    n_rows = n_positive = 0
+    total = 0.0
+    first = None
+    for x, w in source:
+        n_rows += len(x)
+        n_positive += int((w > 0).sum())
+        total += float(w.sum())
+        first = w @ x if first is None else first + w @ x
+    if n_rows == 0 or first is None:
+        from ._validation import InputError
+
+        raise InputError("The data yielded no rows; pass at least one chunk with rows.")
+    if not total > 0:
+        from ._validation import InputError
+
+        raise InputError("sample_weight is zero for every row; at least one row needs a "
+                         "positive weight.")
+    mean = first / total
+    second = sum(w @ ((x - mean) ** 2) for x, w in source)
+    return n_rows, n_positive, total, mean, second / total
+
+
+@dataclass(frozen=True)
+class StreamData:
+    """Training data that is read chunk by chunk, never held whole (memory maps, functions).
+
+    Offers what :class:`FitData` offers a fit: sizes, the working shift, the variance, the
+    jitter floor, and sources to walk.
+    """
+
+    source: object
+    n_rows: int
+    n_positive: int
+    n_features: int
+    dtype: np.dtype
+    total_weight: float
+    shift: np.ndarray
+    variance: np.ndarray
+
+    def jitter_floor(self, reg_covar):
+        return FitData.jitter_floor(self, reg_covar)
+
+    def fit_source(self, backend, chunk_size):
+        return self.source
+
+
+# Rows an initialisation samples from a stream: this many per component, within bounds.
+SAMPLE_ROWS_PER_COMPONENT = 50
+SAMPLE_MIN_ROWS = 10_000
+SAMPLE_MAX_ROWS = 200_000
+
+
+def stream_sample(data, n_components, random_state):
+    """A Bernoulli sample of a stream's positive-weight rows, in memory, as ArrayChunks.
+
+    About ``max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_COMPONENT * K)`` rows (at most
+    ``SAMPLE_MAX_ROWS``, at least K), in working coordinates, with their weights.
+    """
+    target = min(SAMPLE_MAX_ROWS, max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_COMPONENT * n_components))
+    p = min(1.0, target / max(data.n_positive, 1))
+    rows, weights = [], []
+    for x, w in data.source:
+        keep = (w > 0) & (random_state.random_sample(len(x)) < p)
+        rows.append(x[keep])
+        weights.append(w[keep])
+    x = np.concatenate(rows) if rows else np.empty((0, data.n_features))
+    w = np.concatenate(weights) if weights else np.empty(0)
+    if len(x) < n_components:  # an unlucky draw: take the first rows instead
+        firsts = [(cx[cw > 0], cw[cw > 0]) for cx, cw in data.source]
+        x = np.concatenate([f[0] for f in firsts])[:SAMPLE_MAX_ROWS]
+        w = np.concatenate([f[1] for f in firsts])[:SAMPLE_MAX_ROWS]
+    return ArrayChunks(x, w, np.zeros(data.n_features), max(1, len(x)))
+
+
+def load_npy(path):
+    """A ``.npy`` file as a read-only memory map, with one clear error for bad paths."""
+    from ._validation import InputError
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No data file at {path!r}; check the path.")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"Cannot read {path!r} as a .npy array ({exc}); pass a file written "
+                         "by numpy.save.") from None
+    if not isinstance(arr, np.memmap):
+        arr = np.lib.format.open_memmap(path, mode="r")
+    return arr

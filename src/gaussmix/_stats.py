@@ -95,6 +95,55 @@ class Stats:
 
     __radd__ = __add__
 
+    def scaled(self, factor):
+        """These statistics with every sum multiplied by ``factor`` (running averages)."""
+        return Stats(
+            covariance_type=self.covariance_type,
+            center=self.center,
+            resp_sum=self.resp_sum * factor,
+            x_sum=self.x_sum * factor,
+            xx_sum=self.xx_sum * factor,
+            log_likelihood=self.log_likelihood * factor,
+            weight_sum=self.weight_sum * factor,
+            n_rows=self.n_rows,
+            worst_log_prob=self.worst_log_prob,
+            worst_points=self.worst_points,
+        )
+
+    def recentered(self, center):
+        """The same statistics with moments about ``center`` (K, D) instead: exact algebra.
+
+        With ``d = old center - new center`` and ``y' = y + d``:
+        ``sum r y' = sum r y + N d`` and
+        ``sum r y' y'^T = sum r y y^T + (sum r y) d^T + d (sum r y)^T + N d d^T``.
+        """
+        center = np.asarray(center, dtype=np.float64)
+        d = self.center - center
+        n = self.resp_sum[:, np.newaxis]
+        m1 = self.x_sum
+        if self.covariance_type in ("full", "tied"):
+            cross = m1[:, :, np.newaxis] * d[:, np.newaxis, :]
+            shift = cross + np.swapaxes(cross, 1, 2) + n[:, :, np.newaxis] * (
+                d[:, :, np.newaxis] * d[:, np.newaxis, :])
+            xx = self.xx_sum + (shift if self.covariance_type == "full" else shift.sum(axis=0))
+        elif self.covariance_type == "diag":
+            xx = self.xx_sum + 2 * m1 * d + n * d * d
+        else:
+            xx = self.xx_sum + 2 * np.einsum("kd,kd->k", m1, d) + self.resp_sum * np.einsum(
+                "kd,kd->k", d, d)
+        return Stats(
+            covariance_type=self.covariance_type,
+            center=center.copy(),
+            resp_sum=self.resp_sum,
+            x_sum=m1 + n * d,
+            xx_sum=xx,
+            log_likelihood=self.log_likelihood,
+            weight_sum=self.weight_sum,
+            n_rows=self.n_rows,
+            worst_log_prob=self.worst_log_prob,
+            worst_points=self.worst_points,
+        )
+
 
 def merge_worst(log_probs, points, n_candidates):
     """Keep the ``n_candidates`` rows with the lowest log-density (ascending, ties stable).

@@ -100,6 +100,15 @@ def as_float_array(X, name="X"):
     return arr
 
 
+def as_array_view(X, name="X"):
+    """A 2-D numeric array (memory maps stay maps: chunks are converted when read)."""
+    if getattr(X, "ndim", None) != 2 or getattr(X, "dtype", np.dtype(object)).kind not in "fiub":
+        return as_float_array(X, name)
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        return as_float_array(X, name)  # the usual messages for empty data
+    return X
+
+
 def check_finite(X, name="X", chunk_size=65536):
     """Raise if ``X`` holds NaN or infinity, saying how many rows and where the first is."""
     n_nan = n_inf = 0
@@ -163,6 +172,21 @@ def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
             "sample_weight is zero for every row; at least one row needs a positive weight."
         )
     return weights
+
+
+def check_chunk_weights(weights, n_rows, name="chunk weights"):
+    """Non-negative finite weights for one chunk (a chunk may weigh nothing)."""
+    try:
+        w = np.array(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} could not be read as numbers; pass one non-negative number "
+                         "per row.") from None
+    if w.ndim != 1 or w.shape[0] != n_rows:
+        raise InputError(f"{name} have shape {w.shape} but the chunk has {n_rows} rows; pass "
+                         "one weight per row.")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise InputError(f"{name} must be finite and non-negative.")
+    return w
 
 
 class FeatureChecker:

@@ -47,6 +47,27 @@ def _unit_float(text):
     return value
 
 
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
+    return value
+
+
+def _box(text):
+    parts = text.split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected four whole numbers x0,y0,x1,y1, got {text!r}")
+    return values
+
+
 def _render_list(text):
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -80,6 +101,35 @@ def build_parser():
                       "gaussmix-demo)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    figures = sub.add_parser("figures", help="write the tutorial figures",
+                             description="Write the tutorial figures: 1-D mixtures, a 1-D fit "
+                             "over its histogram, a sampling animation (GIF), a 2-D fit with "
+                             "log-density contours, and conditional slices.")
+    figures.add_argument("--out", default="gaussmix-figures", help="output folder (default: "
+                         "gaussmix-figures)")
+    figures.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    seg = sub.add_parser("segment", help="cut the foreground out of a picture",
+                         description="Separate foreground from background with colour "
+                         "Gaussian mixtures (as GrabCut does); writes mask.png and overlay.png.")
+    seg.add_argument("image", help="picture file (PNG, JPEG, ...)")
+    where = seg.add_mutually_exclusive_group(required=True)
+    where.add_argument("--box", type=_box, help="x0,y0,x1,y1: a box around the object "
+                       "(pixels outside are background)")
+    where.add_argument("--mask", help="a picture whose white pixels are a rough first "
+                       "foreground")
+    seg.add_argument("-k", "--components", type=_positive_int, default=5,
+                     help="components of each colour mixture (default 5)")
+    seg.add_argument("--iterations", type=_positive_int, default=5,
+                     help="rounds of fitting and relabelling (default 5)")
+    seg.add_argument("--coherence", choices=("graphcut", "smooth", "none"), default="graphcut",
+                     help="how neighbouring pixels are kept together (default graphcut)")
+    seg.add_argument("--strength", type=_non_negative_float, default=None,
+                     help="neighbour penalty (graphcut, default 3) or smoothing in pixels "
+                     "(smooth, default 1.5)")
+    seg.add_argument("--out", default=None, help="output folder (default: IMAGE's name "
+                     "without extension, plus '-segment')")
     return parser
 
 
@@ -117,9 +167,9 @@ def _add_paint_options(parser, modes, renders):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def default_out(image_path):
+def default_out(image_path, suffix="gaussmix"):
     stem = os.path.splitext(os.path.basename(os.path.normpath(image_path)))[0] or "picture"
-    return f"{stem}-gaussmix"
+    return f"{stem}-{suffix}"
 
 
 def paint_file(image, out, options, reporter, stdout):
@@ -187,7 +237,58 @@ def run_demo(args, stdout, stderr):
           f"{os.path.abspath(args.out)}", file=stdout)
 
 
-COMMANDS = {"paint": run_paint, "demo": run_demo}
+def run_figures(args, stdout, stderr):
+    from matplotlib.animation import PillowWriter
+
+    from . import plotting
+    from .imaging.files import prepare_output_folder, write_figure
+    from .io import atomic_path
+
+    folder = prepare_output_folder(args.out)
+    models = plotting.tutorial_models(args.seed)
+    figures = {
+        "1d-mixture.png": plotting.figure_1d_mixture(),
+        "1d-weights.png": plotting.figure_1d_weights(),
+        "1d-fit.png": plotting.figure_1d_fit(models["data_1d"], models["model_1d"]),
+        "2d-density.png": plotting.figure_2d(models["data_2d"], models["model_2d"]),
+        "conditionals.png": plotting.figure_conditionals(models["gaussian"], models["mixture"]),
+    }
+    for name, figure in figures.items():
+        write_figure(os.path.join(folder, name), figure)
+    fig, animation = plotting.sampling_animation(models["model_1d"], seed=args.seed)
+    with atomic_path(os.path.join(folder, "sampling.gif")) as tmp:
+        animation.save(tmp, writer=PillowWriter(fps=3))
+    names = sorted(list(figures) + ["sampling.gif"])
+    print(f"wrote {len(names)} figures to {folder}: {', '.join(names)}", file=stdout)
+
+
+def run_segment(args, stdout, stderr):
+    import numpy as np
+
+    from .imaging.files import prepare_output_folder, read_image, write_png
+    from .segmentation import SegmentationError, overlay, segment
+
+    folder = prepare_output_folder(args.out or default_out(args.image, "segment"))
+    picture = read_image(args.image)
+    mask = None
+    if args.mask is not None:
+        rough = read_image(args.mask)
+        grey = rough if rough.ndim == 2 else rough[:, :, :3].mean(axis=2)
+        mask = grey > (grey.max() / 2 if grey.max() > 0 else 0)
+    try:
+        foreground = segment(picture, box=args.box, mask=mask, n_components=args.components,
+                             iterations=args.iterations, coherence=args.coherence,
+                             strength=args.strength)
+    except SegmentationError as exc:
+        raise UsageError(str(exc)) from None
+    write_png(os.path.join(folder, "mask.png"), np.where(foreground, 255, 0).astype(np.uint8))
+    write_png(os.path.join(folder, "overlay.png"), overlay(picture, foreground))
+    share = foreground.mean()
+    print(f"foreground: {int(foreground.sum())} pixels ({share:.1%}); wrote mask.png and "
+          f"overlay.png to {folder}", file=stdout)
+
+
+COMMANDS = {"paint": run_paint, "demo": run_demo, "figures": run_figures, "segment": run_segment}
 
 
 def main(argv=None, stdout=None, stderr=None):

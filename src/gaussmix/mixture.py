@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import warnings
 from typing import NamedTuple
@@ -14,10 +15,21 @@ from . import _algebra as algebra
 from . import backends
 from . import _covariance as cov
 from ._base import EstimatorBase
-from ._data import ArrayChunks, FitData, default_chunk_size
+from ._data import (
+    ArrayChunks,
+    CallableChunks,
+    FitData,
+    StreamData,
+    default_chunk_size,
+    load_npy,
+    stream_moments,
+    stream_sample,
+)
 from ._em import (
     Params,
+    e_step,
     expectation as chunked_expectation,
+    m_step,
     log_prob_and_resp,
     params_from_precision_cholesky,
     plan_e_step,
@@ -26,8 +38,10 @@ from ._em import (
     weighted_log_prob,
 )
 from ._init import INIT_METHODS, initial_params
+from ._stats import sum_stats
 from ._validation import (
     FeatureChecker,
+    as_array_view,
     as_float_array,
     check_choice,
     check_finite,
@@ -40,8 +54,10 @@ from .exceptions import ConvergenceWarning, RegularizationWarning, compatible, n
 
 # Rows per block when sampling (bounds the (rows, D, D) gather of covariance factors).
 SAMPLE_BLOCK_ROWS = 65536
-# score_samples and predict use the pruned kernel from this many (row, component) pairs on.
+# score_samples and predict use the pruned kernel from this many (row, component) pairs on,
+# in chunks of this many rows.
 FUSED_INFERENCE_PAIRS = 2_000_000
+FUSED_CHUNK_ROWS = 262_144
 
 
 class FitProgress(NamedTuple):
@@ -106,8 +122,13 @@ class GaussianMixture(EstimatorBase):
         iteration, ``max_iter``, lower bound, change): progress bars, logging, early looks.
     backend : {None, 'numpy', 'numba'}, default=None
         E-step implementation. None uses the fused, multi-threaded numba kernel when numba is
-        installed (it skips components that cannot matter to a tile of rows, exactly), numpy
-        matrix products otherwise. Results agree to rounding.
+        installed and the problem is large enough to gain from it (it skips components that
+        cannot matter to a tile of rows, exactly), numpy matrix products otherwise. Results
+        agree to rounding.
+    learning_decay, learning_offset : float, default=0.7 and 10.0
+        Step sizes of :meth:`partial_fit`: step t (from 1) blends a chunk's statistics in with
+        weight ``(learning_offset + t) ** -learning_decay``; a decay in (0.5, 1] makes the
+        running statistics converge (stepwise EM, Cappe and Moulines 2009).
 
     Attributes
     ----------
@@ -131,6 +152,8 @@ class GaussianMixture(EstimatorBase):
         best initialisation's EM.
     n_regularized_ : int
         Covariances that were not positive definite and got extra diagonal.
+    n_steps_ : int
+        Chunks seen by :meth:`partial_fit` since the last :meth:`fit`.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names, when ``X`` was a DataFrame with string column names.
@@ -167,6 +190,8 @@ class GaussianMixture(EstimatorBase):
         chunk_size=None,
         callback=None,
         backend=None,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -185,6 +210,8 @@ class GaussianMixture(EstimatorBase):
         self.chunk_size = chunk_size
         self.callback = callback
         self.backend = backend
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ----------------------------------------------------------------------------------------
     # Validation
@@ -201,6 +228,10 @@ class GaussianMixture(EstimatorBase):
         check_int(self.verbose_interval, "verbose_interval", 1)
         check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
         backends.resolve(self.backend)
+        check_real(self.learning_offset, "learning_offset", 0.0)
+        if not 0.5 < self.learning_decay <= 1.0:
+            raise ValueError(f"learning_decay must lie in (0.5, 1], got {self.learning_decay!r}; "
+                             "0.7 is a good default.")
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
 
@@ -259,7 +290,12 @@ class GaussianMixture(EstimatorBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), numpy memmap, path or callable
+            The data. A memory map (``np.load(path, mmap_mode='r')``) or the path of a
+            ``.npy`` file is read chunk by chunk, never whole; so is a function that returns
+            an iterable of chunks (arrays of shape (n_i, n_features), or ``(array, weights)``
+            pairs), called once per pass. Such streams are initialised from a sample of their
+            rows.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each row; an integer weight acts like repeating the row.
@@ -279,14 +315,53 @@ class GaussianMixture(EstimatorBase):
         labels : ndarray of shape (n_samples,)
         """
         self._fit(X, sample_weight)
+        if callable(X) and not hasattr(X, "shape"):
+            return np.concatenate([self.predict(x) for x, _ in CallableChunks(X).raw_chunks()])
         return self.predict(X)
 
     def _fit(self, X, sample_weight):
         self._check_parameters()
-        arr, weights = self._validate_fit_data(X, sample_weight)
-        data = FitData.prepare(arr, weights, self._chunk_size(arr.shape[1]))
+        data = self._prepare_stream(X, sample_weight)
+        if data is None:
+            arr, weights = self._validate_fit_data(X, sample_weight)
+            data = FitData.prepare(arr, weights, self._chunk_size(arr.shape[1]))
         with self._threads(data):
             self._fit_data(data, self._starts(data))
+
+    def _prepare_stream(self, X, sample_weight):
+        """:class:`StreamData` for data read chunk by chunk (a memory map, a ``.npy`` path, a
+        function yielding chunks), or None for in-memory arrays."""
+        if isinstance(X, (str, os.PathLike)):
+            X = load_npy(X)
+        if isinstance(X, np.memmap):
+            arr = as_array_view(X)
+            check_finite(arr)
+            weights = (None if sample_weight is None
+                       else check_sample_weight(sample_weight, arr.shape[0]))
+            source = ArrayChunks(arr, weights, np.zeros(arr.shape[1]),
+                                 self._chunk_size(arr.shape[1]))
+            dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        elif callable(X):
+            if sample_weight is not None:
+                raise ValueError("With a function that yields chunks, yield (rows, weights) "
+                                 "pairs instead of passing sample_weight.")
+            source = CallableChunks(X)
+            dtype = np.dtype(np.float64)
+        else:
+            return None
+        n_rows, n_positive, total, mean, variance = stream_moments(source)
+        n_features = source.n_features
+        if self.n_components > n_positive:
+            raise ValueError(
+                f"n_components={self.n_components} is larger than the number of samples with "
+                f"a positive weight (n_samples = {n_positive}); reduce n_components or provide "
+                "more data.")
+        self.n_features_in_ = n_features
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        shifted = (ArrayChunks(source.X, source.sample_weight, mean, source.chunk_size)
+                   if isinstance(source, ArrayChunks) else source.with_shift(mean))
+        return StreamData(shifted, n_rows, n_positive, n_features, dtype, total, mean, variance)
 
     def _threads(self, data):
         """BLAS on one thread while numba's kernels use the cores."""
@@ -295,7 +370,73 @@ class GaussianMixture(EstimatorBase):
         return contextlib.nullcontext()
 
     def _backend_for(self, data):
-        return backends.resolve(self.backend, data.X.shape[0] * self.n_components)
+        return backends.resolve(self.backend, data.n_rows * self.n_components)
+
+    # ----------------------------------------------------------------------------------------
+    # Streaming: stepwise EM
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one chunk of a stream (stepwise EM).
+
+        The first call fits the chunk as :meth:`fit` does. Each later call computes the
+        chunk's sufficient statistics under the current parameters, blends them into running
+        averages with the step size ``(learning_offset + t) ** -learning_decay`` (t counts the
+        steps), and re-estimates the parameters from the averages. Memory is one chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        if not self.__sklearn_is_fitted__():
+            self._fit(X, sample_weight)
+        if not hasattr(self, "n_steps_"):
+            # Start the running statistics from this chunk under the current parameters.
+            arr = self._validate_data(X)
+            weights = check_sample_weight(sample_weight, arr.shape[0])
+            self._running = self._chunk_stats(arr, weights).scaled(1.0 / weights.sum())
+            self._stream_floor = FitData.prepare(arr, weights, len(arr)).jitter_floor(
+                self.reg_covar)
+            self.n_steps_ = 1
+            return self
+        self._check_parameters()
+        arr = self._validate_data(X)
+        weights = check_sample_weight(sample_weight, arr.shape[0])
+        chunk = self._chunk_stats(arr, weights)
+        step = (self.learning_offset + self.n_steps_) ** -self.learning_decay
+        running = self._running.recentered(chunk.center).scaled(1.0 - step)
+        running = running + chunk.scaled(step / chunk.weight_sum)
+        params, report = m_step(running, float(self.reg_covar), self._stream_floor)
+        self._set_params(params, arr.dtype)
+        self._running = running
+        self.n_steps_ += 1
+        self.n_iter_ = self.n_steps_
+        self.lower_bound_ = (1.0 - step) * self.lower_bound_ + step * (
+            chunk.log_likelihood / chunk.weight_sum)
+        self.lower_bounds_.append(self.lower_bound_)
+        self.n_reseeded_ += report.n_reseeded
+        self.n_regularized_ += report.n_regularized
+        return self
+
+    def _chunk_stats(self, arr, weights):
+        """Statistics of validated rows under the current parameters, about the means."""
+        params = self._params()
+        n_pairs = arr.shape[0] * self.n_components
+        x = np.asarray(arr, dtype=np.float64)
+        if backends.resolve(self.backend, n_pairs) == "numba":
+            from .backends.numba_backend import streaming_fused_expectation
+
+            with backends.kernel_threads():
+                return streaming_fused_expectation([(x, weights)], params)
+        plan = plan_e_step(params, exact=True)
+        chunk_size = self._chunk_size(arr.shape[1])
+        return sum_stats(e_step(x[s:s + chunk_size], weights[s:s + chunk_size], params, plan)
+                         for s in range(0, len(x), chunk_size))
 
     def _chunk_size(self, n_features):
         return self.chunk_size or default_chunk_size(self.n_components, n_features)
@@ -305,21 +446,27 @@ class GaussianMixture(EstimatorBase):
         :class:`Params` in working coordinates."""
         if self.warm_start and hasattr(self, "converged_"):
             return [lambda: self._params().shifted(-data.shift)]
-        user = self._user_init(data.X.shape[1])
-        source = data.fit_source(self._backend_for(data), self._chunk_size(data.X.shape[1]))
+        user = self._user_init(data.n_features)
+        source = data.fit_source(self._backend_for(data), self._chunk_size(data.n_features))
         random_state = check_random_state(self.random_state)
+        streaming = isinstance(data, StreamData)
 
         def start():
-            return self._initial_params(source, random_state, data, *user)
+            # A stream is initialised from a fresh sample of its rows (held in memory).
+            rows = stream_sample(data, self.n_components, random_state) if streaming else source
+            return self._initial_params(rows, random_state, data, *user)
 
         return [start] * self.n_init
 
     def _fit_data(self, data, starts):
         """EM from each start on prepared data; keep the best; set the fitted attributes."""
         backend = self._backend_for(data)
-        source = data.fit_source(backend, self._chunk_size(data.X.shape[1]))
+        source = data.fit_source(backend, self._chunk_size(data.n_features))
         if backend == "numba":
-            from .backends.numba_backend import fused_expectation as expectation
+            from .backends import numba_backend
+
+            expectation = (numba_backend.streaming_fused_expectation
+                           if isinstance(data, StreamData) else numba_backend.fused_expectation)
         else:
             expectation = chunked_expectation
         best = None
@@ -339,7 +486,9 @@ class GaussianMixture(EstimatorBase):
             if best is None or result.lower_bound > best.lower_bound:
                 best = result
 
-        self._set_params(best.params.shifted(data.shift), data.X.dtype)
+        self._set_params(best.params.shifted(data.shift), data.dtype)
+        for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
+            self.__dict__.pop(stale, None)
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound
@@ -451,7 +600,7 @@ class GaussianMixture(EstimatorBase):
     # ----------------------------------------------------------------------------------------
     # Inference, chunk by chunk
 
-    def _chunks(self, arr):
+    def _chunks(self, arr, chunk_size=None):
         """Chunks of validated data with the matching parameters, both centred on the mixture.
 
         Centring the rows and the means on the mixture's mean keeps the expanded quadratic
@@ -460,7 +609,8 @@ class GaussianMixture(EstimatorBase):
         params = self._params()
         centre = params.weights @ params.means / params.weights.sum()
         params = params.shifted(-centre)
-        chunk_size = self.chunk_size or default_chunk_size(self.n_components, arr.shape[1])
+        chunk_size = chunk_size or self.chunk_size or default_chunk_size(self.n_components,
+                                                                         arr.shape[1])
         source = ArrayChunks(arr, np.ones(arr.shape[0]), centre, chunk_size)
         return params, source
 
@@ -483,18 +633,22 @@ class GaussianMixture(EstimatorBase):
 
         Large problems go through the pruned numba kernel when that backend is active.
         """
-        params, source = self._chunks(arr)
         n = arr.shape[0]
-        if n * self.n_components >= FUSED_INFERENCE_PAIRS and (
-                backends.resolve(self.backend, n * self.n_components) == "numba"):
-            from .backends.numba_backend import fused_log_prob
-
-            x = np.concatenate([chunk for chunk, _ in source])
-            with backends.kernel_threads():
-                return fused_log_prob(x, params)
-        plan = plan_e_step(params)
+        fused = n * self.n_components >= FUSED_INFERENCE_PAIRS and (
+            backends.resolve(self.backend, n * self.n_components) == "numba")
+        # The pruned kernel holds no (rows, K) block, so its chunks can be large.
+        params, source = self._chunks(arr, FUSED_CHUNK_ROWS if fused else None)
         log_prob = np.empty(n)
         labels = np.empty(n, dtype=np.intp)
+        if fused:
+            from .backends.numba_backend import fused_log_prob
+
+            with backends.kernel_threads():
+                for start, stop in source.bounds():
+                    x, _ = source.chunk(start, stop)
+                    log_prob[start:stop], labels[start:stop] = fused_log_prob(x, params)
+            return log_prob, labels
+        plan = plan_e_step(params)
         for start, stop in source.bounds():
             x, _ = source.chunk(start, stop)
             logits = weighted_log_prob(x, params, plan)

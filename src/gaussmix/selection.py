@@ -173,7 +173,7 @@ def _prepare(template, arr, weights):
 def _kmeans_runs(template, data, k):
     """The ``n_init`` k-means clusterings a fit with ``k`` components would compute."""
     model = GaussianMixture(k, chunk_size=template.chunk_size, backend=template.backend)
-    source = data.fit_source(model._backend_for(data), model._chunk_size(data.X.shape[1]))
+    source = data.fit_source(model._backend_for(data), model._chunk_size(data.n_features))
     random_state = check_random_state(template.random_state)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -183,7 +183,7 @@ def _kmeans_runs(template, data, k):
 
 def _start_from_labels(model, data, labels, centers):
     def start():
-        source = data.fit_source(model._backend_for(data), model._chunk_size(data.X.shape[1]))
+        source = data.fit_source(model._backend_for(data), model._chunk_size(data.n_features))
         stats = stats_of_labels(source, labels, centers, model.covariance_type)
         reg = float(model.reg_covar)
         return m_step(stats, reg, data.jitter_floor(reg), reseed=False)[0]

@@ -160,6 +160,34 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
     return stats
 
 
+def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
+    """Statistics of a stream of chunks: each chunk is tiled and run through the kernel on its
+    own, so memory stays one chunk deep."""
+    total = None
+    for x, w in source:
+        order, starts = kd_order(x, tile_rows)
+        tiled = _Tiled(np.ascontiguousarray(x[order]), np.ascontiguousarray(w[order]), starts)
+        stats = fused_expectation(tiled, params, threshold)
+        total = stats if total is None else total + stats
+    if total is None:
+        raise ValueError("No data: the chunk iterator yielded no rows.")
+    return total
+
+
+class _Tiled:
+    """One tiled chunk, in the shape :func:`fused_expectation` reads."""
+
+    def __init__(self, x, sample_weight, starts):
+        self.x = x
+        self.sample_weight = sample_weight.astype(np.float64)
+        self.starts = starts
+        self.boxes = tile_boxes(x, starts)
+
+    @property
+    def n_rows(self):
+        return self.x.shape[0]
+
+
 def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
     """``log p(x_n)`` and most likely component for rows ``x`` (working coordinates).
 

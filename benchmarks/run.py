@@ -1,0 +1,214 @@
+"""gaussmix against scikit-learn, side by side in one run, on picture workloads.
+
+For every workload both libraries run, each in its own process (so that peak memory is the
+run's own):
+
+- per-iteration time: a fixed number of EM iterations (tol=0) from the same initial
+  parameters (random rows as means, equal weights, 1% of the data's variance);
+- whole fit: default settings (k-means initialisation, tol=1e-3, max_iter=100) from
+  ``random_state=0``: seconds, iterations and the final mean log-likelihood of the data;
+- peak memory: the growth of the process's peak resident memory during the fit
+  (``/proc/self/clear_refs``, Linux).
+
+All workloads use ``reg_covar=1/12`` (a pixel is a unit square), in both libraries. The
+largest picture is too slow for scikit-learn's whole fit: it is timed on two iterations only.
+
+Usage::
+
+    python benchmarks/run.py                    # everything (about an hour on 2 cores)
+    python benchmarks/run.py --only camera      # one workload
+    python benchmarks/run.py --quick            # small sizes: a smoke test of the harness
+    python benchmarks/run.py --out results.md   # also write the table as Markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REG_COVAR = 1.0 / 12.0
+
+# name: (loader, loader args, K, n_init, per-iteration iterations (gaussmix, sklearn),
+#        sklearn whole fit?)
+WORKLOADS = {
+    "horse": ("horse_dark_pixels", {}, 500, 1, (10, 2), True),
+    "astronaut-128": ("astronaut_pixels", {"size": 128}, 1000, 1, (10, 2), True),
+    "astronaut-256": ("astronaut_pixels", {"size": 256}, 1000, 1, (5, 1), True),
+    "astronaut-512": ("astronaut_pixels", {"size": 512}, 1000, 1, (5, 2), False),
+    "camera": ("camera_dark_pixels", {}, 30, 10, (20, 5), True),
+}
+DESCRIPTIONS = {
+    "horse": "2-D dark pixels of the horse",
+    "astronaut-128": "5-D astronaut 128x128",
+    "astronaut-256": "5-D astronaut 256x256",
+    "astronaut-512": "5-D astronaut 512x512",
+    "camera": "2-D dark pixels of the camera, n_init=10",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker: one library, one workload, one mode, in a fresh process
+
+
+def _peak_rss_reset():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _proc_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def worker(task):
+    import warnings
+
+    import numpy as np
+
+    sys.path.insert(0, HERE)
+    import workloads
+
+    warnings.simplefilter("ignore")
+    name = task["workload"]
+    loader, args, k, n_init, _, _ = WORKLOADS[name]
+    X = getattr(workloads, loader)(**args)
+    if task.get("quick"):
+        X = X[:: max(1, len(X) // 4000)]
+        k = max(2, k // 10)
+    if task["library"] == "gaussmix":
+        from gaussmix import GaussianMixture
+
+        # Load the compiled kernels (numba's cache) before measuring.
+        GaussianMixture(2, max_iter=2).fit(X[:500])
+    else:
+        from sklearn.mixture import GaussianMixture
+
+    if task["mode"] == "iter":
+        kw = dict(max_iter=task["iterations"], tol=0.0, **workloads.spread_start(X, k))
+    else:
+        kw = dict(n_init=n_init, random_state=0)
+    model = GaussianMixture(k, reg_covar=REG_COVAR, **kw)
+    base_kib = _proc_kib("VmRSS")
+    _peak_rss_reset()
+    start = time.perf_counter()
+    model.fit(X)
+    seconds = time.perf_counter() - start
+    peak_kib = _proc_kib("VmHWM")
+    result = {"seconds": seconds, "peak_mib": max(0, peak_kib - base_kib) / 1024.0,
+              "n_iter": int(model.n_iter_), "n": int(len(X)), "k": k}
+    if task["mode"] == "iter":
+        result["per_iter"] = seconds / task["iterations"]
+    else:
+        result["ll"] = float(model.score(X))
+        result["converged"] = bool(model.converged_)
+    print(json.dumps(result))
+
+
+def run_task(task):
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(task)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker failed for {task}:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration
+
+
+def machine():
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import numpy
+    import sklearn
+
+    import gaussmix
+
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
+            f"{numpy.__version__}, scikit-learn {sklearn.__version__}, gaussmix "
+            f"{gaussmix.__version__}")
+
+
+def ratio(a, b):
+    return f"{a / b:.1f}x" if a and b else "-"
+
+
+def measure(name, quick):
+    _, _, _, _, (iters_ours, iters_theirs), sklearn_fit = WORKLOADS[name]
+    row = {"workload": name}
+    for library, iterations in (("gaussmix", iters_ours), ("sklearn", iters_theirs)):
+        base = {"library": library, "workload": name, "quick": quick}
+        row[library] = {"iter": run_task({**base, "mode": "iter", "iterations": iterations})}
+        if library == "gaussmix" or sklearn_fit:
+            row[library]["fit"] = run_task({**base, "mode": "fit"})
+    return row
+
+
+def format_rows(rows):
+    header = ("| workload | N | K | s/iter gaussmix | s/iter sklearn | per-iteration | fit s gaussmix"
+              " | fit s sklearn | whole fit | peak MiB gaussmix | peak MiB sklearn | memory | "
+              "mean log-lik. gaussmix | mean log-lik. sklearn |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for row in rows:
+        ours, theirs = row["gaussmix"], row["sklearn"]
+        of, tf = ours.get("fit"), theirs.get("fit")
+        mem_ours = (of or ours["iter"])["peak_mib"]
+        mem_theirs = (tf or theirs["iter"])["peak_mib"]
+        lines.append(
+            f"| {DESCRIPTIONS[row['workload']]} | {ours['iter']['n']:,} | {ours['iter']['k']} | "
+            f"{ours['iter']['per_iter']:.3f} | {theirs['iter']['per_iter']:.3f} | "
+            f"{ratio(theirs['iter']['per_iter'], ours['iter']['per_iter'])} | "
+            f"{of['seconds']:.1f} ({of['n_iter']} it.) | "
+            + (f"{tf['seconds']:.1f} ({tf['n_iter']} it.) | {ratio(tf['seconds'], of['seconds'])}"
+               if tf else "not run | -")
+            + f" | {mem_ours:.0f} | {mem_theirs:.0f}{'' if tf else ' (2 it.)'} | "
+            f"{ratio(mem_theirs, mem_ours)} | {of['ll']:.4f} | "
+            + (f"{tf['ll']:.4f} |" if tf else "- |")
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=None, help="comma-separated workloads "
+                        f"({','.join(WORKLOADS)})")
+    parser.add_argument("--quick", action="store_true", help="small sizes (harness smoke test)")
+    parser.add_argument("--out", default=None, help="also write the results as Markdown here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+    names = list(WORKLOADS) if args.only is None else args.only.split(",")
+    print(f"machine: {machine()}", flush=True)
+    rows = []
+    for name in names:
+        start = time.perf_counter()
+        rows.append(measure(name, args.quick))
+        print(f"{name}: measured in {time.perf_counter() - start:.0f} s", flush=True)
+        print(json.dumps(rows[-1]), flush=True)
+    table = format_rows(rows)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(f"Measured on {machine()}.\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from gaussmix._covariance import precision_cholesky
+from gaussmix._data import ArrayChunks
+from gaussmix._em import Params, e_step, m_step, plan_e_step
+from gaussmix.backends import fused
+from gaussmix.backends.numba_backend import TiledSource, fused_expectation, fused_log_prob
+
+from ..conftest import COVARIANCE_TYPES
+
+
+def test_polynomial_exp_is_within_two_ulp():
+    x = -np.concatenate([np.linspace(0, 700, 200_001), np.random.RandomState(0).uniform(0, 40, 10_000)])
+    out = np.empty_like(x)
+    bits = np.empty_like(x)
+    fused._exp_nonpositive(x, out, bits, len(x))
+    np.testing.assert_allclose(out, np.exp(x), rtol=4.5e-16, atol=0)
+
+
+def grid_clusters(k_side, spread, n_per, seed=0, d=2):
+    """Clusters on a grid: most components are far from most rows (pruning territory)."""
+    rng = np.random.RandomState(seed)
+    centres = np.stack(np.meshgrid(*[np.arange(k_side)] * 2), -1).reshape(-1, 2) * 10.0
+    if d > 2:
+        centres = np.c_[centres, rng.uniform(0, 30, (len(centres), d - 2))]
+    x = np.concatenate([c + spread * rng.randn(n_per, d) for c in centres])
+    return x, centres
+
+
+def params_for(covariance_type, means, scale, seed=0):
+    rng = np.random.RandomState(seed)
+    k, d = means.shape
+    if covariance_type == "full":
+        a = rng.randn(k, d, d) * 0.3
+        cov = (a @ a.transpose(0, 2, 1) + np.eye(d)) * scale
+    elif covariance_type == "tied":
+        cov = np.eye(d) * scale + 0.1 * scale
+    elif covariance_type == "diag":
+        cov = rng.uniform(0.5, 1.5, (k, d)) * scale
+    else:
+        cov = rng.uniform(0.5, 1.5, k) * scale
+    weights = rng.dirichlet(np.ones(k) * 5)
+    prec_chol, cov, _, _ = precision_cholesky(cov, covariance_type, 1e-12)
+    return Params(weights, means + 0.3 * rng.randn(k, d), prec_chol, cov, covariance_type)
+
+
+def assert_stats_agree(fast, ref, params):
+    p_fast, _ = m_step(fast, 1e-6, 1e-6)
+    p_ref, _ = m_step(ref, 1e-6, 1e-6)
+    for name in ("weights", "means", "covariances"):
+        a, b = getattr(p_fast, name), getattr(p_ref, name)
+        assert np.linalg.norm(a - b) <= 1e-10 * np.linalg.norm(b), name
+    assert fast.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-12)
+    assert fast.weight_sum == ref.weight_sum and fast.n_rows == ref.n_rows
+    np.testing.assert_array_equal(fast.center, params.means)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("k_side", [3, 10])  # 9 components: all taken; 100: pruned
+def test_fused_statistics_equal_the_exact_numpy_ones(covariance_type, k_side):
+    x, centres = grid_clusters(k_side, 1.5, 60, d=3 if covariance_type == "full" else 2)
+    w = np.random.RandomState(1).uniform(0, 2, len(x))
+    w[::13] = 0.0
+    params = params_for(covariance_type, centres, 2.0)
+    tiled = TiledSource(ArrayChunks(x, w, np.zeros(x.shape[1]), 500))
+    fast = fused_expectation(tiled, params)
+    ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
+    assert_stats_agree(fast, ref, params)
+    if k_side == 10:
+        assert fused_expectation.last_pair_fraction < 0.5  # pruning did its work
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fused_log_density_and_labels(covariance_type):
+    x, centres = grid_clusters(8, 2.0, 40)
+    params = params_for(covariance_type, centres, 3.0)
+    log_prob, labels = fused_log_prob(x, params)
+    plan = plan_e_step(params, exact=True)
+    from gaussmix._em import softmax_inplace, weighted_log_prob
+
+    logits = weighted_log_prob(x, params, plan)
+    np.testing.assert_array_equal(labels, logits.argmax(axis=1))
+    np.testing.assert_allclose(log_prob, softmax_inplace(logits), rtol=1e-12, atol=1e-12)
+
+
+def test_zero_weight_tiles_are_skipped():
+    x, centres = grid_clusters(3, 1.0, 100)
+    w = np.zeros(len(x))
+    w[:100] = 1.0
+    params = params_for("full", centres, 1.0)
+    tiled = TiledSource(ArrayChunks(x, w, np.zeros(2), 500))
+    stats = fused_expectation(tiled, params)
+    assert stats.n_rows == 100 and stats.weight_sum == 100.0
+    assert np.isfinite(stats.log_likelihood)
+
+
+def test_far_components_are_pruned_exactly():
+    """A component 1e3 standard deviations away: skipped, yet the statistics are exact."""
+    x, centres = grid_clusters(8, 1.0, 30)  # 65 components: more than SMALL_K, so pruned
+    means = np.r_[centres, [[1e4, 1e4]]]
+    params = params_for("diag", means, 1.0)
+    tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(2), 500))
+    stats = fused_expectation(tiled, params)
+    assert stats.resp_sum[-1] == 0.0
+    ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
+    assert ref.resp_sum[-1] < 1e-300
+    assert_stats_agree(stats, ref, params)

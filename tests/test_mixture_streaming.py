@@ -1,0 +1,173 @@
+"""Data that never sits in memory whole: memory maps, .npy paths, chunk functions, and
+stepwise EM with partial_fit."""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+from gaussmix import GaussianMixture
+from gaussmix.exceptions import ConvergenceWarning
+
+from .conftest import COVARIANCE_TYPES, make_blobs
+
+PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+def start(X, k, covariance_type):
+    rng = np.random.RandomState(0)
+    shape = {"full": (k, 3, 3), "tied": (3, 3), "diag": (k, 3), "spherical": (k,)}
+    prec = {"full": np.tile(np.eye(3), (k, 1, 1)), "tied": np.eye(3), "diag": np.ones((k, 3)),
+            "spherical": np.ones(k)}[covariance_type]
+    assert prec.shape == shape[covariance_type]
+    return dict(weights_init=np.full(k, 1.0 / k), means_init=X[rng.choice(len(X), k, replace=False)],
+                precisions_init=prec)
+
+
+def assert_same(a, b, rtol=1e-10):
+    for name in PARAMS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert np.linalg.norm(x - y) <= rtol * np.linalg.norm(y), name
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_memmap_fit_equals_the_in_memory_fit(tmp_path, covariance_type, backend):
+    X = make_blobs(n_per=300)
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    kw = dict(covariance_type=covariance_type, max_iter=20, tol=0, backend=backend,
+              chunk_size=128, **start(X, 4, covariance_type))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(4, **kw).fit(X)
+        streamed = GaussianMixture(4, **kw).fit(mm)
+        from_path = GaussianMixture(4, **kw).fit(str(tmp_path / "x.npy"))
+    assert_same(streamed, ref)
+    assert_same(from_path, ref)
+    assert streamed.n_features_in_ == 3
+
+
+def chunk_function(X, weights=None, size=97):
+    def chunks():
+        for s in range(0, len(X), size):
+            if weights is None:
+                yield X[s:s + size]
+            else:
+                yield X[s:s + size], weights[s:s + size]
+    return chunks
+
+
+def test_chunk_function_with_weights_equals_the_weighted_fit():
+    X = make_blobs(n_per=200)
+    w = np.random.RandomState(1).uniform(0, 2, len(X))
+    kw = dict(max_iter=15, tol=0, **start(X, 3, "full"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(3, **kw).fit(X, sample_weight=w)
+        streamed = GaussianMixture(3, **kw).fit(chunk_function(X, w))
+    assert_same(streamed, ref)
+
+
+def test_streams_initialise_from_a_sample_and_fit_well(tmp_path):
+    X = np.concatenate([make_blobs(n_per=2000, seed=s) + 10 * s for s in range(3)])
+    np.save(tmp_path / "x.npy", X)
+    batch = GaussianMixture(9, random_state=0).fit(X)
+    streamed = GaussianMixture(9, random_state=0, chunk_size=1000).fit(tmp_path / "x.npy")
+    assert streamed.score(X) >= batch.score(X) - 0.02 * abs(batch.score(X))
+    labels = GaussianMixture(9, random_state=0).fit_predict(chunk_function(X, size=1500))
+    assert labels.shape == (len(X),) and labels.max() < 9
+
+
+def test_stream_memory_does_not_grow_with_rows(tmp_path):
+    rng = np.random.RandomState(0)
+    sizes = {"small": 40_000, "large": 160_000}
+    peaks = {}
+    for name, n in sizes.items():
+        np.save(tmp_path / f"{name}.npy", rng.rand(n, 2))
+        mm = np.load(tmp_path / f"{name}.npy", mmap_mode="r")
+        gm = GaussianMixture(50, max_iter=2, tol=0, chunk_size=4000, random_state=0)
+        tracemalloc.start()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm.fit(mm)
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # Four times the rows; the bounded initialisation sample dominates, not the data.
+    assert peaks["large"] - peaks["small"] < 2 * 2**20
+    assert peaks["large"] < 160_000 * 2 * 8  # less than the data itself
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda: (lambda: [np.ones((5, 2)), np.ones((5, 3))]), "chunk 1 has 3 features"),
+        (lambda: (lambda: [np.full((5, 2), np.nan)]), r"chunk 0 contains NaN in 5 rows"),
+        (lambda: (lambda: [(np.ones((5, 2)), -np.ones(5))]), "must be finite and non-negative"),
+        (lambda: (lambda: []), "yielded no rows"),
+        (lambda: (lambda: 42), "must return an iterable of chunks"),
+    ],
+)
+def test_bad_streams_are_refused_with_one_sentence(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        GaussianMixture(1).fit(make())
+
+
+def test_stream_arguments(tmp_path):
+    X = make_blobs()
+    with pytest.raises(ValueError, match="yield \\(rows, weights\\) pairs instead"):
+        GaussianMixture(2).fit(chunk_function(X), sample_weight=np.ones(len(X)))
+    with pytest.raises(FileNotFoundError, match="No data file"):
+        GaussianMixture(2).fit(tmp_path / "missing.npy")
+    (tmp_path / "bad.npy").write_text("not numpy")
+    with pytest.raises(ValueError, match="as a .npy array"):
+        GaussianMixture(2).fit(tmp_path / "bad.npy")
+    with pytest.raises(ValueError, match="n_components=500 is larger"):
+        GaussianMixture(500).fit(chunk_function(X))
+
+
+# --------------------------------------------------------------------------------------------
+# partial_fit
+
+
+def stream_of_chunks(n_chunks=40, size=300, seed=0):
+    rng = np.random.RandomState(seed)
+    centres = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 6.0, 3.0]])
+    for _ in range(n_chunks):
+        labels = rng.randint(0, 3, size)
+        yield centres[labels] + rng.randn(size, 3) * 0.7
+
+
+def test_partial_fit_converges_to_the_batch_fit():
+    chunks = list(stream_of_chunks())
+    gm = GaussianMixture(3, random_state=0)
+    for chunk in chunks:
+        gm.partial_fit(chunk)
+    batch = GaussianMixture(3, random_state=0).fit(np.concatenate(chunks))
+    order, ref = np.argsort(gm.means_[:, 0] + gm.means_[:, 1]), np.argsort(
+        batch.means_[:, 0] + batch.means_[:, 1])
+    np.testing.assert_allclose(gm.means_[order], batch.means_[ref], atol=0.1)
+    np.testing.assert_allclose(gm.weights_[order], batch.weights_[ref], atol=0.03)
+    assert gm.n_steps_ == len(chunks)
+    assert np.isfinite(gm.lower_bound_) and len(gm.lower_bounds_) >= len(chunks) - 1
+
+
+def test_partial_fit_continues_after_fit_and_fit_restarts_the_stream():
+    chunks = list(stream_of_chunks(5))
+    gm = GaussianMixture(3, random_state=0).fit(chunks[0])
+    before = gm.means_.copy()
+    gm.partial_fit(chunks[1])
+    assert gm.n_steps_ == 1 and np.array_equal(gm.means_, before)  # first step: statistics only
+    gm.partial_fit(chunks[2])
+    assert gm.n_steps_ == 2 and not np.array_equal(gm.means_, before)
+    gm.fit(chunks[3])
+    assert not hasattr(gm, "n_steps_")
+
+
+def test_partial_fit_checks_its_input():
+    gm = GaussianMixture(2, random_state=0).partial_fit(np.random.RandomState(0).randn(50, 3))
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
+        gm.partial_fit(np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="learning_decay must lie in"):
+        GaussianMixture(2, learning_decay=0.3).partial_fit(np.random.RandomState(0).randn(50, 3))

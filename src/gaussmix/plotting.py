@@ -44,13 +44,14 @@ def _draw_1d(ax, x, weights, means, stds, title=None):
     parts, total = mixture_pdf_1d(x, weights, means, stds)
     for k, part in enumerate(parts):
         ax.plot(x, part, "--", color=_colour(k), lw=1.4,
-                label=f"w={weights[k]:.2f} N({means[k]:g}, {stds[k]:g}²)")
+                label=f"w={weights[k]:.2f} N({means[k]:.2f}, {stds[k]:.2f}²)")
     ax.plot(x, total, "k-", lw=2.2, label="mixture")
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     if title:
         ax.set_title(title, fontsize=10)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.08 * total.max())
+    return total.max()
 
 
 def figure_1d_mixture(weights=(0.3, 0.5, 0.2), means=(-2.0, 1.0, 4.0), stds=(0.8, 1.2, 0.6)):
@@ -71,11 +72,11 @@ def figure_1d_weights(weight_sets=((1 / 3, 1 / 3, 1 / 3), (0.7, 0.2, 0.1), (0.1,
     means, stds = np.asarray(means), np.asarray(stds)
     x = np.linspace(means.min() - 4 * stds.max(), means.max() + 4 * stds.max(), 600)
     fig = _figure(3.2 * len(weight_sets), 3.2)
-    axes = fig.subplots(1, len(weight_sets), sharey=True)
-    for ax, weights in zip(np.atleast_1d(axes), weight_sets):
-        weights = np.asarray(weights)
-        _draw_1d(ax, x, weights, means, stds,
-                 "weights " + ", ".join(f"{w:.2f}" for w in weights))
+    axes = np.atleast_1d(fig.subplots(1, len(weight_sets), sharey=True))
+    peaks = [_draw_1d(ax, x, np.asarray(weights), means, stds,
+                      "weights " + ", ".join(f"{w:.2f}" for w in weights))
+             for ax, weights in zip(axes, weight_sets)]
+    axes[0].set_ylim(0, 1.08 * max(peaks))  # shared: the tallest mixture fits
     fig.suptitle("Same components, different weights", fontsize=11)
     return fig
 
@@ -97,6 +98,7 @@ def figure_1d_fit(data, model, bins=40):
     ax.hist(data, bins=bins, density=True, color="0.85", edgecolor="0.6", label="data")
     _draw_1d(ax, x, weights, means, stds,
              f"{model.n_components} components fitted to {len(data)} points")
+    ax.set_ylim(0, 1.08 * max(ax.get_ylim()[1], max(p.get_height() for p in ax.patches)))
     rug_height = 0.03 * ax.get_ylim()[1]
     ax.plot(data, np.full_like(data, -0.5 * rug_height), "|", color="0.2", ms=8, alpha=0.5,
             label="rug")

@@ -110,26 +110,28 @@ def kmeans_plusplus(x, w, n_clusters, random_state, order=None):
         Rows chosen as centres.
     """
     n_local_trials = 2 + int(np.log(n_clusters))
-    kernels = _kernels()
-    xt = kernels.transposed(x) if kernels is not None else None
     if order is None:
         order = _lexicographic_order(x)
-    first = int(_weighted_draw(order, w, 1, random_state)[0])
-    indices = [first]
-    centers = [x[first]]
-    closest = np.full(len(x), np.inf)
-    _update_closest(x, xt, x[first], closest)
+    # Work on the rows in draw order, so that every weighted draw is a plain cumulative sum.
+    xs = np.ascontiguousarray(x[order])
+    ws = np.ascontiguousarray(w[order])
+    kernels = _kernels()
+    xt = kernels.transposed(xs) if kernels is not None else None
+    first = int(_weighted_draw(None, ws, 1, random_state)[0])
+    chosen = [first]
+    closest = np.full(len(xs), np.inf)
+    _update_closest(xs, xt, xs[first], closest)
     for _ in range(1, n_clusters):
-        weighted = closest * w
+        weighted = closest * ws
         # When every row already sits on a centre, any row will do.
-        mass = weighted if weighted.sum() > 0 else w
-        candidate_ids = _weighted_draw(order, mass, n_local_trials, random_state)
-        candidates = x[candidate_ids]
-        best = int(np.argmin(_candidate_potentials(x, xt, w, closest, candidates)))
-        indices.append(int(candidate_ids[best]))
-        centers.append(candidates[best])
-        _update_closest(x, xt, candidates[best], closest)
-    return np.array(centers), np.array(indices)
+        mass = weighted if weighted.sum() > 0 else ws
+        candidate_ids = _weighted_draw(None, mass, n_local_trials, random_state)
+        candidates = xs[candidate_ids]
+        best = int(np.argmin(_candidate_potentials(xs, xt, ws, closest, candidates)))
+        chosen.append(int(candidate_ids[best]))
+        _update_closest(xs, xt, candidates[best], closest)
+    chosen = np.array(chosen)
+    return xs[chosen], order[chosen]
 
 
 def _weighted_draw(order, mass, size, random_state):
@@ -139,9 +141,10 @@ def _weighted_draw(order, mass, size, random_state):
     coordinates), so the draw depends only on the weighted set of rows: an integer weight picks
     the same point as repeating the row, whatever the row order.
     """
-    cumulative = np.cumsum(mass[order])
+    cumulative = np.cumsum(mass if order is None else mass[order])
     targets = random_state.uniform(size=size) * cumulative[-1]
-    return order[np.minimum(np.searchsorted(cumulative, targets), len(order) - 1)]
+    picked = np.minimum(np.searchsorted(cumulative, targets), len(cumulative) - 1)
+    return picked if order is None else order[picked]
 
 
 def seeding_sample(x, w, n_clusters, random_state, cache=None):
@@ -232,10 +235,16 @@ def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEAN
     threshold = tol * (float(np.mean(variance)) if variance is not None else 1.0)
     labels = np.full(len(x), -1, dtype=np.int64)
     kernels = _kernels()
-    xt = kernels.transposed(x) if kernels is not None and n_clusters <= BRUTE_FORCE_MAX_K else None
+    xt = None
+    if kernels is not None and n_clusters <= BRUTE_FORCE_MAX_K:
+        if "transposed" not in cache or getattr(source, "x", None) is not x:
+            cache["transposed"] = kernels.transposed(x)
+        xt = cache["transposed"]
+    settled = False
     for _ in range(max_iter):
         counts, sums, n_changed = _assign(x, xt, w, centers, labels)
         if n_changed == 0:
+            settled = True  # the labels already belong to these centres
             break
         new_centers = centers.copy()
         filled = counts > 0
@@ -248,13 +257,18 @@ def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEAN
         centers = new_centers
         if shift <= threshold and not len(empty):
             break
-    _assign(x, xt, w, centers, labels)  # labels of the final centres
+    if not settled:
+        _assign(x, xt, w, centers, labels)  # labels of the final centres
     return labels, centers
 
 
 def stats_of_labels(source, labels, centers, covariance_type):
     """Statistics of a hard assignment of every row (label -1: no component), about
     ``centers`` (K, D) so that no second moment cancels."""
+    kernels = _kernels()
+    if kernels is not None and getattr(source, "x", None) is not None:
+        return _as_stats(_label_moments(kernels, source, labels, centers, covariance_type),
+                         centers, source, covariance_type)
     total = None
     start = 0
     for x, w in source:
@@ -263,6 +277,34 @@ def stats_of_labels(source, labels, centers, covariance_type):
         total = arrays if total is None else tuple(a + b for a, b in zip(total, arrays))
         start = stop
     return _as_stats(total, centers, source, covariance_type)
+
+
+def _label_moments(kernels, source, labels, centers, covariance_type):
+    """:func:`stats_of_labels`'s arrays from the numba kernel, for rows held in memory."""
+    k, d = centers.shape
+    diagonal = covariance_type in ("diag", "spherical")
+    cache = getattr(source, "cache", {})
+    if "transposed" not in cache:
+        cache["transposed"] = kernels.transposed(source.x)
+    counts, first, second = kernels.label_moments(
+        cache["transposed"], np.ascontiguousarray(source.sample_weight, dtype=np.float64),
+        np.ascontiguousarray(labels, dtype=np.int64), centers, diagonal)
+    if covariance_type == "full":
+        rows, cols = np.triu_indices(d)
+        xx = np.empty((k, d, d))
+        xx[:, rows, cols] = second
+        xx[:, cols, rows] = second
+    elif covariance_type == "tied":
+        rows, cols = np.triu_indices(d)
+        packed = second.sum(axis=0)
+        xx = np.empty((d, d))
+        xx[rows, cols] = packed
+        xx[cols, rows] = packed
+    elif covariance_type == "diag":
+        xx = second
+    else:
+        xx = second.sum(axis=1)
+    return counts, first, xx
 
 
 def stats_of_random_resp(source, n_clusters, covariance_type, random_state):

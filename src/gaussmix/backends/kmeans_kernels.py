@@ -136,3 +136,50 @@ def assign_and_sum(xt, w, centers, labels):
     changed = np.zeros(blocks, dtype=np.int64)
     _assign(xt, w, np.ascontiguousarray(centers, dtype=np.float64), labels, counts, sums, changed)
     return counts.sum(axis=0), sums.sum(axis=0), int(changed.sum())
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _label_moments(xt, w, labels, centers, diagonal, counts, first, second):
+    d, n = xt.shape
+    n_blocks = counts.shape[0]
+    q = second.shape[2]
+    diff = np.empty((n_blocks, d))
+    for b in prange(n_blocks):
+        for i in range(b * n // n_blocks, (b + 1) * n // n_blocks):
+            label = labels[i]
+            if label < 0 or w[i] == 0.0:
+                continue
+            wi = w[i]
+            counts[b, label] += wi
+            for j in range(d):
+                diff[b, j] = xt[j, i] - centers[label, j]
+                first[b, label, j] += wi * diff[b, j]
+            if diagonal:
+                for j in range(d):
+                    second[b, label, j] += wi * diff[b, j] * diff[b, j]
+            else:
+                p = 0
+                for j in range(d):
+                    for l in range(j, d):
+                        second[b, label, p] += wi * diff[b, j] * diff[b, l]
+                        p += 1
+    return q
+
+
+def label_moments(xt, w, labels, centers, diagonal):
+    """Weighted count, first and second moments of each label's rows about its centre.
+
+    Returns
+    -------
+    counts : (K,); first : (K, D); second : (K, D) diagonal or (K, D(D+1)/2) packed upper
+    triangle (row-major), about ``centers``.
+    """
+    k, d = centers.shape
+    q = d if diagonal else d * (d + 1) // 2
+    blocks = max(1, min(4 * numba.get_num_threads(), _n_blocks(xt.shape[1])))
+    counts = np.zeros((blocks, k))
+    first = np.zeros((blocks, k, d))
+    second = np.zeros((blocks, k, q))
+    _label_moments(xt, w, labels, np.ascontiguousarray(centers, dtype=np.float64), diagonal,
+                   counts, first, second)
+    return counts.sum(axis=0), first.sum(axis=0), second.sum(axis=0)

@@ -264,6 +264,10 @@ class StreamData:
     def fit_source(self, backend, chunk_size):
         return self.source
 
+    def sample(self, n_rows, random_state):
+        """About ``n_rows`` of the positive-weight rows, in memory (see :func:`stream_sample`)."""
+        return stream_sample(self, n_rows, random_state)
+
 
 # Rows an initialisation samples from a stream: this many per component, within bounds.
 SAMPLE_ROWS_PER_COMPONENT = 50
@@ -271,14 +275,15 @@ SAMPLE_MIN_ROWS = 10_000
 SAMPLE_MAX_ROWS = 200_000
 
 
-def stream_sample(data, n_components, random_state):
-    """A Bernoulli sample of a stream's positive-weight rows, in memory, as ArrayChunks.
+def sample_size(n_components):
+    """Rows an initialisation samples from data it cannot hold: enough for K components."""
+    return min(SAMPLE_MAX_ROWS, max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_COMPONENT * n_components))
 
-    About ``max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_COMPONENT * K)`` rows (at most
-    ``SAMPLE_MAX_ROWS``, at least K), in working coordinates, with their weights.
-    """
-    target = min(SAMPLE_MAX_ROWS, max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_COMPONENT * n_components))
-    p = min(1.0, target / max(data.n_positive, 1))
+
+def stream_sample(data, n_rows, random_state):
+    """A Bernoulli sample of about ``n_rows`` of a stream's positive-weight rows, in memory,
+    in working coordinates, with their weights, as ArrayChunks."""
+    p = min(1.0, n_rows / max(data.n_positive, 1))
     rows, weights = [], []
     for x, w in data.source:
         keep = (w > 0) & (random_state.random_sample(len(x)) < p)
@@ -286,7 +291,7 @@ def stream_sample(data, n_components, random_state):
         weights.append(w[keep])
     x = np.concatenate(rows) if rows else np.empty((0, data.n_features))
     w = np.concatenate(weights) if weights else np.empty(0)
-    if len(x) < n_components:  # an unlucky draw: take the first rows instead
+    if len(x) < min(n_rows, data.n_positive):  # an unlucky draw: take the first rows instead
         firsts = [(cx[cw > 0], cw[cw > 0]) for cx, cw in data.source]
         x = np.concatenate([f[0] for f in firsts])[:SAMPLE_MAX_ROWS]
         w = np.concatenate([f[1] for f in firsts])[:SAMPLE_MAX_ROWS]

@@ -11,6 +11,8 @@ import warnings
 
 import numpy as np
 
+from ._covariance import is_positive_definite
+
 
 class InputError(ValueError, TypeError):
     """Bad data: a ValueError (and a TypeError, for non-numeric values)."""
@@ -291,3 +293,74 @@ def check_random_state(seed):
     raise ValueError(
         f"random_state must be None, an int or a numpy RandomState, got {seed!r}."
     )
+
+
+def as_array_of_shape(value, shape, name):
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers of shape {shape}.") from None
+    if arr.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {arr.shape}; "
+            "pass one value per component (and feature)."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity; pass finite values.")
+    return arr
+
+
+def checked_weights(weights, name):
+    if (weights < 0).any():
+        raise ValueError(f"{name} must lie in [0, 1], got a minimum of {weights.min():.5g}; "
+                         "pass proportions.")
+    if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+        raise ValueError(f"{name} must sum to 1, got {weights.sum():.6g}; divide it by its sum.")
+    return weights / weights.sum()
+
+
+def check_positive_definite(matrices, covariance_type, name):
+    if covariance_type in ("full", "tied"):
+        stacked = matrices if covariance_type == "full" else matrices[np.newaxis]
+        if not is_positive_definite(stacked):
+            raise ValueError(f"{name} for covariance_type={covariance_type!r} must be symmetric "
+                             "positive definite.")
+    elif not (matrices > 0).all():
+        raise ValueError(f"{name} for covariance_type={covariance_type!r} must be positive.")
+
+
+def check_dims(dims, size, name, proper=False):
+    """Validated distinct indices into ``range(size)`` (negative ones count from the end)."""
+    try:
+        arr = np.atleast_1d(np.asarray(dims))
+    except (TypeError, ValueError):
+        arr = np.array([object()])
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be a non-empty sequence of integer indices, got {dims!r}.")
+    if (arr < -size).any() or (arr >= size).any():
+        raise ValueError(f"{name} must index into {size} entries (0 to {size - 1}), got {dims!r}.")
+    arr = np.where(arr < 0, arr + size, arr).astype(np.intp)
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"{name} must not repeat an index, got {dims!r}.")
+    if proper and len(arr) >= size:
+        raise ValueError(f"{name} must leave at least one feature free; condition on fewer than "
+                         f"all {size} features.")
+    return arr
+
+
+def check_values(values, n_given, single):
+    """Query values as a float64 array of shape (M, n_given)."""
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("values must be numbers; pass an array of shape "
+                         f"(n_queries, {n_given}).") from None
+    if single:
+        arr = arr[np.newaxis] if arr.ndim == 1 else arr
+    if arr.ndim != 2 or arr.shape[1] != n_given or (single and arr.shape[0] != 1):
+        want = f"({n_given},)" if single else f"(n_queries, {n_given})"
+        raise ValueError(f"values must have shape {want}, one value per given feature; got "
+                         f"shape {np.shape(values)}.")
+    if not np.isfinite(arr).all():
+        raise ValueError("values contains NaN or infinity; pass finite numbers.")
+    return arr

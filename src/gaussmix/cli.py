@@ -101,6 +101,8 @@ def build_parser():
                       "gaussmix-demo)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--dask", default=None, metavar="ADDRESS",
+                      help="fit on a dask.distributed cluster (scheduler address)")
 
     figures = sub.add_parser("figures", help="write the tutorial figures",
                              description="Write the tutorial figures: 1-D mixtures, a 1-D fit "
@@ -164,6 +166,9 @@ def _add_paint_options(parser, modes, renders):
                         "full ink (1 = the maximum; default 0.95)")
     parser.add_argument("--max-iter", type=_positive_int, default=100,
                         help="EM iterations at most (default 100)")
+    parser.add_argument("--dask", default=None, metavar="ADDRESS",
+                        help="fit on a dask.distributed cluster (scheduler address, e.g. "
+                        "tcp://host:8786)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -207,6 +212,7 @@ def _paint_options(args):
         tone_knots=DEFAULT_TONE_KNOTS if args.tone is None else parse_tone_knots(args.tone),
         peak_quantile=args.peak,
         max_iter=args.max_iter,
+        dask_address=args.dask,
     )
 
 
@@ -232,7 +238,8 @@ def run_demo(args, stdout, stderr):
     for name, picture, mode in pictures:
         folder = os.path.join(args.out, name)
         print(f"painting scikit-image's {name} ({mode}) into {folder}", file=stdout)
-        paint_file(picture, folder, dict(mode=mode, seed=args.seed), reporter, stdout)
+        paint_file(picture, folder, dict(mode=mode, seed=args.seed, dask_address=args.dask),
+                   reporter, stdout)
     print(f"demo done in {time.perf_counter() - start:.0f} s; open the PNG files in "
           f"{os.path.abspath(args.out)}", file=stdout)
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _algebra as algebra
 from . import backends
+from .backends.detect import is_dask_array, is_torch_tensor
 from . import _covariance as cov
 from ._base import EstimatorBase
 from ._data import (
@@ -22,8 +23,8 @@ from ._data import (
     StreamData,
     default_chunk_size,
     load_npy,
+    sample_size,
     stream_moments,
-    stream_sample,
 )
 from ._em import (
     Params,
@@ -41,6 +42,11 @@ from ._init import INIT_METHODS, initial_params
 from ._stats import sum_stats
 from ._validation import (
     FeatureChecker,
+    as_array_of_shape,
+    check_dims,
+    check_positive_definite,
+    check_values,
+    checked_weights,
     as_array_view,
     as_float_array,
     check_choice,
@@ -266,19 +272,19 @@ class GaussianMixture(EstimatorBase):
         k = self.n_components
         weights = means = prec_chol = None
         if self.weights_init is not None:
-            weights = _as_array_of_shape(self.weights_init, (k,), "weights_init")
+            weights = as_array_of_shape(self.weights_init, (k,), "weights_init")
             if (weights > 1).any():
                 raise ValueError(
                     "weights_init must lie in [0, 1], got values up to "
                     f"{weights.max():.5g}; pass proportions."
                 )
-            weights = _checked_weights(weights, "weights_init")
+            weights = checked_weights(weights, "weights_init")
         if self.means_init is not None:
-            means = _as_array_of_shape(self.means_init, (k, n_features), "means_init")
+            means = as_array_of_shape(self.means_init, (k, n_features), "means_init")
         if self.precisions_init is not None:
             shape = cov.covariance_shape(k, n_features, self.covariance_type)
-            precisions = _as_array_of_shape(self.precisions_init, shape, "precisions_init")
-            _check_positive_definite(precisions, self.covariance_type, "precisions_init")
+            precisions = as_array_of_shape(self.precisions_init, shape, "precisions_init")
+            check_positive_definite(precisions, self.covariance_type, "precisions_init")
             prec_chol = cov.precision_cholesky_from_precisions(precisions, self.covariance_type)
         return weights, means, prec_chol
 
@@ -321,6 +327,20 @@ class GaussianMixture(EstimatorBase):
 
     def _fit(self, X, sample_weight):
         self._check_parameters()
+        if is_torch_tensor(X):
+            from .backends import torch_backend
+
+            torch_backend.fit(self, X, sample_weight)
+            return
+        if is_dask_array(X):
+            from .backends import dask_backend
+
+            data = dask_backend.prepare(X, sample_weight, self.n_components, self.backend)
+            self.n_features_in_ = data.n_features
+            self.__dict__.pop("feature_names_in_", None)
+            with self._threads(data):
+                self._fit_data(data, self._starts(data))
+            return
         data = self._prepare_stream(X, sample_weight)
         if data is None:
             arr, weights = self._validate_fit_data(X, sample_weight)
@@ -449,11 +469,11 @@ class GaussianMixture(EstimatorBase):
         user = self._user_init(data.n_features)
         source = data.fit_source(self._backend_for(data), self._chunk_size(data.n_features))
         random_state = check_random_state(self.random_state)
-        streaming = isinstance(data, StreamData)
+        sampled = hasattr(data, "sample")
 
         def start():
-            # A stream is initialised from a fresh sample of its rows (held in memory).
-            rows = stream_sample(data, self.n_components, random_state) if streaming else source
+            # Data not held in memory is initialised from a fresh sample of its rows.
+            rows = data.sample(sample_size(self.n_components), random_state) if sampled else source
             return self._initial_params(rows, random_state, data, *user)
 
         return [start] * self.n_init
@@ -462,7 +482,9 @@ class GaussianMixture(EstimatorBase):
         """EM from each start on prepared data; keep the best; set the fitted attributes."""
         backend = self._backend_for(data)
         source = data.fit_source(backend, self._chunk_size(data.n_features))
-        if backend == "numba":
+        if hasattr(data, "expectation"):  # dask: per-block E-steps on the workers
+            expectation = data.expectation
+        elif backend == "numba":
             from .backends import numba_backend
 
             expectation = (numba_backend.streaming_fused_expectation
@@ -495,13 +517,18 @@ class GaussianMixture(EstimatorBase):
         self.lower_bounds_ = list(best.lower_bounds)
         self.n_reseeded_ = best.n_reseeded
         self.n_regularized_ = best.n_regularized
+        self.__dict__.pop("_torch_device", None)
+        self._warn_after_fit(best)
+
+    def _warn_after_fit(self, best):
+        """The fit's two warnings, once each: repaired covariances, no convergence."""
         if best.n_regularized:
             warnings.warn(
                 f"{best.n_regularized} covariance(s) were not positive definite during the fit "
                 f"and got up to {best.max_jitter:.3g} extra on the diagonal; increase reg_covar "
                 f"(now {self.reg_covar:g}) or rescale the data to avoid this.",
                 compatible(RegularizationWarning),
-                stacklevel=4,
+                stacklevel=5,
             )
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -509,7 +536,7 @@ class GaussianMixture(EstimatorBase):
                 f"initialisation's lower bound still changed by more than tol={self.tol:g}); "
                 "increase max_iter or tol, or check for degenerate data.",
                 compatible(ConvergenceWarning),
-                stacklevel=4,
+                stacklevel=5,
             )
 
     def _initial_params(self, source, random_state, data, user_weights, user_means,
@@ -625,8 +652,33 @@ class GaussianMixture(EstimatorBase):
         -------
         log_prob : ndarray of shape (n_samples,)
         """
+        if is_dask_array(X):
+            return self._map_dask(X, "score_samples")
+        if is_torch_tensor(X):
+            return self._torch(X)[0]
         arr = self._validate_data(X)
         return self._log_prob_and_labels(arr)[0].astype(arr.dtype)
+
+    def _torch(self, X, want_resp=False):
+        """(log p, labels[, responsibilities]) of a tensor, computed on its device."""
+        from .backends import torch_backend
+
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(self)
+        return torch_backend.log_prob_and_resp(self, X, want_resp)
+
+    def _map_dask(self, X, method, n_columns=None):
+        """``method`` block by block over a dask array, lazily (a dask array back)."""
+        from .backends.dask_backend import map_rows
+
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(self)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[-1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input; pass data "
+                             "with the same columns as during fit.")
+        dtype = np.intp if method == "predict" else self.means_.dtype
+        return map_rows(self, X, method, n_columns, dtype)
 
     def _log_prob_and_labels(self, arr):
         """Log-density and most likely component of validated rows, in one pass.
@@ -664,6 +716,11 @@ class GaussianMixture(EstimatorBase):
         score : float
         """
         log_prob = self.score_samples(X)
+        if is_torch_tensor(log_prob):
+            log_prob = log_prob.detach().cpu().numpy()
+        if is_dask_array(log_prob):
+            weights = 1.0 if sample_weight is None else sample_weight
+            return float(((log_prob * weights).sum() / (log_prob * 0 + weights).sum()).compute())
         if sample_weight is None:
             return float(np.mean(log_prob, dtype=np.float64))
         weights = check_sample_weight(sample_weight, log_prob.shape[0])
@@ -676,6 +733,10 @@ class GaussianMixture(EstimatorBase):
         -------
         labels : ndarray of shape (n_samples,), int
         """
+        if is_dask_array(X):
+            return self._map_dask(X, "predict")
+        if is_torch_tensor(X):
+            return self._torch(X)[1]
         arr = self._validate_data(X)
         return self._log_prob_and_labels(arr)[1]
 
@@ -686,6 +747,10 @@ class GaussianMixture(EstimatorBase):
         -------
         resp : ndarray of shape (n_samples, n_components)
         """
+        if is_dask_array(X):
+            return self._map_dask(X, "predict_proba", self.n_components)
+        if is_torch_tensor(X):
+            return self._torch(X, want_resp=True)[2]
         arr = self._validate_data(X)
         params, source = self._chunks(arr)
         plan = plan_e_step(params)
@@ -711,6 +776,10 @@ class GaussianMixture(EstimatorBase):
         if not self.__sklearn_is_fitted__():
             raise not_fitted(self)
         check_int(n_samples, "n_samples", 1)
+        if hasattr(self, "_torch_device"):  # fitted on a tensor: draw on its device
+            from .backends import torch_backend
+
+            return torch_backend.sample(self, n_samples, self._torch_device)
         params = self._params()
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
@@ -787,15 +856,15 @@ class GaussianMixture(EstimatorBase):
         3.0
         """
         check_choice(covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
-        means = _as_array_of_shape(means, np.shape(means), "means")
+        means = as_array_of_shape(means, np.shape(means), "means")
         if means.ndim != 2:
             raise ValueError(f"means must have shape (n_components, n_features), got {means.shape}.")
         k, d = means.shape
-        weights = _checked_weights(_as_array_of_shape(weights, (k,), "weights"), "weights")
-        covariances = _as_array_of_shape(
+        weights = checked_weights(as_array_of_shape(weights, (k,), "weights"), "weights")
+        covariances = as_array_of_shape(
             covariances, cov.covariance_shape(k, d, covariance_type), "covariances"
         )
-        _check_positive_definite(covariances, covariance_type, "covariances")
+        check_positive_definite(covariances, covariance_type, "covariances")
         prec_chol = cov.precision_cholesky(covariances, covariance_type, 1e-300)[0]
         model = cls(n_components=k, covariance_type=covariance_type, **params)
         model.n_features_in_ = d
@@ -859,7 +928,7 @@ class GaussianMixture(EstimatorBase):
             Same weights and covariance type, over ``len(dims)`` features.
         """
         params = self._fitted_params()
-        dims = _check_dims(dims, params.n_features, "dims")
+        dims = check_dims(dims, params.n_features, "dims")
         return self._derived(algebra.marginal(params, dims), self._feature_subset(dims))
 
     def condition(self, given, values):
@@ -878,8 +947,8 @@ class GaussianMixture(EstimatorBase):
             ``w_k N(values; mu_k[given], Sigma_k[given, given])``; the covariance type is kept.
         """
         params = self._fitted_params()
-        given = _check_dims(given, params.n_features, "given", proper=True)
-        values = _check_values(values, len(given), single=True)
+        given = check_dims(given, params.n_features, "given", proper=True)
+        values = check_values(values, len(given), single=True)
         rest = np.setdiff1d(np.arange(params.n_features), given)
         return self._derived(algebra.condition(params, given, values[0]),
                              self._feature_subset(rest))
@@ -910,9 +979,18 @@ class GaussianMixture(EstimatorBase):
         covariance, weights : ndarrays, when requested (in that order)
         """
         params = self._fitted_params()
-        given = _check_dims(given, params.n_features, "given", proper=True)
+        given = check_dims(given, params.n_features, "given", proper=True)
+        if is_torch_tensor(values):
+            from .backends import torch_backend
+
+            queries = values if values.ndim == 2 else values[None]
+            if queries.shape[1] != len(given):
+                raise ValueError(f"values must have shape (n_queries, {len(given)}), one value "
+                                 f"per given feature; got shape {tuple(values.shape)}.")
+            out = torch_backend.conditional_mean(self, given, queries)
+            return out if values.ndim == 2 else out[0]
         single = np.ndim(values) == 1
-        values = _check_values(values, len(given), single=single)
+        values = check_values(values, len(given), single=single)
         check_int(chunk_size, "chunk_size", 1, allow_none=True)
         outputs = algebra.conditional_mean(
             params, given, values, chunk_size=chunk_size, return_covariance=return_covariance,
@@ -954,7 +1032,7 @@ class GaussianMixture(EstimatorBase):
         GaussianMixture
         """
         params = self._fitted_params()
-        components = _check_dims(components, params.n_components, "components")
+        components = check_dims(components, params.n_components, "components")
         if not params.weights[components].sum() > 0:
             raise ValueError("The chosen components all have zero weight; keep at least one "
                              "component with a positive weight.")
@@ -984,74 +1062,3 @@ def _total_weight(X, sample_weight):
     if sample_weight is None:
         return float(n)
     return float(check_sample_weight(sample_weight, n).sum())
-
-
-def _as_array_of_shape(value, shape, name):
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers of shape {shape}.") from None
-    if arr.shape != shape:
-        raise ValueError(
-            f"The parameter '{name}' should have the shape of {shape}, but got {arr.shape}; "
-            "pass one value per component (and feature)."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity; pass finite values.")
-    return arr
-
-
-def _checked_weights(weights, name):
-    if (weights < 0).any():
-        raise ValueError(f"{name} must lie in [0, 1], got a minimum of {weights.min():.5g}; "
-                         "pass proportions.")
-    if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
-        raise ValueError(f"{name} must sum to 1, got {weights.sum():.6g}; divide it by its sum.")
-    return weights / weights.sum()
-
-
-def _check_positive_definite(matrices, covariance_type, name):
-    if covariance_type in ("full", "tied"):
-        stacked = matrices if covariance_type == "full" else matrices[np.newaxis]
-        if not cov.is_positive_definite(stacked):
-            raise ValueError(f"{name} for covariance_type={covariance_type!r} must be symmetric "
-                             "positive definite.")
-    elif not (matrices > 0).all():
-        raise ValueError(f"{name} for covariance_type={covariance_type!r} must be positive.")
-
-
-def _check_dims(dims, size, name, proper=False):
-    """Validated distinct indices into ``range(size)`` (negative ones count from the end)."""
-    try:
-        arr = np.atleast_1d(np.asarray(dims))
-    except (TypeError, ValueError):
-        arr = np.array([object()])
-    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be a non-empty sequence of integer indices, got {dims!r}.")
-    if (arr < -size).any() or (arr >= size).any():
-        raise ValueError(f"{name} must index into {size} entries (0 to {size - 1}), got {dims!r}.")
-    arr = np.where(arr < 0, arr + size, arr).astype(np.intp)
-    if len(np.unique(arr)) != len(arr):
-        raise ValueError(f"{name} must not repeat an index, got {dims!r}.")
-    if proper and len(arr) >= size:
-        raise ValueError(f"{name} must leave at least one feature free; condition on fewer than "
-                         f"all {size} features.")
-    return arr
-
-
-def _check_values(values, n_given, single):
-    """Query values as a float64 array of shape (M, n_given)."""
-    try:
-        arr = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("values must be numbers; pass an array of shape "
-                         f"(n_queries, {n_given}).") from None
-    if single:
-        arr = arr[np.newaxis] if arr.ndim == 1 else arr
-    if arr.ndim != 2 or arr.shape[1] != n_given or (single and arr.shape[0] != 1):
-        want = f"({n_given},)" if single else f"(n_queries, {n_given})"
-        raise ValueError(f"values must have shape {want}, one value per given feature; got "
-                         f"shape {np.shape(values)}.")
-    if not np.isfinite(arr).all():
-        raise ValueError("values contains NaN or infinity; pass finite numbers.")
-    return arr

@@ -105,7 +105,7 @@ def picture_points(picture, mode, threshold=None, keep="dark", colour_scale=1.0)
 def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None, sharpen=1.0,
           seed=0, max_pixels=None, threshold=None, keep="dark", colour_scale=1.0,
           tone_knots=render.DEFAULT_TONE_KNOTS, peak_quantile=render.DEFAULT_PEAK_QUANTILE,
-          max_iter=100, tol=1e-3, reporter=None):
+          max_iter=100, tol=1e-3, dask_address=None, reporter=None):
     """Fit a mixture to a picture and render it back.
 
     Parameters
@@ -136,6 +136,8 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     peak_quantile : float in (0, 1]
         Quantile of the inked pixels' density that the density renders scale to 1.
     max_iter, tol : EM limits.
+    dask_address : str, optional
+        Address of a dask.distributed scheduler: the fit's E-steps run on that cluster.
     reporter : Reporter, optional
         Progress display (see ``progress.py``).
 
@@ -170,7 +172,7 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     seconds["prepare"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = _fit(points, k, seed, max_iter, tol, reporter)
+    model = _fit(points, k, seed, max_iter, tol, reporter, dask_address)
     seconds["fit"] = time.perf_counter() - start
 
     shape = image.shape[:2]
@@ -224,7 +226,7 @@ def _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels
         raise PaintError(f"-k must be at least 1, got {n_components}.")
 
 
-def _fit(points, k, seed, max_iter, tol, reporter):
+def _fit(points, k, seed, max_iter, tol, reporter, dask_address=None):
     with reporter.stage("fit", total=max_iter) as advance:
         def on_iteration(progress):
             advance(note=f"log-likelihood {progress.lower_bound:.4f}")
@@ -234,11 +236,33 @@ def _fit(points, k, seed, max_iter, tol, reporter):
                                 callback=on_iteration)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(points)
+            if dask_address is None:
+                model.fit(points)
+            else:
+                _fit_on_cluster(model, points, dask_address)
     for warning in caught:
         reporter.note(str(warning.message))
     model.callback = None  # the model outlives the progress display
     return model
+
+
+def _fit_on_cluster(model, points, address):
+    """Fit with the E-steps on a dask.distributed cluster."""
+    try:
+        import dask.array as da
+        from distributed import Client
+    except ImportError:
+        raise PaintError("--dask needs dask and distributed; install them with "
+                         "pip install 'gaussmix[dask]'.") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise PaintError(f"Cannot reach the dask scheduler at {address!r} ({exc}); check the "
+                         "address (tcp://host:8786).") from None
+    with client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        rows = max(4096, len(points) // (4 * n_workers))
+        model.fit(da.from_array(points, chunks=(rows, points.shape[1])))
 
 
 def _render(name, model, painting, grid, colours, n_samples, colour_scale, tone_knots,

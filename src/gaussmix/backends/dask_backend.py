@@ -1,0 +1,203 @@
+"""Dask arrays: E-steps run per block where the data lives, statistics reduce as a tree, the
+M-step runs on the client.
+
+Works with any dask scheduler: the default (threads) or a ``dask.distributed.Client`` (local
+or a cluster, by scheduler address). Every task is a pure function of a block and the current
+parameters, so a lost worker's tasks are recomputed and the result does not change.
+Imported only when the user passes a dask array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._data import ArrayChunks, FitData
+from .._em import e_step, plan_e_step
+from .._stats import sum_stats
+
+
+def _row_blocks(X):
+    """The array rechunked to whole rows, and its blocks as a flat list of delayed arrays."""
+    X = X.rechunk({1: -1})
+    return X, list(X.to_delayed().ravel())
+
+
+def _weight_blocks(sample_weight, X):
+    """Delayed weight blocks matching the row blocks of ``X`` (None: weight 1)."""
+    import dask.array as da
+
+    if sample_weight is None:
+        return [None] * len(X.chunks[0])
+    w = da.asarray(sample_weight)
+    if w.ndim != 1 or w.shape[0] != X.shape[0]:
+        raise ValueError(f"sample_weight has shape {w.shape} but X has {X.shape[0]} rows; pass "
+                         "a 1-D array with one non-negative weight per row.")
+    return list(w.rechunk((X.chunks[0],)).to_delayed().ravel())
+
+
+def _block_rows(block, weights):
+    x = np.asarray(block, dtype=np.float64)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return x, w
+
+
+def _block_summary(block, weights):
+    """Counts, sums and validity of a block: one pass for validation and the mean."""
+    raw = np.asarray(block)
+    if raw.dtype.kind not in "fiub":
+        raise TypeError("X contains non-numeric values; convert or drop those columns so that "
+                        "every value is a number.")
+    x, w = _block_rows(raw, weights)
+    finite_rows = np.isfinite(x).all(axis=1)
+    bad_w = int((~np.isfinite(w)).sum() + (w < 0).sum())
+    ok = finite_rows
+    return dict(n_rows=len(x), n_nan=int(np.isnan(x).any(axis=1).sum()),
+                n_inf=int(np.isinf(x).any(axis=1).sum()), bad_weights=bad_w,
+                n_positive=int(((w > 0) & ok).sum()), total=float(w[ok].sum()),
+                first=w[ok] @ x[ok])
+
+
+def _block_second(block, weights, mean):
+    x, w = _block_rows(block, weights)
+    return w @ ((x - mean) ** 2)
+
+
+def _block_sample(block, weights, shift, p, seed):
+    x, w = _block_rows(block, weights)
+    keep = (w > 0) & (np.random.RandomState(seed).random_sample(len(x)) < p)
+    return x[keep] - shift, w[keep]
+
+
+def _block_stats(block, weights, shift, params, backend):
+    """Statistics of one block under ``params`` (working coordinates)."""
+    x, w = _block_rows(block, weights)
+    x = x - shift
+    if backend == "numba":
+        from .numba_backend import streaming_fused_expectation
+
+        return streaming_fused_expectation([(x, w)], params)
+    plan = plan_e_step(params)
+    from .._data import default_chunk_size
+
+    step = default_chunk_size(params.n_components, params.n_features)
+    return sum_stats(e_step(x[s:s + step], w[s:s + step], params, plan)
+                     for s in range(0, len(x), step))
+
+
+def _tree_sum(parts):
+    """Pairwise sums of delayed statistics: a reduction tree of depth log2(blocks)."""
+    from dask import delayed
+
+    add = delayed(lambda a, b: a + b, pure=True)
+    while len(parts) > 1:
+        parts = [add(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+@dataclass(frozen=True)
+class DaskData:
+    """A dask array prepared for a fit: blocks, weights and the sizes a fit needs."""
+
+    blocks: list
+    weight_blocks: list
+    n_rows: int
+    n_positive: int
+    n_features: int
+    dtype: np.dtype
+    total_weight: float
+    shift: np.ndarray
+    variance: np.ndarray
+    backend: str
+
+    def jitter_floor(self, reg_covar):
+        return FitData.jitter_floor(self, reg_covar)
+
+    def fit_source(self, backend, chunk_size):
+        return self
+
+    def expectation(self, source, params):
+        """The seam's ``expectation``: per-block statistics, a tree sum, one compute."""
+        import dask
+        from dask import delayed
+
+        task = delayed(_block_stats, pure=True)
+        parts = [task(b, w, self.shift, params, self.backend)
+                 for b, w in zip(self.blocks, self.weight_blocks)]
+        return dask.compute(_tree_sum(parts))[0]
+
+    def sample(self, n_rows, random_state):
+        """About ``n_rows`` positive-weight rows drawn across the blocks, as ArrayChunks."""
+        import dask
+        from dask import delayed
+
+        p = min(1.0, n_rows / max(self.n_positive, 1))
+        seeds = random_state.randint(0, 2**31 - 1, size=len(self.blocks))
+        task = delayed(_block_sample, pure=True)
+        parts = dask.compute(*[task(b, w, self.shift, p, int(s))
+                               for b, w, s in zip(self.blocks, self.weight_blocks, seeds)])
+        x = np.concatenate([part[0] for part in parts])
+        w = np.concatenate([part[1] for part in parts])
+        return ArrayChunks(x, w, np.zeros(self.n_features), max(1, len(x)))
+
+
+def prepare(X, sample_weight, n_components, backend):
+    """Validate a dask array and measure it: :class:`DaskData` (two passes over the data)."""
+    import dask
+    from dask import delayed
+
+    from .._validation import InputError
+
+    if X.ndim != 2:
+        raise InputError(f"Expected a 2-D array, got a {X.ndim}-D dask array of shape {X.shape}. "
+                         "Reshape your data with X.reshape(-1, 1) if it holds a single feature.")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise InputError(f"Found array with shape {X.shape}; pass at least one row and column.")
+    X, blocks = _row_blocks(X)
+    weight_blocks = _weight_blocks(sample_weight, X)
+    summaries = dask.compute(*[delayed(_block_summary, pure=True)(b, w)
+                               for b, w in zip(blocks, weight_blocks)])
+    n_nan = sum(s["n_nan"] for s in summaries)
+    n_inf = sum(s["n_inf"] for s in summaries)
+    if n_nan or n_inf:
+        raise InputError(f"Input X contains NaN in {n_nan} rows and infinity (inf) in {n_inf} "
+                         "rows; remove or impute those rows before fitting.")
+    if any(s["bad_weights"] for s in summaries):
+        raise InputError("sample_weight must be finite and non-negative (use 0 to leave a row "
+                         "out).")
+    n_rows = sum(s["n_rows"] for s in summaries)
+    n_positive = sum(s["n_positive"] for s in summaries)
+    total = sum(s["total"] for s in summaries)
+    if not total > 0:
+        raise InputError("sample_weight is zero for every row; at least one row needs a "
+                         "positive weight.")
+    if n_components > n_positive:
+        raise ValueError(f"n_components={n_components} is larger than the number of samples "
+                         f"(n_samples = {n_positive}); reduce n_components or provide more "
+                         "data.")
+    mean = sum(s["first"] for s in summaries) / total
+    second = dask.compute(*[delayed(_block_second, pure=True)(b, w, mean)
+                            for b, w in zip(blocks, weight_blocks)])
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    from . import resolve
+
+    chosen = resolve(backend, n_rows * n_components)
+    return DaskData(blocks, weight_blocks, n_rows, n_positive, X.shape[1], dtype, total, mean,
+                    sum(second) / total, chosen)
+
+
+def map_rows(model, X, method, n_columns=None, dtype=np.float64):
+    """Apply ``model.<method>`` block by block to a dask array, lazily.
+
+    Returns a dask array with one row per row of ``X`` and ``n_columns`` columns (None: 1-D).
+    """
+    X = X.rechunk({1: -1})
+
+    def apply(block):
+        return getattr(model, method)(np.asarray(block))
+
+    if n_columns is None:
+        return X.map_blocks(apply, drop_axis=1, dtype=dtype)
+    return X.map_blocks(apply, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)

@@ -77,7 +77,6 @@ def _proc_kib(field):
 def worker(task):
     import warnings
 
-    import numpy as np
 
     sys.path.insert(0, HERE)
     import workloads

@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +22,36 @@ def make_blobs(n_per=100, centers=((0, 0, 0), (6, 0, 0), (0, 6, 3)), scale=(1.0,
     parts = [rng.randn(n_per, len(c)) * s * np.array([1.0, 0.6, 1.4])[: len(c)] + c
              for c, s in zip(centers, scale)]
     return np.concatenate(parts)
+
+
+FITTED_PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+def identity_start(X, k, covariance_type, seed=0):
+    """Initial parameters for ``k`` components: random rows as means, equal weights, identity
+    precisions (in the shape of ``covariance_type``)."""
+    rng = np.random.RandomState(seed)
+    d = X.shape[1]
+    prec = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)),
+            "spherical": np.ones(k)}[covariance_type]
+    means = X[rng.choice(len(X), k, replace=False)]
+    return dict(weights_init=np.full(k, 1.0 / k), means_init=means, precisions_init=prec)
+
+
+def assert_same_fit(a, b, rtol=1e-10):
+    """The fitted parameters of ``a`` equal those of ``b`` to ``rtol`` (relative norms)."""
+    for name in FITTED_PARAMS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert np.linalg.norm(x - y) <= rtol * np.linalg.norm(y), name
+
+
+def fit_quietly(model, X, **kw):
+    """``model.fit(X, **kw)`` without ConvergenceWarnings (fits with tol=0 never converge)."""
+    from gaussmix.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, **kw)
 
 
 @pytest.fixture

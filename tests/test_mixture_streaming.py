@@ -10,25 +10,7 @@ import pytest
 from gaussmix import GaussianMixture
 from gaussmix.exceptions import ConvergenceWarning
 
-from .conftest import COVARIANCE_TYPES, make_blobs
-
-PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
-
-
-def start(X, k, covariance_type):
-    rng = np.random.RandomState(0)
-    shape = {"full": (k, 3, 3), "tied": (3, 3), "diag": (k, 3), "spherical": (k,)}
-    prec = {"full": np.tile(np.eye(3), (k, 1, 1)), "tied": np.eye(3), "diag": np.ones((k, 3)),
-            "spherical": np.ones(k)}[covariance_type]
-    assert prec.shape == shape[covariance_type]
-    return dict(weights_init=np.full(k, 1.0 / k), means_init=X[rng.choice(len(X), k, replace=False)],
-                precisions_init=prec)
-
-
-def assert_same(a, b, rtol=1e-10):
-    for name in PARAMS:
-        x, y = getattr(a, name), getattr(b, name)
-        assert np.linalg.norm(x - y) <= rtol * np.linalg.norm(y), name
+from .conftest import COVARIANCE_TYPES, assert_same_fit, identity_start, make_blobs
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -38,14 +20,14 @@ def test_memmap_fit_equals_the_in_memory_fit(tmp_path, covariance_type, backend)
     np.save(tmp_path / "x.npy", X)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
     kw = dict(covariance_type=covariance_type, max_iter=20, tol=0, backend=backend,
-              chunk_size=128, **start(X, 4, covariance_type))
+              chunk_size=128, **identity_start(X, 4, covariance_type))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ref = GaussianMixture(4, **kw).fit(X)
         streamed = GaussianMixture(4, **kw).fit(mm)
         from_path = GaussianMixture(4, **kw).fit(str(tmp_path / "x.npy"))
-    assert_same(streamed, ref)
-    assert_same(from_path, ref)
+    assert_same_fit(streamed, ref)
+    assert_same_fit(from_path, ref)
     assert streamed.n_features_in_ == 3
 
 
@@ -62,12 +44,12 @@ def chunk_function(X, weights=None, size=97):
 def test_chunk_function_with_weights_equals_the_weighted_fit():
     X = make_blobs(n_per=200)
     w = np.random.RandomState(1).uniform(0, 2, len(X))
-    kw = dict(max_iter=15, tol=0, **start(X, 3, "full"))
+    kw = dict(max_iter=15, tol=0, **identity_start(X, 3, "full"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ref = GaussianMixture(3, **kw).fit(X, sample_weight=w)
         streamed = GaussianMixture(3, **kw).fit(chunk_function(X, w))
-    assert_same(streamed, ref)
+    assert_same_fit(streamed, ref)
 
 
 def test_streams_initialise_from_a_sample_and_fit_well(tmp_path):
@@ -78,6 +60,17 @@ def test_streams_initialise_from_a_sample_and_fit_well(tmp_path):
     assert streamed.score(X) >= batch.score(X) - 0.02 * abs(batch.score(X))
     labels = GaussianMixture(9, random_state=0).fit_predict(chunk_function(X, size=1500))
     assert labels.shape == (len(X),) and labels.max() < 9
+
+
+def test_small_streams_with_the_default_start_equal_the_in_memory_fit(tmp_path):
+    # A sample that would hold every row is every row, drawn without the RNG.
+    X = make_blobs(n_per=300)
+    np.save(tmp_path / "x.npy", X)
+    ref = GaussianMixture(5, random_state=0).fit(X)
+    assert_same_fit(GaussianMixture(5, random_state=0).fit(str(tmp_path / "x.npy")), ref,
+                    rtol=1e-12)
+    assert_same_fit(GaussianMixture(5, random_state=0).fit(lambda: iter([X[:450], X[450:]])),
+                    ref, rtol=1e-12)
 
 
 def test_stream_memory_does_not_grow_with_rows(tmp_path):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from gaussmix import GaussianMixture, plotting
+from gaussmix import plotting
 
 
 @pytest.fixture(scope="module")

@@ -242,14 +242,10 @@ def stream_moments(source):
 
 
 @dataclass(frozen=True)
-class StreamData:
-    """Training data that is read chunk by chunk, never held whole (memory maps, functions).
+class MeasuredData:
+    """Sizes and moments of training data that is not held in memory, measured in passes over
+    it: what :class:`FitData` offers a fit besides its rows."""
 
-    Offers what :class:`FitData` offers a fit: sizes, the working shift, the variance, the
-    jitter floor, and sources to walk.
-    """
-
-    source: object
     n_rows: int
     n_positive: int
     n_features: int
@@ -260,6 +256,14 @@ class StreamData:
 
     def jitter_floor(self, reg_covar):
         return FitData.jitter_floor(self, reg_covar)
+
+
+@dataclass(frozen=True)
+class StreamData(MeasuredData):
+    """Training data that is read chunk by chunk, never held whole (memory maps, functions):
+    ``source`` yields (rows, weights) chunks in working coordinates."""
+
+    source: object
 
     def fit_source(self, backend, chunk_size):
         return self.source
@@ -286,7 +290,9 @@ def stream_sample(data, n_rows, random_state):
     p = min(1.0, n_rows / max(data.n_positive, 1))
     rows, weights = [], []
     for x, w in data.source:
-        keep = (w > 0) & (random_state.random_sample(len(x)) < p)
+        keep = w > 0
+        if p < 1.0:  # taking every row draws nothing: small data starts as it would in memory
+            keep &= random_state.random_sample(len(x)) < p
         rows.append(x[keep])
         weights.append(w[keep])
     x = np.concatenate(rows) if rows else np.empty((0, data.n_features))

@@ -151,7 +151,7 @@ def _add_paint_options(parser, modes, renders):
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--max-pixels", type=_positive_int, default=None,
                         help="downscale larger pictures to this many pixels for fitting "
-                        "(default 250000 bw, 65536 color)")
+                        "(default 1000000 bw, 262144 color)")
     parser.add_argument("--threshold", type=_unit_float, default=None,
                         help="bw: grey level in [0, 1] separating ink from paper (default Otsu)")
     parser.add_argument("--keep-light", action="store_true",

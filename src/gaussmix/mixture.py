@@ -381,7 +381,9 @@ class GaussianMixture(EstimatorBase):
             del self.feature_names_in_
         shifted = (ArrayChunks(source.X, source.sample_weight, mean, source.chunk_size)
                    if isinstance(source, ArrayChunks) else source.with_shift(mean))
-        return StreamData(shifted, n_rows, n_positive, n_features, dtype, total, mean, variance)
+        return StreamData(n_rows=n_rows, n_positive=n_positive, n_features=n_features,
+                          dtype=dtype, total_weight=total, shift=mean, variance=variance,
+                          source=shifted)
 
     def _threads(self, data):
         """BLAS on one thread while numba's kernels use the cores."""
@@ -508,7 +510,11 @@ class GaussianMixture(EstimatorBase):
             if best is None or result.lower_bound > best.lower_bound:
                 best = result
 
-        self._set_params(best.params.shifted(data.shift), data.dtype)
+        self._set_fit_result(best, best.params.shifted(data.shift), data.dtype)
+
+    def _set_fit_result(self, best, params, dtype, torch_device=None):
+        """The fitted attributes from the best EM run (``params`` in data coordinates)."""
+        self._set_params(params, dtype)
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
             self.__dict__.pop(stale, None)
         self.converged_ = best.converged
@@ -517,7 +523,10 @@ class GaussianMixture(EstimatorBase):
         self.lower_bounds_ = list(best.lower_bounds)
         self.n_reseeded_ = best.n_reseeded
         self.n_regularized_ = best.n_regularized
-        self.__dict__.pop("_torch_device", None)
+        if torch_device is None:
+            self.__dict__.pop("_torch_device", None)
+        else:
+            self._torch_device = torch_device
         self._warn_after_fit(best)
 
     def _warn_after_fit(self, best):
@@ -528,7 +537,7 @@ class GaussianMixture(EstimatorBase):
                 f"and got up to {best.max_jitter:.3g} extra on the diagonal; increase reg_covar "
                 f"(now {self.reg_covar:g}) or rescale the data to avoid this.",
                 compatible(RegularizationWarning),
-                stacklevel=5,
+                stacklevel=6,
             )
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -536,7 +545,7 @@ class GaussianMixture(EstimatorBase):
                 f"initialisation's lower bound still changed by more than tol={self.tol:g}); "
                 "increase max_iter or tol, or check for degenerate data.",
                 compatible(ConvergenceWarning),
-                stacklevel=5,
+                stacklevel=6,
             )
 
     def _initial_params(self, source, random_state, data, user_weights, user_means,

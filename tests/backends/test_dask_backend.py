@@ -10,32 +10,14 @@ import pytest
 da = pytest.importorskip("dask.array")
 
 from gaussmix import GaussianMixture  # noqa: E402
-from gaussmix.exceptions import ConvergenceWarning  # noqa: E402
 
-from ..conftest import COVARIANCE_TYPES, make_blobs  # noqa: E402
-
-PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
-
-
-def start(X, k, covariance_type):
-    rng = np.random.RandomState(0)
-    d = X.shape[1]
-    prec = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)),
-            "spherical": np.ones(k)}[covariance_type]
-    return dict(weights_init=np.full(k, 1.0 / k), means_init=X[rng.choice(len(X), k, replace=False)],
-                precisions_init=prec)
-
-
-def assert_same(a, b, rtol=1e-10):
-    for name in PARAMS:
-        x, y = getattr(a, name), getattr(b, name)
-        assert np.linalg.norm(x - y) <= rtol * np.linalg.norm(y), name
-
-
-def fit_quietly(model, X, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, **kw)
+from ..conftest import (  # noqa: E402
+    COVARIANCE_TYPES,
+    assert_same_fit,
+    fit_quietly,
+    identity_start,
+    make_blobs,
+)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -44,12 +26,12 @@ def test_dask_fit_equals_the_in_memory_fit(covariance_type, backend):
     X = make_blobs(n_per=400)
     w = np.random.RandomState(2).uniform(0, 2, len(X))
     kw = dict(covariance_type=covariance_type, max_iter=15, tol=0, backend=backend,
-              **start(X, 4, covariance_type))
+              **identity_start(X, 4, covariance_type))
     ref = fit_quietly(GaussianMixture(4, **kw), X, sample_weight=w)
     Xd = da.from_array(X, chunks=((250, 300, 100, 550), (3,)))  # uneven blocks
     wd = da.from_array(w, chunks=100)
     ours = fit_quietly(GaussianMixture(4, **kw), Xd, sample_weight=wd)
-    assert_same(ours, ref)
+    assert_same_fit(ours, ref)
     assert ours.n_features_in_ == 3 and ours.lower_bound_ == pytest.approx(ref.lower_bound_,
                                                                              rel=1e-10)
 
@@ -60,6 +42,16 @@ def test_dask_default_initialisation_fits_well():
     batch = GaussianMixture(9, n_init=3, random_state=0).fit(X)
     ours = GaussianMixture(9, n_init=3, random_state=0).fit(da.from_array(X, chunks=700))
     assert ours.score(X) >= batch.score(X) - 0.02 * abs(batch.score(X))
+
+
+def test_small_dask_data_with_the_default_start_equals_the_in_memory_fit():
+    # An initialisation sample that would hold every row is every row, drawn without the RNG.
+    X = make_blobs(n_per=300)
+    for covariance_type in ("full", "diag"):
+        kw = dict(covariance_type=covariance_type, random_state=0)
+        ref = GaussianMixture(5, **kw).fit(X)
+        ours = GaussianMixture(5, **kw).fit(da.from_array(X, chunks=(200, 3)))
+        assert_same_fit(ours, ref, rtol=1e-12)
 
 
 def test_inference_on_dask_arrays_is_lazy_and_equal():
@@ -101,15 +93,15 @@ def cluster():
 
 def test_distributed_fit_equals_the_in_memory_fit(cluster):
     X = make_blobs(n_per=500)
-    kw = dict(max_iter=10, tol=0, **start(X, 3, "full"))
+    kw = dict(max_iter=10, tol=0, **identity_start(X, 3, "full"))
     ref = fit_quietly(GaussianMixture(3, **kw), X)
     ours = fit_quietly(GaussianMixture(3, **kw), da.from_array(X, chunks=200))
-    assert_same(ours, ref)
+    assert_same_fit(ours, ref)
 
 
 def test_killing_a_worker_mid_fit_does_not_change_the_result(cluster):
     X = make_blobs(n_per=2000)
-    kw = dict(max_iter=12, tol=0, **start(X, 3, "full"))
+    kw = dict(max_iter=12, tol=0, **identity_start(X, 3, "full"))
     ref = fit_quietly(GaussianMixture(3, **kw), da.from_array(X, chunks=500))
     victims = list(cluster.scheduler_info()["workers"])[:1]
     killed = []
@@ -130,4 +122,41 @@ def test_killing_a_worker_mid_fit_does_not_change_the_result(cluster):
                        da.from_array(X, chunks=500))
     assert killed
     assert victims[0] not in cluster.scheduler_info()["workers"]  # it really went away
-    assert_same(ours, ref)
+    assert_same_fit(ours, ref)
+
+
+def test_paint_on_a_cluster_equals_paint_in_memory(cluster, tmp_path):
+    from PIL import Image
+
+    from gaussmix import load
+
+    from ..imaging.pictures import disc_and_bar
+    from ..test_cli import run
+
+    picture = tmp_path / "shapes.png"
+    Image.fromarray(disc_and_bar()).save(picture)
+    address = cluster.scheduler.address
+    common = [str(picture), "-k", "6", "--renders", "density", "--quiet"]
+    code, _, stderr = run(["paint", *common, "--out", str(tmp_path / "local")])
+    assert code == 0, stderr
+    code, _, stderr = run(["paint", *common, "--out", str(tmp_path / "remote"), "--dask", address])
+    assert code == 0, stderr
+    local, remote = load(tmp_path / "local" / "model.npz"), load(tmp_path / "remote" / "model.npz")
+    # Same initialisation, same EM; only the order of the sums differs.
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-6, atol=1e-6)
+
+
+def test_paint_with_an_unreachable_scheduler_is_one_sentence(tmp_path):
+    from PIL import Image
+
+    from ..imaging.pictures import disc_and_bar
+    from ..test_cli import run
+
+    picture = tmp_path / "shapes.png"
+    Image.fromarray(disc_and_bar()).save(picture)
+    out = tmp_path / "out"
+    code, _, stderr = run(["paint", str(picture), "-k", "4", "--out", str(out), "--dask",
+                           "tcp://127.0.0.1:9"])
+    assert code == 2 and "Cannot reach the dask scheduler" in stderr
+    assert "Traceback" not in stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written

@@ -1,6 +1,5 @@
 """Torch tensors: the whole fit on the tensor's device (tested here on the CPU)."""
 
-import warnings
 
 import numpy as np
 import pytest
@@ -8,36 +7,25 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gaussmix import GaussianMixture  # noqa: E402
-from gaussmix.exceptions import ConvergenceWarning  # noqa: E402
 
-from ..conftest import COVARIANCE_TYPES, make_blobs  # noqa: E402
-
-PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
-
-
-def start(X, k, covariance_type):
-    rng = np.random.RandomState(0)
-    d = X.shape[1]
-    prec = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)),
-            "spherical": np.ones(k)}[covariance_type]
-    return dict(weights_init=np.full(k, 1.0 / k), means_init=X[rng.choice(len(X), k, replace=False)],
-                precisions_init=prec)
-
-
-def quiet_fit(model, X, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, **kw)
+from ..conftest import (  # noqa: E402
+    COVARIANCE_TYPES,
+    FITTED_PARAMS,
+    fit_quietly,
+    identity_start,
+    make_blobs,
+)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_torch_fit_equals_the_numpy_fit(covariance_type):
     X = make_blobs(n_per=200)
     w = np.random.RandomState(1).uniform(0, 2, len(X))
-    kw = dict(covariance_type=covariance_type, max_iter=12, tol=0, **start(X, 4, covariance_type))
-    ref = quiet_fit(GaussianMixture(4, backend="numpy", **kw), X, sample_weight=w)
-    ours = quiet_fit(GaussianMixture(4, **kw), torch.tensor(X), sample_weight=torch.tensor(w))
-    for name in PARAMS:
+    kw = dict(covariance_type=covariance_type, max_iter=12, tol=0,
+              **identity_start(X, 4, covariance_type))
+    ref = fit_quietly(GaussianMixture(4, backend="numpy", **kw), X, sample_weight=w)
+    ours = fit_quietly(GaussianMixture(4, **kw), torch.tensor(X), sample_weight=torch.tensor(w))
+    for name in FITTED_PARAMS:
         a, b = getattr(ours, name), getattr(ref, name)
         assert isinstance(a, np.ndarray) and a.dtype == np.float64
         assert np.linalg.norm(a - b) <= 1e-9 * np.linalg.norm(b), name

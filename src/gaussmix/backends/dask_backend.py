@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._data import ArrayChunks, FitData
+from .._data import ArrayChunks, MeasuredData
 from .._em import e_step, plan_e_step
 from .._stats import sum_stats
 
@@ -66,7 +66,9 @@ def _block_second(block, weights, mean):
 
 def _block_sample(block, weights, shift, p, seed):
     x, w = _block_rows(block, weights)
-    keep = (w > 0) & (np.random.RandomState(seed).random_sample(len(x)) < p)
+    keep = w > 0
+    if p < 1.0:
+        keep &= np.random.RandomState(seed).random_sample(len(x)) < p
     return x[keep] - shift, w[keep]
 
 
@@ -98,22 +100,13 @@ def _tree_sum(parts):
 
 
 @dataclass(frozen=True)
-class DaskData:
-    """A dask array prepared for a fit: blocks, weights and the sizes a fit needs."""
+class DaskData(MeasuredData):
+    """A dask array prepared for a fit: its row blocks and weight blocks (delayed), and the
+    backend of the per-block E-steps."""
 
     blocks: list
     weight_blocks: list
-    n_rows: int
-    n_positive: int
-    n_features: int
-    dtype: np.dtype
-    total_weight: float
-    shift: np.ndarray
-    variance: np.ndarray
     backend: str
-
-    def jitter_floor(self, reg_covar):
-        return FitData.jitter_floor(self, reg_covar)
 
     def fit_source(self, backend, chunk_size):
         return self
@@ -134,7 +127,9 @@ class DaskData:
         from dask import delayed
 
         p = min(1.0, n_rows / max(self.n_positive, 1))
-        seeds = random_state.randint(0, 2**31 - 1, size=len(self.blocks))
+        # Taking every row draws nothing, so small data starts as it would in memory.
+        seeds = (np.zeros(len(self.blocks), dtype=int) if p == 1.0 else
+                 random_state.randint(0, 2**31 - 1, size=len(self.blocks)))
         task = delayed(_block_sample, pure=True)
         parts = dask.compute(*[task(b, w, self.shift, p, int(s))
                                for b, w, s in zip(self.blocks, self.weight_blocks, seeds)])
@@ -184,8 +179,9 @@ def prepare(X, sample_weight, n_components, backend):
     from . import resolve
 
     chosen = resolve(backend, n_rows * n_components)
-    return DaskData(blocks, weight_blocks, n_rows, n_positive, X.shape[1], dtype, total, mean,
-                    sum(second) / total, chosen)
+    return DaskData(n_rows=n_rows, n_positive=n_positive, n_features=X.shape[1], dtype=dtype,
+                    total_weight=total, shift=mean, variance=sum(second) / total,
+                    blocks=blocks, weight_blocks=weight_blocks, backend=chosen)
 
 
 def map_rows(model, X, method, n_columns=None, dtype=np.float64):

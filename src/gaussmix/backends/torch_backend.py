@@ -414,17 +414,9 @@ def fit(estimator, X, sample_weight):
         if best is None or result.lower_bound > best.lower_bound:
             best = result
     params = to_numpy_params(best.params).shifted(shift_np)
-    estimator._set_params(params, np.float32 if X.dtype == torch.float32 else np.float64)
-    for stale in ("n_steps_", "_running", "_stream_floor"):
-        estimator.__dict__.pop(stale, None)
-    estimator.converged_ = best.converged
-    estimator.n_iter_ = best.n_iter
-    estimator.lower_bound_ = best.lower_bound
-    estimator.lower_bounds_ = list(best.lower_bounds)
-    estimator.n_reseeded_ = best.n_reseeded
-    estimator.n_regularized_ = best.n_regularized
-    estimator._torch_device = str(X.device)
-    estimator._warn_after_fit(best)
+    estimator._set_fit_result(best, params,
+                              np.float32 if X.dtype == torch.float32 else np.float64,
+                              torch_device=str(X.device))
 
 
 def _with_user_init(estimator, start, user, shift_np, device):

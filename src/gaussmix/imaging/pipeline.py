@@ -28,8 +28,9 @@ FIGURES = ("contour", "ellipses")
 GRID_RENDERS = ("density", "density-mapped", "contour", "components")
 
 DEFAULT_COMPONENTS = {"bw": 500, "color": 1000}
-# Pixel budgets sized so that a fit takes about a minute on 2 cores.
-DEFAULT_MAX_PIXELS = {"bw": 250_000, "color": 65_536}
+# Pixel budgets: a 512x512 colour picture is fitted at full size; a fit stays well under a
+# minute on 2 cores.
+DEFAULT_MAX_PIXELS = {"bw": 1_000_000, "color": 262_144}
 # A pixel is a unit square, not a point: its coordinates (and 0-255 colour levels) carry a
 # variance of 1/12, the floor every covariance gets.
 PIXEL_REG_COVAR = 1.0 / 12.0

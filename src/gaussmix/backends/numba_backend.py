@@ -9,8 +9,8 @@ import numpy as np
 
 from .._em import MAX_RESEED_CANDIDATES, log_normaliser
 from .._stats import Stats, merge_worst
-from .fused import PRUNE_NATS, fused_e_step, fused_log_density
-from .tiles import TILE_ROWS, kd_order, tile_boxes
+from .fused import PRUNE_NATS, SMALL_K, fused_e_step, fused_log_density
+from .tiles import TILE_ROWS, consecutive_starts, kd_order, tile_boxes
 
 # Accumulators are per block of tiles; more blocks than threads balance the load, within
 # this many bytes.
@@ -164,9 +164,15 @@ def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=
     """Statistics of a stream of chunks: each chunk is tiled and run through the kernel on its
     own, so memory stays one chunk deep."""
     total = None
+    small = params.n_components <= SMALL_K  # every tile takes every component: no k-d order
     for x, w in source:
-        order, starts = kd_order(x, tile_rows)
-        tiled = _Tiled(np.ascontiguousarray(x[order]), np.ascontiguousarray(w[order]), starts)
+        if small:
+            tiled = _Tiled(np.ascontiguousarray(x), np.ascontiguousarray(w),
+                           consecutive_starts(len(x), tile_rows))
+        else:
+            order, starts = kd_order(x, tile_rows)
+            tiled = _Tiled(np.ascontiguousarray(x[order]), np.ascontiguousarray(w[order]),
+                           starts)
         stats = fused_expectation(tiled, params, threshold)
         total = stats if total is None else total + stats
     if total is None:

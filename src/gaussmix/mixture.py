@@ -728,8 +728,15 @@ class GaussianMixture(EstimatorBase):
         if is_torch_tensor(log_prob):
             log_prob = log_prob.detach().cpu().numpy()
         if is_dask_array(log_prob):
-            weights = 1.0 if sample_weight is None else sample_weight
-            return float(((log_prob * weights).sum() / (log_prob * 0 + weights).sum()).compute())
+            if sample_weight is None:
+                return float(log_prob.mean().compute())
+            import dask.array as da
+
+            weights = da.asarray(sample_weight)
+            if weights.shape != log_prob.shape:
+                raise ValueError(f"sample_weight has shape {weights.shape} but X has "
+                                 f"{log_prob.shape[0]} rows; pass one weight per row.")
+            return float(((log_prob * weights).sum() / weights.sum()).compute())
         if sample_weight is None:
             return float(np.mean(log_prob, dtype=np.float64))
         weights = check_sample_weight(sample_weight, log_prob.shape[0])

@@ -63,6 +63,11 @@ def test_inference_on_dask_arrays_is_lazy_and_equal():
         assert isinstance(out, da.Array)
         np.testing.assert_allclose(out.compute(), getattr(gm, method)(X), rtol=1e-12)
     assert gm.score(Xd) == pytest.approx(gm.score(X), rel=1e-12)
+    w = np.random.RandomState(3).uniform(0, 2, len(X))
+    assert gm.score(Xd, sample_weight=da.from_array(w, chunks=70)) == pytest.approx(
+        gm.score(X, sample_weight=w), rel=1e-12)
+    with pytest.raises(ValueError, match="one weight per row"):
+        gm.score(Xd, sample_weight=w[:10])
     with pytest.raises(ValueError, match="X has 2 features"):
         gm.predict(da.from_array(X[:, :2]))
 

@@ -342,6 +342,34 @@ def _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions, log_n
     return n_cand
 
 
+@njit(cache=True, fastmath=_FAST, inline="always")
+def _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi):
+    """Tile ``t``'s box centre and half-widths, and the features of its rows about the
+    centre (into ``centre``, ``half`` and ``phi``)."""
+    for i in range(x.shape[1]):
+        centre[i] = 0.5 * (boxes[t, 0, i] + boxes[t, 1, i])
+        half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
+    _tile_features(x, s, e, centre, diagonal, phi)
+
+
+@njit(cache=True)
+def _max_tile_rows(starts):
+    max_rows = 0
+    for t in range(starts.shape[0] - 1):
+        max_rows = max(max_rows, starts[t + 1] - starts[t])
+    return max_rows
+
+
+@njit(cache=True, inline="always")
+def _tile_scratch(k_total, d, n_feat, max_rows):
+    """Work arrays of one thread for tiles of up to ``max_rows`` rows (see the kernels)."""
+    return (np.empty(k_total), np.empty(k_total, dtype=np.int64),
+            np.empty(min(SEED_COMPONENTS, k_total), dtype=np.int64), np.empty(d), np.empty(d),
+            np.empty(d), np.empty(d), np.empty((n_feat, max_rows)), np.empty((n_feat, k_total)),
+            np.empty(k_total * max_rows), np.empty(k_total * max_rows), np.empty(max_rows),
+            np.empty(max_rows), np.empty(max_rows))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, lam_min, diagonal,
                  threshold, resp_sum, x_sum, xx_sum, log_prob, pairs):
@@ -371,35 +399,17 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
     n_tiles = starts.shape[0] - 1
     k_total, d = means.shape
     n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
-    max_rows = 0
-    for t in range(n_tiles):
-        max_rows = max(max_rows, starts[t + 1] - starts[t])
-    n_seed = min(SEED_COMPONENTS, k_total)
+    max_rows = _max_tile_rows(starts)
     for b in prange(n_blocks):
-        bound = np.empty(k_total)
-        cand = np.empty(k_total, dtype=np.int64)
-        seeds = np.empty(n_seed, dtype=np.int64)
-        centre = np.empty(d)
-        half = np.empty(d)
-        diff = np.empty(d)
-        m = np.empty(d)
-        phi = np.empty((n_feat, max_rows))
-        coef = np.empty((n_feat, k_total))
-        logits = np.empty(k_total * max_rows)
-        bits = np.empty(k_total * max_rows)
+        (bound, cand, seeds, centre, half, diff, m, phi, coef, logits, bits, row_log_prob, top,
+         total) = _tile_scratch(k_total, d, n_feat, max_rows)
         moments = np.empty((n_feat, k_total))
-        row_log_prob = np.empty(max_rows)
-        top = np.empty(max_rows)
-        total = np.empty(max_rows)
         block_pairs = 0  # counted locally: a shared counter would bounce between cores
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
             n_rows = e - s
-            for i in range(d):
-                centre[i] = 0.5 * (boxes[t, 0, i] + boxes[t, 1, i])
-                half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
-            _tile_features(x, s, e, centre, diagonal, phi)
+            _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
             n_cand = _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions,
                                         log_norm, lam_min, diagonal, threshold, bound, centre,
                                         half, diff, seeds, cand, phi, coef, logits, m)
@@ -422,49 +432,35 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
 
 @njit(parallel=True, cache=True, nogil=True)
 def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, lam_min,
-                      diagonal, threshold, log_prob, labels):
-    """``log p(x_n)`` and the most likely component of tiled rows, with the same pruning."""
+                      diagonal, threshold, n_blocks, log_prob, labels):
+    """``log p(x_n)`` and the most likely component of tiled rows, with the same pruning;
+    ``n_blocks`` blocks of consecutive tiles run in parallel, each with one set of work
+    arrays."""
     n_tiles = starts.shape[0] - 1
     k_total, d = means.shape
     n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
-    max_rows = 0
-    for t in range(n_tiles):
-        max_rows = max(max_rows, starts[t + 1] - starts[t])
-    n_seed = min(SEED_COMPONENTS, k_total)
+    max_rows = _max_tile_rows(starts)
     w = np.ones(x.shape[0])
-    for t in prange(n_tiles):
-        bound = np.empty(k_total)
-        cand = np.empty(k_total, dtype=np.int64)
-        seeds = np.empty(n_seed, dtype=np.int64)
-        centre = np.empty(d)
-        half = np.empty(d)
-        diff = np.empty(d)
-        m = np.empty(d)
-        phi = np.empty((n_feat, max_rows))
-        coef = np.empty((n_feat, k_total))
-        logits = np.empty(k_total * max_rows)
-        bits = np.empty(k_total * max_rows)
-        row_log_prob = np.empty(max_rows)
-        top = np.empty(max_rows)
-        total = np.empty(max_rows)
-        s = starts[t]
-        e = starts[t + 1]
-        n_rows = e - s
-        for i in range(d):
-            centre[i] = 0.5 * (boxes[t, 0, i] + boxes[t, 1, i])
-            half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
-        _tile_features(x, s, e, centre, diagonal, phi)
-        n_cand = _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions,
-                                    log_norm, lam_min, diagonal, threshold, bound, centre, half,
-                                    diff, seeds, cand, phi, coef, logits, m)
-        _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal, coef, m)
-        _tile_logits(phi, n_rows, coef, n_cand, logits)
-        for r in range(n_rows):
-            best = 0
-            for j in range(1, n_cand):
-                if logits[j * n_rows + r] > logits[best * n_rows + r]:
-                    best = j
-            labels[s + r] = cand[best]
-        _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, top, total, bits)
-        for r in range(n_rows):
-            log_prob[s + r] = row_log_prob[r]
+    for b in prange(n_blocks):
+        (bound, cand, seeds, centre, half, diff, m, phi, coef, logits, bits, row_log_prob, top,
+         total) = _tile_scratch(k_total, d, n_feat, max_rows)
+        for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
+            s = starts[t]
+            e = starts[t + 1]
+            n_rows = e - s
+            _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
+            n_cand = _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions,
+                                        log_norm, lam_min, diagonal, threshold, bound, centre,
+                                        half, diff, seeds, cand, phi, coef, logits, m)
+            _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
+                               coef, m)
+            _tile_logits(phi, n_rows, coef, n_cand, logits)
+            for r in range(n_rows):
+                best = 0
+                for j in range(1, n_cand):
+                    if logits[j * n_rows + r] > logits[best * n_rows + r]:
+                        best = j
+                labels[s + r] = cand[best]
+            _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, top, total, bits)
+            for r in range(n_rows):
+                log_prob[s + r] = row_log_prob[r]

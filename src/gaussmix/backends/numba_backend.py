@@ -17,6 +17,14 @@ from .tiles import TILE_ROWS, consecutive_starts, kd_order, tile_boxes
 ACCUMULATOR_BYTES = 64 * 2**20
 
 
+def tile_order(x, n_components, tile_rows=TILE_ROWS):
+    """Row order and tile boundaries for ``x``: spatial (k-d) tiles when pruning can skip
+    components, consecutive rows when every tile takes them all (K <= SMALL_K)."""
+    if n_components <= SMALL_K:
+        return slice(None), consecutive_starts(len(x), tile_rows)
+    return kd_order(x, tile_rows)
+
+
 class TiledSource:
     """Training rows in working coordinates, reordered once into spatial tiles.
 
@@ -127,8 +135,8 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
     log_prob = np.empty(source.n_rows)
     pairs = np.zeros(blocks, dtype=np.int64)
     fused_e_step(source.x, source.sample_weight, source.starts, source.boxes, kp.means,
-                 kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, resp_sum, x_sum,
-                 xx_sum, log_prob, pairs)
+                 kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold,
+                 resp_sum, x_sum, xx_sum, log_prob, pairs)
     xx = xx_sum.sum(axis=0)
     cov_type = params.covariance_type
     if cov_type == "full":
@@ -164,15 +172,9 @@ def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=
     """Statistics of a stream of chunks: each chunk is tiled and run through the kernel on its
     own, so memory stays one chunk deep."""
     total = None
-    small = params.n_components <= SMALL_K  # every tile takes every component: no k-d order
     for x, w in source:
-        if small:
-            tiled = _Tiled(np.ascontiguousarray(x), np.ascontiguousarray(w),
-                           consecutive_starts(len(x), tile_rows))
-        else:
-            order, starts = kd_order(x, tile_rows)
-            tiled = _Tiled(np.ascontiguousarray(x[order]), np.ascontiguousarray(w[order]),
-                           starts)
+        order, starts = tile_order(x, params.n_components, tile_rows)
+        tiled = _Tiled(np.ascontiguousarray(x[order]), np.ascontiguousarray(w[order]), starts)
         stats = fused_expectation(tiled, params, threshold)
         total = stats if total is None else total + stats
     if total is None:
@@ -203,15 +205,15 @@ def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
     labels : ndarray of shape (N,), int
     """
     x = np.asarray(x, dtype=np.float64)
-    order, starts = kd_order(x, tile_rows)
+    order, starts = tile_order(x, params.n_components, tile_rows)
     tiled = np.ascontiguousarray(x[order])
-    boxes = tile_boxes(tiled, starts)
     kp = kernel_params(params)
     log_prob = np.empty(len(x))
     labels = np.empty(len(x), dtype=np.int64)
-    fused_log_density(tiled, starts, boxes, kp.means, kp.prec_chol, kp.precisions, kp.log_norm,
-                      kp.lam_min,
-                      kp.diagonal, threshold, log_prob, labels)
+    n_blocks = max(1, min(len(starts) - 1, 4 * numba.get_num_threads()))
+    fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.prec_chol,
+                      kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, n_blocks,
+                      log_prob, labels)
     out_lp = np.empty_like(log_prob)
     out_lab = np.empty_like(labels)
     out_lp[order] = log_prob

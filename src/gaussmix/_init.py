@@ -69,26 +69,56 @@ def _blocks(n_rows):
     return [(s, min(s + BLOCK_ROWS, n_rows)) for s in range(0, n_rows, BLOCK_ROWS)]
 
 
-def _update_closest(x, xt, center, closest):
-    kernels = _kernels()
-    if kernels is not None:
-        kernels.update_closest(xt, center, closest)
-        return
-    for s, e in _blocks(len(x)):
-        np.minimum(closest[s:e], ((x[s:e] - center) ** 2).sum(axis=1), out=closest[s:e])
+class _NearestCentre:
+    """Each row's squared distance to its nearest chosen centre, and k-means++'s draws of
+    rows in proportion to it (weighted). Rows stay in the caller's order.
 
+    Parameters
+    ----------
+    x : ndarray of shape (N, D), float64
+    w : ndarray of shape (N,)
+    """
 
-def _candidate_potentials(x, xt, w, closest, candidates):
-    kernels = _kernels()
-    if kernels is not None:
-        return kernels.candidate_potentials(xt, w, closest, candidates)
-    cand_sq = np.einsum("ij,ij->i", candidates, candidates)
-    potentials = np.zeros(len(candidates))
-    for s, e in _blocks(len(x)):
-        d2 = _sq_distances(x[s:e], candidates, cand_sq)
-        np.minimum(d2, closest[s:e, np.newaxis], out=d2)
-        potentials += w[s:e] @ d2
-    return potentials
+    def __init__(self, x, w):
+        self.x = x
+        self.w = w
+        self.kernels = _kernels()
+        self.xt = self.kernels.transposed(x) if self.kernels is not None else None
+        self.closest = np.full(len(x), np.inf)
+        self.block_mass = None  # numba: mass per block of rows, for draws without a cumsum
+
+    def add(self, center):
+        """Take ``center`` (D,) among the chosen centres."""
+        if self.kernels is not None:
+            self.block_mass = self.kernels.update_closest(self.xt, self.w, center, self.closest)
+            return
+        for s, e in _blocks(len(self.x)):
+            np.minimum(self.closest[s:e], ((self.x[s:e] - center) ** 2).sum(axis=1),
+                       out=self.closest[s:e])
+
+    def draw(self, size, random_state):
+        """``size`` row indices with probability proportional to weight x squared distance;
+        by weight alone when every row already sits on a centre."""
+        if self.kernels is not None:
+            if self.block_mass.sum() > 0:
+                return self.kernels.weighted_draw(self.w, self.closest, self.block_mass, size,
+                                                  random_state)
+            return _weighted_draw(None, self.w, size, random_state)
+        weighted = self.closest * self.w
+        return _weighted_draw(None, weighted if weighted.sum() > 0 else self.w, size,
+                              random_state)
+
+    def potentials(self, candidates):
+        """``sum_n w_n min(closest_n, |x_n - c|^2)`` for each candidate c of (T, D)."""
+        if self.kernels is not None:
+            return self.kernels.candidate_potentials(self.xt, self.w, self.closest, candidates)
+        cand_sq = np.einsum("ij,ij->i", candidates, candidates)
+        potentials = np.zeros(len(candidates))
+        for s, e in _blocks(len(self.x)):
+            d2 = _sq_distances(self.x[s:e], candidates, cand_sq)
+            np.minimum(d2, self.closest[s:e, np.newaxis], out=d2)
+            potentials += self.w[s:e] @ d2
+        return potentials
 
 
 def kmeans_plusplus(x, w, n_clusters, random_state, order=None):
@@ -112,24 +142,19 @@ def kmeans_plusplus(x, w, n_clusters, random_state, order=None):
     n_local_trials = 2 + int(np.log(n_clusters))
     if order is None:
         order = _lexicographic_order(x)
-    # Work on the rows in draw order, so that every weighted draw is a plain cumulative sum.
+    # Draws walk the rows in a fixed (lexicographic) order: see _weighted_draw.
     xs = np.ascontiguousarray(x[order])
-    ws = np.ascontiguousarray(w[order])
-    kernels = _kernels()
-    xt = kernels.transposed(xs) if kernels is not None else None
+    ws = np.ascontiguousarray(w[order], dtype=np.float64)
     first = int(_weighted_draw(None, ws, 1, random_state)[0])
     chosen = [first]
-    closest = np.full(len(xs), np.inf)
-    _update_closest(xs, xt, xs[first], closest)
+    nearest = _NearestCentre(xs, ws)
+    nearest.add(xs[first])
     for _ in range(1, n_clusters):
-        weighted = closest * ws
-        # When every row already sits on a centre, any row will do.
-        mass = weighted if weighted.sum() > 0 else ws
-        candidate_ids = _weighted_draw(None, mass, n_local_trials, random_state)
+        candidate_ids = nearest.draw(n_local_trials, random_state)
         candidates = xs[candidate_ids]
-        best = int(np.argmin(_candidate_potentials(xs, xt, ws, closest, candidates)))
+        best = int(np.argmin(nearest.potentials(candidates)))
         chosen.append(int(candidate_ids[best]))
-        _update_closest(xs, xt, candidates[best], closest)
+        nearest.add(candidates[best])
     chosen = np.array(chosen)
     return xs[chosen], order[chosen]
 

@@ -5,7 +5,14 @@ from gaussmix._covariance import precision_cholesky
 from gaussmix._data import ArrayChunks
 from gaussmix._em import Params, e_step, m_step, plan_e_step
 from gaussmix.backends import fused
-from gaussmix.backends.numba_backend import TiledSource, fused_expectation, fused_log_prob
+from gaussmix.backends.numba_backend import (
+    SPATIAL_MIN_K,
+    TiledSource,
+    fused_expectation,
+    fused_log_prob,
+    streaming_fused_expectation,
+    tile_order,
+)
 
 from ..conftest import COVARIANCE_TYPES
 
@@ -72,8 +79,9 @@ def test_fused_statistics_equal_the_exact_numpy_ones(covariance_type, k_side):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_fused_log_density_and_labels(covariance_type):
-    x, centres = grid_clusters(8, 2.0, 40)
+@pytest.mark.parametrize("k_side", [8, 12])  # 64: consecutive tiles; 144: k-d tiles, pruned
+def test_fused_log_density_and_labels(covariance_type, k_side):
+    x, centres = grid_clusters(k_side, 2.0, 40)
     params = params_for(covariance_type, centres, 3.0)
     log_prob, labels = fused_log_prob(x, params)
     plan = plan_e_step(params, exact=True)
@@ -97,7 +105,7 @@ def test_zero_weight_tiles_are_skipped():
 
 def test_far_components_are_pruned_exactly():
     """A component 1e3 standard deviations away: skipped, yet the statistics are exact."""
-    x, centres = grid_clusters(8, 1.0, 30)  # 65 components: more than SMALL_K, so pruned
+    x, centres = grid_clusters(8, 1.0, 30)  # 65 components: more than PRUNE_MIN_K, so pruned
     means = np.r_[centres, [[1e4, 1e4]]]
     params = params_for("diag", means, 1.0)
     tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(2), 500))
@@ -106,3 +114,25 @@ def test_far_components_are_pruned_exactly():
     ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
     assert ref.resp_sum[-1] < 1e-300
     assert_stats_agree(stats, ref, params)
+
+
+@pytest.mark.parametrize("k_side", [5, 12])  # 25: consecutive tiles; 144: k-d tiles
+def test_streamed_chunks_give_the_exact_statistics(k_side):
+    x, centres = grid_clusters(k_side, 1.5, 30)
+    w = np.random.RandomState(3).uniform(0, 2, len(x))
+    params = params_for("full", centres, 2.0)
+    chunks = ArrayChunks(x, w, np.zeros(2), 1000)
+    fast = streaming_fused_expectation(chunks, params)
+    ref = e_step(x, w, params, plan_e_step(params, exact=True))
+    assert_stats_agree(fast, ref, params)
+    assert fused_expectation.last_pair_fraction < (1.0 if k_side == 12 else 1.01)
+
+
+def test_one_pass_tiling_is_spatial_only_when_pruning_can_pay():
+    x = np.random.RandomState(0).randn(1000, 2)
+    order, starts, margin = tile_order(x, SPATIAL_MIN_K)
+    assert order == slice(None) and margin == np.inf
+    np.testing.assert_array_equal(np.diff(starts)[:-1], np.diff(starts)[0])
+    order, starts, margin = tile_order(x, SPATIAL_MIN_K + 1, threshold=30.0)
+    np.testing.assert_array_equal(np.sort(order), np.arange(1000))
+    assert margin == 30.0

@@ -31,3 +31,31 @@ def test_boxes_contain_their_rows():
 
 def test_consecutive_starts():
     np.testing.assert_array_equal(consecutive_starts(10, 4), [0, 4, 8, 10])
+
+
+def test_kd_order_splits_at_the_median_with_many_ties():
+    """Pixel coordinates repeat: every split still halves its rows, and no row of a left
+    half lies beyond its right half along the split."""
+    x = np.random.RandomState(3).randint(0, 4, size=(5000, 2)).astype(float)
+    order, starts = kd_order(x, leaf_rows=40)
+    np.testing.assert_array_equal(np.sort(order), np.arange(5000))
+    sizes = np.diff(starts)
+    assert sizes.max() - sizes.min() <= 1
+    left, right = x[order[:2500]], x[order[2500:]]
+    dim = int(np.argmax(np.ptp(x, axis=0)))
+    assert left[:, dim].max() <= right[:, dim].min()
+
+
+def test_kd_order_of_sorted_and_constant_rows():
+    for x in (np.arange(20000.0)[:, None], np.zeros((3000, 3))):
+        order, starts = kd_order(x, leaf_rows=96)
+        np.testing.assert_array_equal(np.sort(order), np.arange(len(x)))
+        assert np.diff(starts).max() <= 96
+    order, starts = kd_order(np.arange(20000.0)[:, None], leaf_rows=96)
+    for s, e in zip(starts[:-1], starts[1:]):  # 1-D: each tile a run of consecutive values
+        np.testing.assert_array_equal(np.sort(order[s:e]), np.arange(s, e))
+
+
+def test_kd_order_of_no_rows():
+    order, starts = kd_order(np.empty((0, 2)))
+    assert len(order) == 0 and list(starts) == [0]

@@ -25,7 +25,7 @@ def _n_blocks(n_rows):
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _update_closest(xt, center, closest):
+def _update_closest(xt, w, center, closest, block_mass):
     d, n = xt.shape
     for b in prange((n + BLOCK - 1) // BLOCK):
         s = b * BLOCK
@@ -36,14 +36,61 @@ def _update_closest(xt, center, closest):
             for r in range(e - s):
                 v = xt[j, s + r] - c
                 dist[r] += v * v
+        acc = 0.0
         for r in range(e - s):
-            if dist[r] < closest[s + r]:
-                closest[s + r] = dist[r]
+            nearest = min(dist[r], closest[s + r])
+            closest[s + r] = nearest
+            acc += w[s + r] * nearest
+        block_mass[b] = acc
 
 
-def update_closest(xt, center, closest):
-    """Shrink each row's squared distance to its nearest centre with a new ``center``."""
-    _update_closest(xt, np.ascontiguousarray(center, dtype=np.float64), closest)
+def update_closest(xt, w, center, closest):
+    """Shrink each row's squared distance to its nearest centre with a new ``center``.
+
+    Returns
+    -------
+    block_mass : ndarray of shape (ceil(N / BLOCK),)
+        ``sum w_n closest_n`` over each block of ``BLOCK`` rows, for :func:`weighted_draw`.
+    """
+    block_mass = np.empty(_n_blocks(xt.shape[1]))
+    _update_closest(xt, w, np.ascontiguousarray(center, dtype=np.float64), closest, block_mass)
+    return block_mass
+
+
+@njit(cache=True)
+def _draw_in_block(w, closest, start, stop, residual):
+    """First row of ``start:stop`` whose running mass ``w * closest`` exceeds ``residual``
+    (the block's last row with mass when rounding leaves none)."""
+    acc = 0.0
+    last = -1
+    for i in range(start, stop):
+        mass = w[i] * closest[i]
+        if mass > 0.0:
+            acc += mass
+            last = i
+            if acc > residual:
+                return i
+    return last
+
+
+def weighted_draw(w, closest, block_mass, size, random_state):
+    """``size`` rows drawn with probability proportional to ``w * closest`` (with
+    replacement), k-means++'s D^2 sampling, without a cumulative sum over every row: a
+    draw finds its block from ``block_mass`` and walks that block only.
+
+    Returns
+    -------
+    rows : ndarray of shape (size,), int64
+    """
+    cumulative = np.cumsum(block_mass)
+    targets = random_state.uniform(size=size) * cumulative[-1]
+    blocks = np.searchsorted(cumulative, targets, side="right")
+    rows = np.empty(size, dtype=np.int64)
+    n = closest.shape[0]
+    for i, (target, b) in enumerate(zip(targets, blocks)):
+        before = cumulative[b - 1] if b > 0 else 0.0
+        rows[i] = _draw_in_block(w, closest, b * BLOCK, min(n, (b + 1) * BLOCK), target - before)
+    return rows
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -94,17 +141,27 @@ def _assign(xt, w, centers, labels, counts, sums, changed):
                 best_dist[r] = np.inf
                 best[r] = 0.0
             for c in range(k):
-                for r in range(m):
-                    dist[r] = 0.0
-                for j in range(d):
+                # d passes over the block: the first sets the distances, the last compares.
+                if d == 1:
+                    for r in range(m):
+                        dist[r] = 0.0
+                else:
+                    c0 = centers[c, 0]
+                    for r in range(m):
+                        v = xt[0, s + r] - c0
+                        dist[r] = v * v
+                for j in range(1, d - 1):
                     cj = centers[c, j]
                     for r in range(m):
                         v = xt[j, s + r] - cj
                         dist[r] += v * v
+                cl = centers[c, d - 1]
                 fc = float(c)
                 for r in range(m):
-                    better = dist[r] < best_dist[r]
-                    best_dist[r] = dist[r] if better else best_dist[r]
+                    v = xt[d - 1, s + r] - cl
+                    dd = dist[r] + v * v
+                    better = dd < best_dist[r]
+                    best_dist[r] = dd if better else best_dist[r]
                     best[r] = fc if better else best[r]
             for r in range(m):
                 label = int(best[r])

@@ -1,6 +1,6 @@
 """Spatially coherent tiles of rows, so that whole tiles can skip far-away components.
 
-The rows are reordered once per fit by recursive median splits along the widest coordinate
+The rows are reordered once per fit (numba) by recursive median splits along the widest coordinate
 (a k-d tree whose leaves are the tiles); each tile keeps its bounding box.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 # Rows per tile: small enough for tight boxes, large enough to share the per-tile bounds.
 TILE_ROWS = 96
@@ -50,25 +51,101 @@ def kd_order(x, leaf_rows=TILE_ROWS):
     order : ndarray of shape (N,), int64
     starts : ndarray of shape (n_tiles + 1,), int64
     """
+    x = np.ascontiguousarray(x, dtype=np.float64)
     n = x.shape[0]
     order = np.arange(n, dtype=np.int64)
-    stack = [(0, n)]
-    leaves = []
-    while stack:
-        start, stop = stack.pop()
+    leaves = np.empty(max(1, 2 * (n // max(1, leaf_rows)) + 2), dtype=np.int64)
+    # The rows are moved along with ``order`` so that every pass reads memory in sequence.
+    n_leaves = _median_splits(x.copy(), order, max(1, int(leaf_rows)), leaves)
+    return order, np.append(leaves[:n_leaves], n).astype(np.int64)
+
+
+@njit(cache=True)
+def _median_splits(x, order, leaf_rows, leaves):
+    """Reorder the rows ``x`` (in place) and ``order`` alike into k-d leaves (depth first, so
+    in row order); returns the number of leaves, whose first rows are written to
+    ``leaves``."""
+    n, d = x.shape
+    # Depth first, left child on top: at most two entries per level of a balanced tree.
+    stack = np.empty((256, 2), dtype=np.int64)
+    stack[0, 0] = 0
+    stack[0, 1] = n
+    top = 1
+    n_leaves = 0
+    while top > 0:
+        top -= 1
+        start = stack[top, 0]
+        stop = stack[top, 1]
         if stop - start <= leaf_rows:
-            leaves.append(start)
+            if stop > start:
+                leaves[n_leaves] = start
+                n_leaves += 1
             continue
-        rows = order[start:stop]
-        sub = x[rows]
-        dim = int(np.argmax(sub.max(axis=0) - sub.min(axis=0)))
+        dim = _widest_dimension(x, start, stop)
         half = (stop - start) // 2
-        split = np.argpartition(sub[:, dim], half)
-        order[start:stop] = rows[split]
-        stack.append((start + half, stop))
-        stack.append((start, start + half))
-    starts = np.array(sorted(leaves) + [n], dtype=np.int64)
-    return order, starts
+        _nth_element(x, order, dim, start, stop, start + half)
+        stack[top, 0] = start + half
+        stack[top, 1] = stop
+        stack[top + 1, 0] = start
+        stack[top + 1, 1] = start + half
+        top += 2
+    return n_leaves
+
+
+@njit(cache=True)
+def _widest_dimension(x, start, stop):
+    d = x.shape[1]
+    lo = np.full(d, np.inf)
+    hi = np.full(d, -np.inf)
+    for i in range(start, stop):
+        for j in range(d):
+            v = x[i, j]
+            lo[j] = min(lo[j], v)
+            hi[j] = max(hi[j], v)
+    return int(np.argmax(hi - lo))
+
+
+@njit(cache=True)
+def _nth_element(x, order, dim, lo, hi, k):
+    """Partially sort rows ``lo:hi`` of ``x`` (and ``order`` alike) by column ``dim`` so that
+    row k is the one it would be when sorted, with no larger key before it and no smaller
+    after it.
+
+    Quickselect with three-way partitions (pixel coordinates repeat a lot) and pivots from
+    a fixed pseudo-random sequence (reproducible, and no quadratic case on sorted input).
+    """
+    state = np.uint64(0x9E3779B97F4A7C15)
+    while hi - lo > 1:
+        state = state * np.uint64(6364136223846793005) + np.uint64(1442695040888963407)
+        p = lo + np.int64((state >> np.uint64(33)) % np.uint64(hi - lo))
+        pivot = x[p, dim]
+        lt = lo
+        i = lo
+        gt = hi
+        while i < gt:
+            v = x[i, dim]
+            if v < pivot:
+                _swap_rows(x, order, lt, i)
+                lt += 1
+                i += 1
+            elif v > pivot:
+                gt -= 1
+                _swap_rows(x, order, gt, i)
+            else:
+                i += 1
+        if k < lt:
+            hi = lt
+        elif k >= gt:
+            lo = gt
+        else:
+            return
+
+
+@njit(cache=True, inline="always")
+def _swap_rows(x, order, a, b):
+    order[a], order[b] = order[b], order[a]
+    for j in range(x.shape[1]):
+        x[a, j], x[b, j] = x[b, j], x[a, j]
 
 
 def tile_boxes(x, starts):

@@ -132,7 +132,7 @@ class FitData:
         if "tiled" not in self._cache:
             from .backends.numba_backend import TiledSource
 
-            self._cache["tiled"] = TiledSource(self.source(chunk_size))
+            self._cache["tiled"] = TiledSource(self.source(chunk_size), dtype=self.dtype)
         return self._cache["tiled"]
 
     @property

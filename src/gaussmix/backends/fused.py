@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 # Components more than this many nats below a tile's lower bound are skipped.
 PRUNE_NATS = 40.0
@@ -47,6 +48,23 @@ _MAGIC = 6755399441055744.0
 _MAGIC_BITS = int(np.float64(_MAGIC).view(np.int64))
 _C = tuple(1.0 / math.factorial(n) for n in range(13))
 _C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12 = _C
+# Responsibilities below exp(-700) (float64) or exp(-80) (float32) are that small instead.
+_EXP_FLOOR = -700.0
+
+# float32: the same scheme in single precision (typed constants keep every operation in
+# float32), with Cephes' expf polynomial (about 1 ulp on |r| <= ln(2) / 2).
+_F = np.float32
+_EXP_FLOOR_F = _F(-80.0)
+_LOG2E_F = _F(_LOG2E)
+_HALF_F = _F(0.5)
+_ONE_F = _F(1.0)
+_LN2_HI_F = _F(0.693359375)
+_LN2_LO_F = _F(-2.12194440e-4)
+_MAGIC_F = _F(12582912.0)  # 1.5 * 2**23
+_MAGIC_BITS_F = int(np.float32(12582912.0).view(np.int32))
+_P_F = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                             4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+_P0F, _P1F, _P2F, _P3F, _P4F, _P5F = _P_F
 
 # Vectorising reductions needs reassociation; no assumptions about NaN or infinity.
 _FAST = {"contract", "reassoc", "nsz"}
@@ -56,7 +74,8 @@ _EXACT = {"contract"}
 
 @njit(cache=True, fastmath=_EXACT, inline="always")
 def _exp_nonpositive(x, out, bits, n):
-    """``out[:n] = exp(x[:n])`` for ``-708 < x <= 0``, vectorisable, within about 1 ulp.
+    """``out[:n] = exp(x[:n])`` for ``x <= 0`` (float64; ``x`` below -700 taken as -700),
+    vectorisable, within about 1 ulp.
 
     exp(x) = 2^k exp(r) with k = round(x / ln 2), |r| <= ln(2) / 2, exp(r) by its Taylor
     polynomial of degree 12, and 2^k assembled in the exponent bits of ``bits`` (k + 1.5 * 2^52
@@ -64,9 +83,10 @@ def _exp_nonpositive(x, out, bits, n):
     """
     ibits = bits.view(np.int64)
     for j in range(n):
-        k = np.floor(x[j] * _LOG2E + 0.5)
+        v = max(x[j], _EXP_FLOOR)
+        k = np.floor(v * _LOG2E + 0.5)
         bits[j] = k + _MAGIC
-        r = x[j] - k * _LN2_HI - k * _LN2_LO
+        r = v - k * _LN2_HI - k * _LN2_LO
         p = _C12
         p = p * r + _C11
         p = p * r + _C10
@@ -84,6 +104,45 @@ def _exp_nonpositive(x, out, bits, n):
         ibits[j] = (ibits[j] - _MAGIC_BITS + 1023) << 52
     for j in range(n):
         out[j] *= bits[j]
+
+
+@njit(cache=True, fastmath=_EXACT, inline="always")
+def _exp_nonpositive_f32(x, out, bits, n):
+    """:func:`_exp_nonpositive` in float32 (``x`` below -80 taken as -80): 2^k exp(r) with
+    Cephes' degree-7 polynomial, 2^k assembled in the exponent bits of ``bits``."""
+    ibits = bits.view(np.int32)
+    for j in range(n):
+        v = max(x[j], _EXP_FLOOR_F)
+        k = np.floor(v * _LOG2E_F + _HALF_F)
+        bits[j] = k + _MAGIC_F
+        r = v - k * _LN2_HI_F - k * _LN2_LO_F
+        p = _P0F
+        p = p * r + _P1F
+        p = p * r + _P2F
+        p = p * r + _P3F
+        p = p * r + _P4F
+        p = p * r + _P5F
+        out[j] = p * r * r + r + _ONE_F
+    for j in range(n):
+        ibits[j] = (ibits[j] - _MAGIC_BITS_F + 127) << 23
+    for j in range(n):
+        out[j] *= bits[j]
+
+
+def exp_nonpositive(x, out, bits, n):
+    """``out[:n] = exp(x[:n])`` for ``x <= 0`` in the arrays' precision (in compiled code:
+    the float32 or float64 kernel)."""
+    if x.dtype == np.float32:
+        _exp_nonpositive_f32(x, out, bits, n)
+    else:
+        _exp_nonpositive(x, out, bits, n)
+
+
+@overload(exp_nonpositive, inline="always")
+def _exp_nonpositive_overload(x, out, bits, n):
+    if x.dtype == types.float32:
+        return lambda x, out, bits, n: _exp_nonpositive_f32(x, out, bits, n)
+    return lambda x, out, bits, n: _exp_nonpositive(x, out, bits, n)
 
 
 @njit(cache=True)
@@ -228,7 +287,8 @@ def _tile_logits(phi, n_rows, coef, n_cand, logits):
 
 @njit(cache=True, fastmath=_EXACT)
 def _tile_softmax(logits, n_rows, n_cand, row_weights, out_log_prob, top, total, bits):
-    """Weighted responsibilities in place of the (n_cand, n_rows) logits block.
+    """Weighted responsibilities in place of the (n_cand, n_rows) logits block, in the
+    logits' precision.
 
     ``out_log_prob[r] = log p(row r)``; every loop runs over rows or over the whole block.
     """
@@ -243,8 +303,8 @@ def _tile_softmax(logits, n_rows, n_cand, row_weights, out_log_prob, top, total,
     for j in range(n_cand):
         base = j * n_rows
         for r in range(n_rows):
-            logits[base + r] = max(logits[base + r] - top[r], -700.0)
-    _exp_nonpositive(logits, logits, bits, size)
+            logits[base + r] -= top[r]
+    exp_nonpositive(logits, logits, bits, size)
     for j in range(n_cand):
         base = j * n_rows
         for r in range(n_rows):
@@ -265,7 +325,7 @@ def _tile_moments(phi, n_rows, resp, n_cand, moments):
     for j in range(n_cand):
         base = j * n_rows
         for f in range(n_feat):
-            acc = 0.0
+            acc = phi.dtype.type(0)
             for r in range(n_rows):
                 acc += phi[f, r] * resp[base + r]
             moments[f, j] = acc
@@ -363,23 +423,27 @@ def _max_tile_rows(starts):
 
 
 @njit(cache=True, inline="always")
-def _tile_scratch(k_total, d, n_feat, max_rows):
-    """Work arrays of one thread for tiles of up to ``max_rows`` rows (see the kernels)."""
+def _tile_scratch(k_total, d, n_feat, max_rows, x):
+    """Work arrays of one thread for tiles of up to ``max_rows`` rows (see the kernels);
+    features, logits and softmax in the precision of the rows ``x``."""
+    dt = x.dtype
     return (np.empty(k_total), np.empty(k_total, dtype=np.int64),
             np.empty(min(SEED_COMPONENTS, k_total), dtype=np.int64), np.empty(d), np.empty(d),
-            np.empty(d), np.empty(d), np.empty((n_feat, max_rows)), np.empty((n_feat, k_total)),
-            np.empty(k_total * max_rows), np.empty(k_total * max_rows), np.empty(max_rows),
-            np.empty(max_rows), np.empty(max_rows))
+            np.empty(d), np.empty(d), np.empty((n_feat, max_rows), dt),
+            np.empty((n_feat, k_total), dt), np.empty(k_total * max_rows, dt),
+            np.empty(k_total * max_rows, dt), np.empty(max_rows), np.empty(max_rows, dt),
+            np.empty(max_rows, dt))
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, lam_min, diagonal,
-                 threshold, resp_sum, x_sum, xx_sum, log_prob, pairs):
+                 threshold, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
     Parameters
     ----------
-    x : (N, D) float64, working coordinates, tiles contiguous
+    x : (N, D) float64 or float32, working coordinates, tiles contiguous; logits, softmax
+        and per-tile moments run in this precision, the accumulators in float64
     w : (N,) float64 weights
     starts : (n_tiles + 1,) int64 tile boundaries
     boxes : (n_tiles, 2, D) float64 tile bounding boxes
@@ -395,6 +459,7 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
     xx_sum : (B, K, Q) float64 out, about the means: packed upper triangle by rows
         (Q = D(D+1)/2), or the diagonal (Q = D) when ``diagonal``
     log_prob : (N,) float64 out, log p(x_n) (-inf for zero-weight rows)
+    log_lik : (B,) float64 out, sum of w_n log p(x_n) over each block's positive-weight rows
     pairs : (B,) int64 out, (row, component) pairs evaluated
     """
     n_blocks = resp_sum.shape[0]
@@ -404,9 +469,10 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
     max_rows = _max_tile_rows(starts)
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, diff, m, phi, coef, logits, bits, row_log_prob, top,
-         total) = _tile_scratch(k_total, d, n_feat, max_rows)
-        moments = np.empty((n_feat, k_total))
+         total) = _tile_scratch(k_total, d, n_feat, max_rows, x)
+        moments = np.empty((n_feat, k_total), x.dtype)
         block_pairs = 0  # counted locally: a shared counter would bounce between cores
+        block_log_lik = 0.0
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
@@ -425,11 +491,16 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
             _tile_logits(phi, n_rows, coef, n_cand, logits)
             _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, top, total, bits)
             for r in range(n_rows):
-                log_prob[s + r] = row_log_prob[r] if w[s + r] > 0.0 else -np.inf
+                if w[s + r] > 0.0:
+                    log_prob[s + r] = row_log_prob[r]
+                    block_log_lik += w[s + r] * row_log_prob[r]
+                else:
+                    log_prob[s + r] = -np.inf
             _tile_moments(phi, n_rows, logits, n_cand, moments)
             _scatter(b, cand, n_cand, centre, means, diagonal, moments, resp_sum, x_sum, xx_sum,
                      m)
         pairs[b] = block_pairs
+        log_lik[b] = block_log_lik
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -445,7 +516,7 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
     w = np.ones(x.shape[0])
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, diff, m, phi, coef, logits, bits, row_log_prob, top,
-         total) = _tile_scratch(k_total, d, n_feat, max_rows)
+         total) = _tile_scratch(k_total, d, n_feat, max_rows, x)
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -34,6 +35,30 @@ def tile_order(x, n_components, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
     return order, starts, threshold
 
 
+@dataclass(frozen=True)
+class WeightFacts:
+    """What every E-step over the same rows needs to know about their weights.
+
+    Attributes
+    ----------
+    total : float
+    n_positive : int
+    positive_rows : ndarray of int or None
+        Rows with a positive weight; None when every row has one.
+    """
+
+    total: float
+    n_positive: int
+    positive_rows: np.ndarray | None
+
+    @classmethod
+    def of(cls, sample_weight):
+        positive = sample_weight > 0
+        n_positive = int(positive.sum())
+        rows = None if n_positive == len(sample_weight) else np.flatnonzero(positive)
+        return cls(float(sample_weight.sum()), n_positive, rows)
+
+
 class TiledSource:
     """Training rows in working coordinates, reordered once into spatial tiles.
 
@@ -44,17 +69,23 @@ class TiledSource:
     ----------
     source : ArrayChunks
         The rows, chunk by chunk (converted to float64 working coordinates).
+    dtype : numpy dtype, default float64
+        Precision of the kernel's logits and softmax: float32 for float32 data (the
+        statistics are still summed in float64). The expanded quadratic forms stay accurate
+        in float32 because the tiles are small: rows are within a tile's width of its centre.
     tile_rows : int
     """
 
-    def __init__(self, source, tile_rows=TILE_ROWS):
+    def __init__(self, source, dtype=np.float64, tile_rows=TILE_ROWS):
         x = np.concatenate([chunk for chunk, _ in source]) if source.n_rows else np.empty(
             (0, source.n_features))
         order, starts = kd_order(x, tile_rows)
         self.x = np.ascontiguousarray(x[order])
+        self.kernel_x = self.x if np.dtype(dtype) != np.float32 else self.x.astype(np.float32)
         self.sample_weight = np.ascontiguousarray(source.sample_weight[order], dtype=np.float64)
+        self.weight_facts = WeightFacts.of(self.sample_weight)
         self.starts = starts
-        self.boxes = tile_boxes(self.x, starts)
+        self.boxes = tile_boxes(self.kernel_x, starts)
         self.chunk_size = source.chunk_size
         self.cache = {}  # what initialisations derive from the rows and can share
 
@@ -120,9 +151,14 @@ def _n_blocks(n_tiles, k, q):
     return max(1, min(blocks, max(threads, ACCUMULATOR_BYTES // per_block)))
 
 
+@functools.lru_cache(maxsize=16)
+def _upper_triangle(d):
+    return np.triu_indices(d)
+
+
 def _unpack_packed(packed, d):
     """(K, D(D+1)/2) packed upper triangles to symmetric (K, D, D)."""
-    rows, cols = np.triu_indices(d)
+    rows, cols = _upper_triangle(d)
     out = np.empty((packed.shape[0], d, d))
     out[:, rows, cols] = packed
     out[:, cols, rows] = packed
@@ -142,10 +178,11 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
     x_sum = np.zeros((blocks, k, d))
     xx_sum = np.zeros((blocks, k, q))
     log_prob = np.empty(source.n_rows)
+    log_lik = np.zeros(blocks)
     pairs = np.zeros(blocks, dtype=np.int64)
-    fused_e_step(source.x, source.sample_weight, source.starts, source.boxes, kp.means,
+    fused_e_step(source.kernel_x, source.sample_weight, source.starts, source.boxes, kp.means,
                  kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold,
-                 resp_sum, x_sum, xx_sum, log_prob, pairs)
+                 resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
     xx = xx_sum.sum(axis=0)
     cov_type = params.covariance_type
     if cov_type == "full":
@@ -154,12 +191,15 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
         xx = _unpack_packed(xx, d).sum(axis=0)
     elif cov_type == "spherical":
         xx = xx.sum(axis=1)
-    weights = source.sample_weight
-    positive = weights > 0
+    weights = source.weight_facts
     n_candidates = min(k, MAX_RESEED_CANDIDATES)
-    rows = np.flatnonzero(positive)
-    if len(rows) > n_candidates:
-        rows = rows[np.argpartition(log_prob[rows], n_candidates - 1)[:n_candidates]]
+    rows = weights.positive_rows
+    candidates = log_prob if rows is None else log_prob[rows]
+    if len(candidates) > n_candidates:
+        worst = np.argpartition(candidates, n_candidates - 1)[:n_candidates]
+        rows = worst if rows is None else rows[worst]
+    elif rows is None:
+        rows = np.arange(len(candidates))
     worst_log_prob, worst_points = merge_worst((log_prob[rows],), (source.x[rows],), n_candidates)
     stats = Stats(
         covariance_type=cov_type,
@@ -167,9 +207,9 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
         resp_sum=resp_sum.sum(axis=0),
         x_sum=x_sum.sum(axis=0),
         xx_sum=xx,
-        log_likelihood=float(np.dot(weights[positive], log_prob[positive])),
-        weight_sum=float(weights.sum()),
-        n_rows=int(positive.sum()),
+        log_likelihood=float(log_lik.sum()),
+        weight_sum=weights.total,
+        n_rows=weights.n_positive,
         worst_log_prob=worst_log_prob,
         worst_points=worst_points,
     )
@@ -195,8 +235,10 @@ class _Tiled:
     """One tiled chunk, in the shape :func:`fused_expectation` reads."""
 
     def __init__(self, x, sample_weight, starts):
-        self.x = x
+        # float64 even for float32 data: one-pass tiles need not be small (see tile_order).
+        self.x = self.kernel_x = x
         self.sample_weight = sample_weight.astype(np.float64)
+        self.weight_facts = WeightFacts.of(self.sample_weight)
         self.starts = starts
         self.boxes = tile_boxes(x, starts)
 

@@ -201,8 +201,9 @@ def _log_lik(fit):
 
 
 def format_rows(rows):
-    header = ("| workload | N | K | s/iter gaussmix | s/iter sklearn | per-iteration | fit s gaussmix"
-              " | fit s sklearn | whole fit | peak MiB gaussmix | peak MiB sklearn | memory | "
+    header = ("| workload | N | K | s/iter gaussmix | s/iter sklearn | per-iteration | "
+              "fit s gaussmix | fit s sklearn | whole fit | peak MiB gaussmix | "
+              "peak MiB sklearn | memory | "
               "mean log-lik. gaussmix (± s.e.) | mean log-lik. sklearn (± s.e.) | seeds |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     # whole-fit columns are means over the seeds

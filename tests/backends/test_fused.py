@@ -18,7 +18,8 @@ from ..conftest import COVARIANCE_TYPES
 
 
 def test_polynomial_exp_is_within_two_ulp():
-    x = -np.concatenate([np.linspace(0, 700, 200_001), np.random.RandomState(0).uniform(0, 40, 10_000)])
+    x = -np.concatenate([np.linspace(0, 700, 200_001),
+                         np.random.RandomState(0).uniform(0, 40, 10_000)])
     out = np.empty_like(x)
     bits = np.empty_like(x)
     fused._exp_nonpositive(x, out, bits, len(x))
@@ -140,11 +141,13 @@ def test_streamed_chunks_give_the_exact_statistics(k_side):
 
 def test_one_pass_tiling_is_spatial_only_when_pruning_can_pay():
     x = np.random.RandomState(0).randn(1000, 2)
-    order, starts, margin = tile_order(x, SPATIAL_MIN_K)
+    order, rows, starts, margin = tile_order(x, SPATIAL_MIN_K)
     assert order == slice(None) and margin == np.inf
+    np.testing.assert_array_equal(rows, x)
     np.testing.assert_array_equal(np.diff(starts)[:-1], np.diff(starts)[0])
-    order, starts, margin = tile_order(x, SPATIAL_MIN_K + 1, threshold=30.0)
+    order, rows, starts, margin = tile_order(x, SPATIAL_MIN_K + 1, threshold=30.0)
     np.testing.assert_array_equal(np.sort(order), np.arange(1000))
+    np.testing.assert_array_equal(rows, x[order])  # the reordered rows come from the same pass
     assert margin == 30.0
 
 

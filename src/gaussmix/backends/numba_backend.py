@@ -11,7 +11,7 @@ import numpy as np
 from .._em import MAX_RESEED_CANDIDATES, log_normaliser
 from .._stats import Stats, merge_worst
 from .fused import PRUNE_NATS, fused_e_step, fused_log_density
-from .tiles import TILE_ROWS, consecutive_starts, kd_order, tile_boxes
+from .tiles import TILE_ROWS, consecutive_starts, kd_tiles, tile_boxes
 
 # Accumulators are per block of tiles; more blocks than threads balance the load, within
 # this many bytes.
@@ -26,13 +26,14 @@ SPATIAL_MIN_K = 128
 
 
 def tile_order(x, n_components, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
-    """Row order, tile boundaries and pruning margin for one pass over ``x``: spatial (k-d)
-    tiles when pruning can pay for the ordering, else consecutive rows and no pruning
-    (``threshold`` infinite)."""
+    """Row order, the rows in that order (float64, contiguous), tile boundaries and pruning
+    margin for one pass over ``x``: spatial (k-d) tiles when pruning can pay for the
+    ordering, else consecutive rows and no pruning (``threshold`` infinite)."""
     if n_components <= SPATIAL_MIN_K:
-        return slice(None), consecutive_starts(len(x), tile_rows), np.inf
-    order, starts = kd_order(x, tile_rows)
-    return order, starts, threshold
+        rows = np.ascontiguousarray(x, dtype=np.float64)
+        return slice(None), rows, consecutive_starts(len(x), tile_rows), np.inf
+    order, starts, rows = kd_tiles(x, tile_rows)
+    return order, rows, starts, threshold
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,7 @@ class TiledSource:
     def __init__(self, source, dtype=np.float64, tile_rows=TILE_ROWS):
         x = np.concatenate([chunk for chunk, _ in source]) if source.n_rows else np.empty(
             (0, source.n_features))
-        order, starts = kd_order(x, tile_rows)
-        self.x = np.ascontiguousarray(x[order])
+        order, starts, self.x = kd_tiles(x, tile_rows)
         self.kernel_x = self.x if np.dtype(dtype) != np.float32 else self.x.astype(np.float32)
         self.sample_weight = np.ascontiguousarray(source.sample_weight[order], dtype=np.float64)
         self.weight_facts = WeightFacts.of(self.sample_weight)
@@ -222,8 +222,8 @@ def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=
     own, so memory stays one chunk deep."""
     total = None
     for x, w in source:
-        order, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
-        tiled = _Tiled(np.ascontiguousarray(x[order]), np.ascontiguousarray(w[order]), starts)
+        order, rows, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
+        tiled = _Tiled(rows, np.ascontiguousarray(w[order]), starts)
         stats = fused_expectation(tiled, params, margin)
         total = stats if total is None else total + stats
     if total is None:
@@ -256,8 +256,7 @@ def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
     labels : ndarray of shape (N,), int
     """
     x = np.asarray(x, dtype=np.float64)
-    order, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
-    tiled = np.ascontiguousarray(x[order])
+    order, tiled, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
     kp = kernel_params(params)
     log_prob = np.empty(len(x))
     labels = np.empty(len(x), dtype=np.int64)

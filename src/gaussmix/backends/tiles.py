@@ -1,12 +1,11 @@
 """Spatially coherent tiles of rows, so that whole tiles can skip far-away components.
 
-The rows are reordered once per fit (numba) by recursive median splits along the widest coordinate
-(a k-d tree whose leaves are the tiles); each tile keeps its bounding box.
+The rows are reordered (in numba) by recursive median splits along the widest coordinate
+(a k-d tree whose leaves are the tiles): once per fit for rows held in memory, once per
+chunk for streams. Each tile keeps its bounding box.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -15,30 +14,8 @@ from numba import njit
 TILE_ROWS = 96
 
 
-@dataclass(frozen=True)
-class Tiles:
-    """Rows grouped into tiles.
-
-    Attributes
-    ----------
-    order : ndarray of shape (N,), int
-        Row permutation: tile ``t`` holds rows ``order[starts[t]:starts[t + 1]]``.
-    starts : ndarray of shape (n_tiles + 1,), int64
-    boxes : ndarray of shape (n_tiles, 2, D), float64
-        Lower and upper corners of each tile's bounding box (of the reordered rows).
-    """
-
-    order: np.ndarray
-    starts: np.ndarray
-    boxes: np.ndarray
-
-    @property
-    def n_tiles(self):
-        return len(self.starts) - 1
-
-
-def kd_order(x, leaf_rows=TILE_ROWS):
-    """Row permutation and tile boundaries from recursive median splits.
+def kd_tiles(x, leaf_rows=TILE_ROWS):
+    """Row permutation, tile boundaries and the reordered rows from recursive median splits.
 
     Parameters
     ----------
@@ -50,14 +27,16 @@ def kd_order(x, leaf_rows=TILE_ROWS):
     -------
     order : ndarray of shape (N,), int64
     starts : ndarray of shape (n_tiles + 1,), int64
+    rows : ndarray of shape (N, D), float64, C-contiguous
+        ``x[order]``, produced by the same pass.
     """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    n = x.shape[0]
+    # The rows are moved along with ``order`` so that every pass reads memory in sequence.
+    rows = np.array(x, dtype=np.float64, order="C", copy=True)
+    n = rows.shape[0]
     order = np.arange(n, dtype=np.int64)
     leaves = np.empty(max(1, 2 * (n // max(1, leaf_rows)) + 2), dtype=np.int64)
-    # The rows are moved along with ``order`` so that every pass reads memory in sequence.
-    n_leaves = _median_splits(x.copy(), order, max(1, int(leaf_rows)), leaves)
-    return order, np.append(leaves[:n_leaves], n).astype(np.int64)
+    n_leaves = _median_splits(rows, order, max(1, int(leaf_rows)), leaves)
+    return order, np.append(leaves[:n_leaves], n).astype(np.int64), rows
 
 
 @njit(cache=True)

@@ -90,6 +90,59 @@ def test_fused_statistics_equal_the_exact_numpy_ones(covariance_type, k_side):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fused_statistics_equal_the_exact_ones_with_blas_products(covariance_type):
+    """Five features: 21 (full) or 11 (diagonal) per row, where BLAS runs the products."""
+    x, centres = grid_clusters(10, 1.5, 40, d=5)
+    params = params_for(covariance_type, centres, 2.0)
+    n_feat = 1 + 5 + (15 if covariance_type in ("full", "tied") else 5)
+    assert n_feat >= fused.BLAS_MIN_FEATURES
+    tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(5), 500))
+    fast = fused_expectation(tiled, params)
+    ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
+    assert_stats_agree(fast, ref, params)
+
+
+def test_hints_make_pruning_tight_and_any_hint_keeps_it_exact():
+    """The E-step records each row's most likely component; the next E-step bounds the rows'
+    best logits with them. Stale or arbitrary hints change the work, never the result."""
+    x, centres = grid_clusters(12, 1.5, 30, d=3)
+    params = params_for("full", centres, 2.0)
+    tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(3), 500))
+    ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
+    hints = tiled.hints(len(centres))
+    assert (hints == -1).all()
+    first = fused_expectation(tiled, params)
+    unhinted_pairs = fused_expectation.last_pair_fraction
+    from gaussmix._em import weighted_log_prob
+
+    best = weighted_log_prob(tiled.x, params, plan_e_step(params, exact=True)).argmax(axis=1)
+    np.testing.assert_array_equal(tiled.hints(len(centres)), best)
+    second = fused_expectation(tiled, params)
+    assert fused_expectation.last_pair_fraction <= unhinted_pairs
+    hints[:] = np.random.RandomState(0).randint(-1, len(centres), len(hints))
+    hints[::7] = len(centres) + 5  # out of range: ignored
+    third = fused_expectation(tiled, params)
+    for stats in (first, second, third):
+        assert_stats_agree(stats, ref, params)
+
+
+def test_precision_facts_bound_the_smallest_eigenvalue():
+    rng = np.random.RandomState(3)
+    a = rng.randn(50, 5, 5)
+    cov = a @ a.transpose(0, 2, 1) + 0.01 * np.eye(5)
+    cov[:10] = np.diag([1e-4, 1.0, 1e2, 1e4, 1.0])  # badly conditioned
+    prec_chol, cov, _, _ = precision_cholesky(cov, "full", 1e-12)
+    precisions, lam_min = fused.precision_facts(prec_chol, cov)
+    np.testing.assert_allclose(precisions, prec_chol @ prec_chol.transpose(0, 2, 1),
+                               rtol=1e-13, atol=0)
+    exact = np.linalg.eigvalsh(precisions)[:, 0]
+    assert (lam_min <= exact).all()
+    assert (lam_min >= exact / 5).all()  # max row sum of |S| <= D lambda_max(S)
+    shared, lam_tied = fused.precision_facts(prec_chol[:3], cov[:1])
+    np.testing.assert_array_equal(lam_tied, np.full(3, lam_min[0]))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("k_side", [8, 12])  # 64: consecutive tiles; 144: k-d tiles, pruned
 def test_fused_log_density_and_labels(covariance_type, k_side):
     x, centres = grid_clusters(k_side, 2.0, 40)

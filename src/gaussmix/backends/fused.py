@@ -3,19 +3,25 @@
 Rows come in tiles of spatially close rows (see ``tiles.py``). For each tile:
 
 1. **Bounds.** Every component's log-density is bounded from above over the tile's bounding
-   box (interval arithmetic on the whitened coordinates, :func:`_tile_bounds`). The few
-   best-bounded components, evaluated exactly, bound every row's largest logit from below;
-   components whose bound lies more than ``threshold`` nats below that are skipped for the
-   whole tile: their responsibility is below ``exp(-threshold)`` (about 4e-18 for the default
-   40 nats), so results equal full EM to rounding.
+   box (interval arithmetic on the whitened coordinates, :func:`_tile_bounds`, vectorised over
+   the components). Each row's largest logit is bounded from below by its logit under its
+   *hint*, the component most likely for it at the last E-step (or, without hints, under the
+   few best-bounded components); components whose bound lies more than ``threshold`` nats
+   below the smallest of these are skipped for the whole tile: their responsibility is below
+   ``exp(-threshold)`` (about 4e-18 for the default 40 nats), so results equal full EM to
+   rounding. Any hint keeps this exact; the last E-step's make it tight (on a 5-D picture
+   with 1000 components, three times fewer pairs than with the best-bounded components).
 2. **Logits as a small matrix product.** About the tile's centre ``c`` (``z = x - c``) every
    component's logit is linear in the features ``phi(z) = [1, z, quadratic terms of z]``, so
-   the tile's logits are ``Phi @ W`` with ``W`` built from the candidates' parameters. Centring
-   on the tile keeps the expanded quadratic forms accurate: ``|z|`` and ``|mu - c|`` are at
-   most a few tile widths for every component that matters.
+   the tile's logits are ``W @ Phi`` with ``W`` built from the candidates' parameters (BLAS
+   from ``BLAS_MIN_FEATURES`` features, loops below). Centring on the tile keeps the expanded
+   quadratic forms accurate: ``|z|`` and ``|mu - c|`` are at most a few tile widths for every
+   component that matters.
 3. **Softmax** in the log domain with a vectorisable polynomial exp (about 1 ulp; libm's exp
-   does not vectorise).
-4. **Statistics** ``resp.T @ (w * Phi)`` about ``c``, then moved exactly to each component's
+   does not vectorise). Candidates more than ``threshold`` nats below every row's best, now
+   known exactly, are dropped before the exponentials (about half of those the box bounds
+   keep).
+4. **Statistics** ``resp @ (w * Phi).T`` about ``c``, then moved exactly to each component's
    mean and added, in float64, to the block's accumulators.
 
 Tiles are laid out as (candidates, rows) blocks: every inner loop runs over the rows of a
@@ -39,6 +45,10 @@ SEED_COMPONENTS = 4
 # and 5-D pictures: break-even near 16 components, 15-25% saved at 30): every tile takes
 # them all.
 PRUNE_MIN_K = 24
+
+# From this many features (D >= 4, or D = 3 with full covariances) BLAS runs a tile's two
+# matrix products (logits, moments) faster than the loops, which are load/store bound.
+BLAS_MIN_FEATURES = 10
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -146,8 +156,91 @@ def _exp_nonpositive_overload(x, out, bits, n):
 
 
 @njit(cache=True)
-def _tile_bounds(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound, centre, half,
-                 diff):
+def precision_facts(prec_chol, covariances, power_steps=3):
+    """Precision matrices ``U U^T`` and a lower bound of each one's smallest eigenvalue.
+
+    The bound is ``1 / lambda_max(S)`` for the covariance S, with
+    ``lambda_max(S) <= lambda_max(|S|) <= max_i (|S| v)_i / v_i`` for any positive v
+    (Collatz-Wielandt); a few power steps bring v near the Perron vector of ``|S|``, so the
+    bound is near tight at a fraction of an eigensolver's cost. It is shrunk a little: the
+    precisions are the covariances' inverses only to rounding.
+
+    Parameters
+    ----------
+    prec_chol : (K, D, D) upper Cholesky factors U of the precisions
+    covariances : (K, D, D), or (1, D, D) shared by all components (tied)
+
+    Returns
+    -------
+    precisions : (K, D, D)
+    lam_min : (K,)
+    """
+    k_total, d, _ = prec_chol.shape
+    precisions = np.empty((k_total, d, d))
+    for k in range(k_total):
+        for i in range(d):
+            for j in range(i, d):
+                acc = 0.0
+                for l in range(j, d):
+                    acc += prec_chol[k, i, l] * prec_chol[k, j, l]
+                precisions[k, i, j] = acc
+                precisions[k, j, i] = acc
+    n_cov = covariances.shape[0]
+    floors = np.empty(n_cov)
+    v = np.empty(d)
+    av = np.empty(d)
+    for c in range(n_cov):
+        a = np.abs(covariances[c])
+        v[:] = 1.0
+        for _ in range(power_steps):
+            top = 0.0
+            for i in range(d):
+                av[i] = 0.0
+                for j in range(d):
+                    av[i] += a[i, j] * v[j]
+                top = max(top, av[i])
+            for i in range(d):
+                v[i] = av[i] / top
+        upper = 0.0
+        for i in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc += a[i, j] * v[j]
+            upper = max(upper, acc / v[i])
+        floors[c] = (1.0 - 1e-6) / upper
+    lam_min = np.empty(k_total)
+    for k in range(k_total):
+        lam_min[k] = floors[k if n_cov > 1 else 0]
+    return precisions, lam_min
+
+
+@njit(cache=True)
+def bound_layout(means, prec_chol, diagonal):
+    """The components as the bounds read them: one row per coordinate, components along it.
+
+    Returns
+    -------
+    means_t : (D, K) means
+    u_t : (Q, K) the upper Cholesky factors' entries ``U[i, j]``, i <= j, by columns j
+        (Q = D(D+1)/2), or their diagonals (Q = D) when ``diagonal``
+    abs_u_t : (Q, K) their absolute values
+    """
+    k_total, d = means.shape
+    q = d if diagonal else d * (d + 1) // 2
+    means_t = np.empty((d, k_total))
+    u_t = np.empty((q, k_total))
+    for k in range(k_total):
+        p = 0
+        for j in range(d):
+            means_t[j, k] = means[k, j]
+            for i in range(j if diagonal else 0, j + 1):
+                u_t[p, k] = prec_chol[k, i, j]
+                p += 1
+    return means_t, u_t, np.abs(u_t)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _tile_bounds(t, boxes, layout, log_norm, lam_min, diagonal, half, bound, work):
     """Fill ``bound`` with an upper bound of each component's logit over tile t's box.
 
     The squared Mahalanobis distance ``sum_j y_j^2``, ``y = (x - mu) U``, is bounded below
@@ -156,37 +249,52 @@ def _tile_bounds(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound,
     ``sum_i half_width_i |U_ij|``, and ``y_j^2`` is at least the squared distance of that
     interval to zero (exact for diagonal precisions). The smallest precision eigenvalue times
     the squared distance from the mean to the box is a second bound; the larger is used.
+
+    Every loop runs over the components (``layout`` from :func:`bound_layout`), so it
+    vectorises; ``work`` is (3 + D, K) scratch.
     """
-    k_total, d = means.shape
+    means_t, u_t, abs_u_t = layout
+    d, k_total = means_t.shape
+    d2 = work[0]
+    y = work[1]
+    r = work[2]
+    diff = work[3:]
     for k in range(k_total):
-        d2 = 0.0
-        for i in range(d):
-            m = means[k, i]
-            lo = boxes[t, 0, i]
-            hi = boxes[t, 1, i]
-            g = lo - m if m < lo else (m - hi if m > hi else 0.0)
-            d2 += g * g
-            diff[i] = centre[i] - m
-        q_interval = 0.0
-        if diagonal:
-            for i in range(d):
-                u = abs(prec_chol[k, i, i])
-                g = abs(diff[i]) * u - half[i] * u
-                if g > 0.0:
-                    q_interval += g * g
-        else:
-            for j in range(d):
-                y = 0.0
-                r = 0.0
-                for i in range(j + 1):
-                    u = prec_chol[k, i, j]
-                    y += diff[i] * u
-                    r += half[i] * abs(u)
-                g = abs(y) - r
-                if g > 0.0:
-                    q_interval += g * g
+        d2[k] = 0.0
+        bound[k] = 0.0  # the interval bound of the squared distance, summed here first
+    for i in range(d):
+        lo = boxes[t, 0, i]
+        hi = boxes[t, 1, i]
+        c = 0.5 * (lo + hi)
+        for k in range(k_total):
+            m = means_t[i, k]
+            g = max(lo - m, 0.0) + max(m - hi, 0.0)
+            d2[k] += g * g
+            diff[i, k] = c - m
+    if diagonal:
+        for j in range(d):
+            h = half[j]
+            for k in range(k_total):
+                g = max((abs(diff[j, k]) - h) * abs_u_t[j, k], 0.0)
+                bound[k] += g * g
+    else:
+        p = 0
+        for j in range(d):
+            for k in range(k_total):
+                y[k] = 0.0
+                r[k] = 0.0
+            for i in range(j + 1):
+                h = half[i]
+                for k in range(k_total):
+                    y[k] += diff[i, k] * u_t[p, k]
+                    r[k] += h * abs_u_t[p, k]
+                p += 1
+            for k in range(k_total):
+                g = max(abs(y[k]) - r[k], 0.0)
+                bound[k] += g * g
+    for k in range(k_total):
         # Shrunk a little so that rounding never makes the bound too tight.
-        q = max(lam_min[k] * d2, q_interval * (1.0 - 1e-9))
+        q = max(lam_min[k] * d2[k], bound[k] * (1.0 - 1e-9))
         bound[k] = log_norm[k] - 0.5 * q
 
 
@@ -235,7 +343,7 @@ def _tile_features(x, s, e, centre, diagonal, phi):
 
 @njit(cache=True)
 def _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal, coef, m):
-    """``coef[:, j]`` such that ``phi(z) @ coef[:, j]`` is candidate j's logit.
+    """``coef[j]`` such that ``coef[j] @ phi(z)`` is candidate j's logit.
 
     ``logit = log_norm - (z - m)^T Lambda (z - m) / 2`` with ``m = mu - centre``.
     """
@@ -248,8 +356,8 @@ def _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagon
         if diagonal:
             for i in range(d):
                 lam = precisions[k, i, i]
-                coef[1 + i, j] = lam * m[i]
-                coef[1 + d + i, j] = -0.5 * lam
+                coef[j, 1 + i] = lam * m[i]
+                coef[j, 1 + d + i] = -0.5 * lam
                 quad_mean += lam * m[i] * m[i]
         else:
             p = 1 + d
@@ -257,53 +365,103 @@ def _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagon
                 lin = 0.0
                 for l in range(d):
                     lin += precisions[k, i, l] * m[l]
-                coef[1 + i, j] = lin
+                coef[j, 1 + i] = lin
                 quad_mean += lin * m[i]
-                coef[p, j] = -0.5 * precisions[k, i, i]
+                coef[j, p] = -0.5 * precisions[k, i, i]
                 p += 1
                 for l in range(i + 1, d):
-                    coef[p, j] = -precisions[k, i, l]
+                    coef[j, p] = -precisions[k, i, l]
                     p += 1
-        coef[0, j] = log_norm[k] - 0.5 * quad_mean
+        coef[j, 0] = log_norm[k] - 0.5 * quad_mean
 
 
 @njit(cache=True, fastmath=_FAST)
 def _tile_logits(phi, n_rows, coef, n_cand, logits):
-    """``logits[j * n_rows + r] = coef[:, j] . phi[:, r]`` (vectorised over rows).
+    """``logits[j * n_rows + r] = coef[j] . phi[:, r]`` (vectorised over rows).
 
     ``logits`` is a flat buffer holding an (n_cand, n_rows) block.
     """
     n_feat = phi.shape[0]
     for j in range(n_cand):
         base = j * n_rows
-        c0 = coef[0, j]
+        c0 = coef[j, 0]
         for r in range(n_rows):
             logits[base + r] = c0
         for f in range(1, n_feat):
-            c = coef[f, j]
+            c = coef[j, f]
             for r in range(n_rows):
                 logits[base + r] += c * phi[f, r]
 
 
+@njit(cache=True, inline="always")
+def _candidate_logits(phi, n_rows, coef, n_cand, logits):
+    """:func:`_tile_logits`, by BLAS with many features."""
+    if phi.shape[0] >= BLAS_MIN_FEATURES:
+        np.dot(coef[:n_cand], phi, logits[:n_cand * n_rows].reshape((n_cand, n_rows)))
+    else:
+        _tile_logits(phi, n_rows, coef, n_cand, logits)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _block_max(values, start, n):
+    """``max(values[start:start + n])``."""
+    top = values.dtype.type(-np.inf)
+    for r in range(start, start + n):
+        top = max(top, values[r])
+    return top
+
+
+@njit(cache=True)
+def _drop_far(logits, n_rows, n_cand, cand, threshold):
+    """Drop the candidates more than ``threshold`` nats below every row's best (logits
+    already relative to each row's largest): their responsibilities are below
+    ``exp(-threshold)`` for every row of the tile. Compacts the (n_cand, n_rows) block and
+    ``cand`` in place; returns the number kept."""
+    n_keep = 0
+    for j in range(n_cand):
+        base = j * n_rows
+        if _block_max(logits, base, n_rows) < -threshold:
+            continue
+        if n_keep != j:
+            target = n_keep * n_rows
+            for r in range(n_rows):
+                logits[target + r] = logits[base + r]
+            cand[n_keep] = cand[j]
+        n_keep += 1
+    return n_keep
+
+
 @njit(cache=True, fastmath=_EXACT)
-def _tile_softmax(logits, n_rows, n_cand, row_weights, out_log_prob, top, total, bits):
+def _tile_softmax(logits, n_rows, n_cand, cand, threshold, row_weights, out_log_prob, top,
+                  total, bits, best):
     """Weighted responsibilities in place of the (n_cand, n_rows) logits block, in the
     logits' precision.
 
-    ``out_log_prob[r] = log p(row r)``; every loop runs over rows or over the whole block.
+    ``out_log_prob[r] = log p(row r)`` and ``best[r]`` the first candidate component with the
+    largest logit. The box bounds keep more candidates than the rows need: those more than
+    ``threshold`` nats below every row's best are dropped before the exponentials (``cand``
+    and the block are compacted); returns the number of candidates kept. Every loop runs over
+    rows or over the whole block.
     """
-    size = n_cand * n_rows
     for r in range(n_rows):
         top[r] = -np.inf
         total[r] = 0.0
+        best[r] = 0
     for j in range(n_cand):
         base = j * n_rows
         for r in range(n_rows):
             top[r] = max(top[r], logits[base + r])
-    for j in range(n_cand):
+    for j in range(n_cand - 1, -1, -1):  # downwards: ties go to the first candidate
         base = j * n_rows
         for r in range(n_rows):
+            if logits[base + r] == top[r]:
+                best[r] = j
             logits[base + r] -= top[r]
+    for r in range(n_rows):
+        best[r] = cand[best[r]]
+    if threshold < np.inf:
+        n_cand = _drop_far(logits, n_rows, n_cand, cand, threshold)
+    size = n_cand * n_rows
     exp_nonpositive(logits, logits, bits, size)
     for j in range(n_cand):
         base = j * n_rows
@@ -316,11 +474,12 @@ def _tile_softmax(logits, n_rows, n_cand, row_weights, out_log_prob, top, total,
         base = j * n_rows
         for r in range(n_rows):
             logits[base + r] *= total[r]
+    return n_cand
 
 
 @njit(cache=True, fastmath=_FAST)
 def _tile_moments(phi, n_rows, resp, n_cand, moments):
-    """``moments[f, j] = sum_r phi[f, r] resp[j * n_rows + r]`` (dot products over rows)."""
+    """``moments[j, f] = sum_r phi[f, r] resp[j * n_rows + r]`` (dot products over rows)."""
     n_feat = phi.shape[0]
     for j in range(n_cand):
         base = j * n_rows
@@ -328,7 +487,16 @@ def _tile_moments(phi, n_rows, resp, n_cand, moments):
             acc = phi.dtype.type(0)
             for r in range(n_rows):
                 acc += phi[f, r] * resp[base + r]
-            moments[f, j] = acc
+            moments[j, f] = acc
+
+
+@njit(cache=True, inline="always")
+def _candidate_moments(phi, n_rows, resp, n_cand, moments):
+    """:func:`_tile_moments`, by BLAS with many features."""
+    if phi.shape[0] >= BLAS_MIN_FEATURES:
+        np.dot(resp[:n_cand * n_rows].reshape((n_cand, n_rows)), phi.T, moments[:n_cand])
+    else:
+        _tile_moments(phi, n_rows, resp, n_cand, moments)
 
 
 @njit(cache=True)
@@ -341,61 +509,90 @@ def _scatter(b, cand, n_cand, centre, means, diagonal, moments, resp_sum, x_sum,
     d = centre.shape[0]
     for j in range(n_cand):
         k = cand[j]
-        total = moments[0, j]
+        total = moments[j, 0]
         if total == 0.0:
             continue
         for i in range(d):
             m[i] = means[k, i] - centre[i]
         resp_sum[b, k] += total
         for i in range(d):
-            x_sum[b, k, i] += moments[1 + i, j] - total * m[i]
+            x_sum[b, k, i] += moments[j, 1 + i] - total * m[i]
         p = 1 + d
         if diagonal:
             for i in range(d):
-                xx_sum[b, k, i] += (moments[p + i, j] - 2.0 * m[i] * moments[1 + i, j]
+                xx_sum[b, k, i] += (moments[j, p + i] - 2.0 * m[i] * moments[j, 1 + i]
                                     + total * m[i] * m[i])
         else:
             q = 0
             for i in range(d):
                 for l in range(i, d):
-                    xx_sum[b, k, q] += (moments[p, j] - m[l] * moments[1 + i, j]
-                                        - m[i] * moments[1 + l, j] + total * m[i] * m[l])
+                    xx_sum[b, k, q] += (moments[j, p] - m[l] * moments[j, 1 + i]
+                                        - m[i] * moments[j, 1 + l] + total * m[i] * m[l])
                     p += 1
                     q += 1
 
 
+@njit(cache=True, inline="always")
+def _component_logit(x, n, k, means, prec_chol, log_norm):
+    """Component k's logit at row n: ``log_norm - |(x - mu) U|^2 / 2`` (U upper
+    triangular)."""
+    d = means.shape[1]
+    q = 0.0
+    for j in range(d):
+        y = 0.0
+        for i in range(j + 1):
+            y += (x[n, i] - means[k, i]) * prec_chol[k, i, j]
+        q += y * y
+    return log_norm[k] - 0.5 * q
+
+
 @njit(cache=True)
-def _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions, log_norm, lam_min,
-                       diagonal, threshold, bound, centre, half, diff, seeds, cand, phi, coef,
-                       logits, m):
+def _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout, precisions,
+                       log_norm, lam_min, diagonal, threshold, bound, centre, half, work, seeds,
+                       cand, phi, coef, logits, m, row_floor):
     """Candidates of tile t (all components when few or when ``threshold`` is infinite:
-    tiles that are not spatial); returns their number (0: no rows with a positive weight)."""
+    tiles that are not spatial); returns their number (0: no rows with a positive weight).
+
+    Every row's largest logit is bounded from below by the logit of its hint (its most likely
+    component at the last E-step, ``hints[n] >= 0``) or, for rows without one, of the
+    best-bounded components; any component gives a valid bound, a good one a tight bound.
+    """
     k_total = means.shape[0]
     n_rows = e - s
     any_weight = False
+    need_seeds = False
     for n in range(s, e):
         if w[n] > 0.0:
             any_weight = True
+            if hints[n] < 0 or hints[n] >= k_total:
+                need_seeds = True
     if not any_weight:
         return 0
     if k_total <= PRUNE_MIN_K or threshold == np.inf:
         for k in range(k_total):
             cand[k] = k
         return k_total
-    _tile_bounds(t, boxes, means, prec_chol, log_norm, lam_min, diagonal, bound, centre, half,
-                 diff)
-    n_seed = seeds.shape[0]
-    _best_indices(bound, n_seed, seeds)
-    _tile_coefficients(seeds, n_seed, centre, means, precisions, log_norm, diagonal, coef, m)
-    _tile_logits(phi, n_rows, coef, n_seed, logits)
+    _tile_bounds(t, boxes, layout, log_norm, lam_min, diagonal, half, bound, work)
+    for r in range(n_rows):
+        row_floor[r] = -np.inf
+    if need_seeds:
+        n_seed = seeds.shape[0]
+        _best_indices(bound, n_seed, seeds)
+        _tile_coefficients(seeds, n_seed, centre, means, precisions, log_norm, diagonal, coef, m)
+        _tile_logits(phi, n_rows, coef, n_seed, logits)
+        for r in range(n_rows):
+            for j in range(n_seed):
+                row_floor[r] = max(row_floor[r], logits[j * n_rows + r])
     floor = np.inf
     for r in range(n_rows):
-        if w[s + r] <= 0.0:
+        n = s + r
+        if w[n] <= 0.0:
             continue
-        best = -np.inf
-        for j in range(n_seed):
-            best = max(best, logits[j * n_rows + r])
-        floor = min(floor, best)
+        h = hints[n]
+        if 0 <= h < k_total:
+            row_floor[r] = max(row_floor[r],
+                               _component_logit(x, n, h, means, prec_chol, log_norm))
+        floor = min(floor, row_floor[r])
     n_cand = 0
     for k in range(k_total):
         if bound[k] >= floor - threshold:
@@ -425,19 +622,20 @@ def _max_tile_rows(starts):
 @njit(cache=True, inline="always")
 def _tile_scratch(k_total, d, n_feat, max_rows, x):
     """Work arrays of one thread for tiles of up to ``max_rows`` rows (see the kernels);
-    features, logits and softmax in the precision of the rows ``x``."""
+    features, logits and softmax in the precision of the rows ``x``. The features are a flat
+    buffer: each tile views its start as an (F, rows) array (contiguous, for BLAS)."""
     dt = x.dtype
     return (np.empty(k_total), np.empty(k_total, dtype=np.int64),
             np.empty(min(SEED_COMPONENTS, k_total), dtype=np.int64), np.empty(d), np.empty(d),
-            np.empty(d), np.empty(d), np.empty((n_feat, max_rows), dt),
-            np.empty((n_feat, k_total), dt), np.empty(k_total * max_rows, dt),
+            np.empty((3 + d, k_total)), np.empty(d), np.empty(n_feat * max_rows, dt),
+            np.empty((k_total, n_feat), dt), np.empty(k_total * max_rows, dt),
             np.empty(k_total * max_rows, dt), np.empty(max_rows), np.empty(max_rows, dt),
-            np.empty(max_rows, dt))
+            np.empty(max_rows, dt), np.empty(max_rows, dtype=np.int64))
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, lam_min, diagonal,
-                 threshold, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
+def fused_e_step(x, w, hints, starts, boxes, means, prec_chol, precisions, log_norm, lam_min,
+                 diagonal, threshold, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
     Parameters
@@ -445,6 +643,8 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
     x : (N, D) float64 or float32, working coordinates, tiles contiguous; logits, softmax
         and per-tile moments run in this precision, the accumulators in float64
     w : (N,) float64 weights
+    hints : (N,) int64 in/out, each row's most likely component at the last E-step (-1: not
+        known), which makes the pruning tight; overwritten with this E-step's
     starts : (n_tiles + 1,) int64 tile boundaries
     boxes : (n_tiles, 2, D) float64 tile bounding boxes
     means : (K, D) float64
@@ -467,20 +667,23 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
     k_total, d = means.shape
     n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
     max_rows = _max_tile_rows(starts)
+    layout = bound_layout(means, prec_chol, diagonal)
     for b in prange(n_blocks):
-        (bound, cand, seeds, centre, half, diff, m, phi, coef, logits, bits, row_log_prob, top,
-         total) = _tile_scratch(k_total, d, n_feat, max_rows, x)
-        moments = np.empty((n_feat, k_total), x.dtype)
+        (bound, cand, seeds, centre, half, work, m, phi_buf, coef, logits, bits, row_log_prob, top,
+         total, best) = _tile_scratch(k_total, d, n_feat, max_rows, x)
+        moments = np.empty((k_total, n_feat), x.dtype)
         block_pairs = 0  # counted locally: a shared counter would bounce between cores
         block_log_lik = 0.0
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
             n_rows = e - s
+            phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
-            n_cand = _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions,
-                                        log_norm, lam_min, diagonal, threshold, bound, centre,
-                                        half, diff, seeds, cand, phi, coef, logits, m)
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout,
+                                        precisions, log_norm, lam_min, diagonal, threshold,
+                                        bound, centre, half, work, seeds, cand, phi, coef,
+                                        logits, m, row_log_prob)
             if n_cand == 0:
                 for n in range(s, e):
                     log_prob[n] = -np.inf
@@ -488,15 +691,17 @@ def fused_e_step(x, w, starts, boxes, means, prec_chol, precisions, log_norm, la
             block_pairs += n_rows * n_cand
             _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
                                coef, m)
-            _tile_logits(phi, n_rows, coef, n_cand, logits)
-            _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, top, total, bits)
+            _candidate_logits(phi, n_rows, coef, n_cand, logits)
+            n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
+                                   row_log_prob, top, total, bits, best)
             for r in range(n_rows):
+                hints[s + r] = best[r]
                 if w[s + r] > 0.0:
                     log_prob[s + r] = row_log_prob[r]
                     block_log_lik += w[s + r] * row_log_prob[r]
                 else:
                     log_prob[s + r] = -np.inf
-            _tile_moments(phi, n_rows, logits, n_cand, moments)
+            _candidate_moments(phi, n_rows, logits, n_cand, moments)
             _scatter(b, cand, n_cand, centre, means, diagonal, moments, resp_sum, x_sum, xx_sum,
                      m)
         pairs[b] = block_pairs
@@ -513,27 +718,27 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
     k_total, d = means.shape
     n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
     max_rows = _max_tile_rows(starts)
+    layout = bound_layout(means, prec_chol, diagonal)
     w = np.ones(x.shape[0])
+    hints = np.full(x.shape[0], -1, dtype=np.int64)
     for b in prange(n_blocks):
-        (bound, cand, seeds, centre, half, diff, m, phi, coef, logits, bits, row_log_prob, top,
-         total) = _tile_scratch(k_total, d, n_feat, max_rows, x)
+        (bound, cand, seeds, centre, half, work, m, phi_buf, coef, logits, bits, row_log_prob, top,
+         total, best) = _tile_scratch(k_total, d, n_feat, max_rows, x)
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
             n_rows = e - s
+            phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
-            n_cand = _select_candidates(t, s, e, x, w, boxes, means, prec_chol, precisions,
-                                        log_norm, lam_min, diagonal, threshold, bound, centre,
-                                        half, diff, seeds, cand, phi, coef, logits, m)
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout,
+                                        precisions, log_norm, lam_min, diagonal, threshold,
+                                        bound, centre, half, work, seeds, cand, phi, coef,
+                                        logits, m, row_log_prob)
             _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
                                coef, m)
-            _tile_logits(phi, n_rows, coef, n_cand, logits)
+            _candidate_logits(phi, n_rows, coef, n_cand, logits)
+            _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e], row_log_prob, top,
+                          total, bits, best)
             for r in range(n_rows):
-                best = 0
-                for j in range(1, n_cand):
-                    if logits[j * n_rows + r] > logits[best * n_rows + r]:
-                        best = j
-                labels[s + r] = cand[best]
-            _tile_softmax(logits, n_rows, n_cand, w[s:e], row_log_prob, top, total, bits)
-            for r in range(n_rows):
+                labels[s + r] = best[r]
                 log_prob[s + r] = row_log_prob[r]

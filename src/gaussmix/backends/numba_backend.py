@@ -10,7 +10,7 @@ import numpy as np
 
 from .._em import MAX_RESEED_CANDIDATES, log_normaliser
 from .._stats import Stats, merge_worst
-from .fused import PRUNE_NATS, fused_e_step, fused_log_density
+from .fused import PRUNE_NATS, fused_e_step, fused_log_density, precision_facts
 from .tiles import TILE_ROWS, consecutive_starts, kd_tiles, tile_boxes
 
 # Accumulators are per block of tiles; more blocks than threads balance the load, within
@@ -88,6 +88,16 @@ class TiledSource:
         self.boxes = tile_boxes(self.kernel_x, starts)
         self.chunk_size = source.chunk_size
         self.cache = {}  # what initialisations derive from the rows and can share
+        self._hints = {}
+
+    def hints(self, n_components):
+        """Each row's most likely component at the last E-step with ``n_components``
+        components (-1: none yet), kept across the E-steps of a fit (and its restarts: any
+        component keeps the pruning exact, the last one keeps it tight); the kernel updates
+        it in place."""
+        if n_components not in self._hints:
+            self._hints[n_components] = np.full(self.n_rows, -1, dtype=np.int64)
+        return self._hints[n_components]
 
     @property
     def n_rows(self):
@@ -127,17 +137,18 @@ def kernel_params(params):
     else:
         diag = u if cov_type == "diag" else np.repeat(u[:, np.newaxis], d, axis=1)
         prec_chol = diag[:, :, np.newaxis] * np.eye(d)
+    prec_chol = np.ascontiguousarray(prec_chol, dtype=np.float64)
     diagonal = cov_type in ("diag", "spherical")
     if diagonal:
-        lam_min = np.min(np.diagonal(prec_chol, axis1=1, axis2=2) ** 2, axis=1)
+        precisions = prec_chol * prec_chol  # diagonal matrices
+        lam_min = np.min(np.diagonal(precisions, axis1=1, axis2=2), axis=1) * (1.0 - 1e-9)
     else:
-        lam_min = np.linalg.eigvalsh(prec_chol @ np.swapaxes(prec_chol, 1, 2))[:, 0]
-    # A safe lower bound whatever the rounding of the eigenvalues.
-    lam_min = np.clip(lam_min * (1.0 - 1e-9), 0.0, None)
+        covariances = np.ascontiguousarray(params.covariances.reshape(-1, d, d))
+        precisions, lam_min = precision_facts(prec_chol, covariances)
     return KernelParams(
         means=np.ascontiguousarray(params.means, dtype=np.float64),
-        prec_chol=np.ascontiguousarray(prec_chol, dtype=np.float64),
-        precisions=np.ascontiguousarray(prec_chol @ np.swapaxes(prec_chol, 1, 2)),
+        prec_chol=prec_chol,
+        precisions=precisions,
         log_norm=np.ascontiguousarray(log_normaliser(params)),
         lam_min=np.ascontiguousarray(lam_min),
         diagonal=diagonal,
@@ -180,9 +191,9 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
     log_prob = np.empty(source.n_rows)
     log_lik = np.zeros(blocks)
     pairs = np.zeros(blocks, dtype=np.int64)
-    fused_e_step(source.kernel_x, source.sample_weight, source.starts, source.boxes, kp.means,
-                 kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold,
-                 resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
+    fused_e_step(source.kernel_x, source.sample_weight, source.hints(k), source.starts,
+                 source.boxes, kp.means, kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min,
+                 kp.diagonal, threshold, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
     xx = xx_sum.sum(axis=0)
     cov_type = params.covariance_type
     if cov_type == "full":
@@ -245,6 +256,10 @@ class _Tiled:
     @property
     def n_rows(self):
         return self.x.shape[0]
+
+    def hints(self, n_components):
+        """No hints: the chunk is seen once."""
+        return np.full(self.n_rows, -1, dtype=np.int64)
 
 
 def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):

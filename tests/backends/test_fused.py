@@ -138,7 +138,7 @@ def test_precision_facts_bound_the_smallest_eigenvalue():
     exact = np.linalg.eigvalsh(precisions)[:, 0]
     assert (lam_min <= exact).all()
     assert (lam_min >= exact / 5).all()  # max row sum of |S| <= D lambda_max(S)
-    shared, lam_tied = fused.precision_facts(prec_chol[:3], cov[:1])
+    _, lam_tied = fused.precision_facts(prec_chol[:3], cov[:1])
     np.testing.assert_array_equal(lam_tied, np.full(3, lam_min[0]))
 
 

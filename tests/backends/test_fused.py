@@ -124,6 +124,7 @@ def test_hints_make_pruning_tight_and_any_hint_keeps_it_exact():
     third = fused_expectation(tiled, params)
     for stats in (first, second, third):
         assert_stats_agree(stats, ref, params)
+    assert (tiled.hints(len(centres) - 1) == -1).all()  # another K starts without hints
 
 
 def test_precision_facts_bound_the_smallest_eigenvalue():

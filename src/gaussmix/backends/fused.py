@@ -318,7 +318,7 @@ def _best_indices(values, count, out):
 def _tile_features(x, s, e, centre, diagonal, phi):
     """``phi[:, r] = [1, z, quadratic terms of z]`` for ``z = x[s + r] - centre``.
 
-    Features are rows and tile rows columns (``phi`` has shape (F, R_max)). Quadratic terms:
+    Features are rows and tile rows columns (``phi`` has shape (F, e - s)). Quadratic terms:
     squares for diagonal precisions, else products ``z_i z_l`` (i <= l) in row-major order of
     the upper triangle.
     """

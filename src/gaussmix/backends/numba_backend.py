@@ -88,16 +88,18 @@ class TiledSource:
         self.boxes = tile_boxes(self.kernel_x, starts)
         self.chunk_size = source.chunk_size
         self.cache = {}  # what initialisations derive from the rows and can share
-        self._hints = {}
+        self._hints = np.full(self.n_rows, -1, dtype=np.int64)
+        self._hints_k = None
 
     def hints(self, n_components):
-        """Each row's most likely component at the last E-step with ``n_components``
-        components (-1: none yet), kept across the E-steps of a fit (and its restarts: any
-        component keeps the pruning exact, the last one keeps it tight); the kernel updates
-        it in place."""
-        if n_components not in self._hints:
-            self._hints[n_components] = np.full(self.n_rows, -1, dtype=np.int64)
-        return self._hints[n_components]
+        """Each row's most likely component at the last E-step (-1: none yet), which the
+        kernel updates in place. Kept across the E-steps of a fit and its restarts (any
+        component keeps the pruning exact, the last one keeps it tight); cleared when the
+        number of components changes (model selection), so one array serves every fit."""
+        if self._hints_k != n_components:
+            self._hints.fill(-1)
+            self._hints_k = n_components
+        return self._hints
 
     @property
     def n_rows(self):

@@ -3,7 +3,7 @@ import pytest
 
 from gaussmix._covariance import precision_cholesky
 from gaussmix._data import ArrayChunks
-from gaussmix._em import Params, e_step, m_step, plan_e_step
+from gaussmix._em import Params, e_step, m_step, plan_e_step, weighted_log_prob
 from gaussmix.backends import fused
 from gaussmix.backends.numba_backend import (
     SPATIAL_MIN_K,
@@ -113,8 +113,6 @@ def test_hints_make_pruning_tight_and_any_hint_keeps_it_exact():
     assert (hints == -1).all()
     first = fused_expectation(tiled, params)
     unhinted_pairs = fused_expectation.last_pair_fraction
-    from gaussmix._em import weighted_log_prob
-
     best = weighted_log_prob(tiled.x, params, plan_e_step(params, exact=True)).argmax(axis=1)
     np.testing.assert_array_equal(tiled.hints(len(centres)), best)
     second = fused_expectation(tiled, params)

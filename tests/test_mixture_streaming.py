@@ -164,3 +164,58 @@ def test_partial_fit_checks_its_input():
         gm.partial_fit(np.zeros((10, 2)))
     with pytest.raises(ValueError, match="learning_decay must lie in"):
         GaussianMixture(2, learning_decay=0.3).partial_fit(np.random.RandomState(0).randn(50, 3))
+
+
+def every_input_kind(X, tmp_path):
+    """The same rows as each kind of input ``fit`` takes (name, input)."""
+    np.save(tmp_path / "rows.npy", X)
+    kinds = [("array", X), ("memmap", np.load(tmp_path / "rows.npy", mmap_mode="r")),
+             ("path", str(tmp_path / "rows.npy")), ("chunks", chunk_function(X, size=250))]
+    try:
+        import dask.array as da
+
+        kinds.append(("dask", da.from_array(X, chunks=(400, 3))))
+    except ImportError:  # pragma: no cover - dask is a test dependency
+        pass
+    try:
+        import torch
+
+        kinds.append(("tensor", torch.tensor(X)))
+    except ImportError:  # pragma: no cover
+        pass
+    return kinds
+
+
+def test_fit_predict_and_scores_on_every_input_fit_takes(tmp_path):
+    X = make_blobs(n_per=400)
+    for name, data in every_input_kind(X, tmp_path):
+        gm = GaussianMixture(3, random_state=0)
+        labels = np.asarray(gm.fit_predict(data))
+        assert labels.shape == (len(X),), name
+        np.testing.assert_array_equal(labels, gm.predict(X), err_msg=name)
+        np.testing.assert_allclose(np.asarray(gm.score_samples(data)), gm.score_samples(X),
+                                   rtol=1e-12, err_msg=name)
+        assert gm.score(data) == pytest.approx(gm.score(X), rel=1e-12), name
+        assert gm.bic(data) == pytest.approx(gm.bic(X), rel=1e-12), name
+        assert gm.aic(data) == pytest.approx(gm.aic(X), rel=1e-12), name
+
+
+def test_partial_fit_takes_every_input_fit_takes(tmp_path):
+    chunks = list(stream_of_chunks(3))
+    ref = GaussianMixture(3, random_state=0).fit(chunks[0])
+    ref.partial_fit(chunks[1])
+    ref.partial_fit(chunks[2])
+    for name, data in every_input_kind(chunks[2], tmp_path):
+        gm = GaussianMixture(3, random_state=0).fit(chunks[0])
+        gm.partial_fit(chunks[1])
+        gm.partial_fit(data)
+        assert gm.n_steps_ == 2, name
+        assert_same_fit(gm, ref, rtol=1e-9)
+
+
+def test_a_first_partial_fit_on_a_path_fits_the_file(tmp_path):
+    X = make_blobs(n_per=300)
+    np.save(tmp_path / "x.npy", X)
+    gm = GaussianMixture(3, random_state=0).partial_fit(str(tmp_path / "x.npy"))
+    assert gm.n_steps_ == 1
+    assert_same_fit(gm, GaussianMixture(3, random_state=0).fit(X), rtol=1e-9)

@@ -4,11 +4,9 @@ A robust, memory-bounded EM with scikit-learn's API. ``import gaussmix`` imports
 and scipy.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
-from .io import load
-from .mixture import FitProgress, GaussianMixture
+from .mixture import FitProgress, GaussianMixture, load
 from .segmentation import segment
 from .selection import SelectionTable, select
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._covariance import (
+    as_full,
     covariances_from_precision_cholesky,
     solve_lower,
     solve_upper,
@@ -32,18 +33,6 @@ CONDITIONAL_CHUNK_ELEMENTS = 2**22
 def dense_covariances(params):
     """Every component's covariance as a full matrix, shape (K, D, D)."""
     return as_full(params.covariances, params.covariance_type, *params.means.shape)
-
-
-def as_full(covariances, covariance_type, n_components, n_features):
-    """Covariances (or precisions) of any type as stacked full matrices (K, D, D)."""
-    eye = np.eye(n_features)
-    if covariance_type == "full":
-        return covariances
-    if covariance_type == "tied":
-        return np.broadcast_to(covariances, (n_components, n_features, n_features))
-    if covariance_type == "diag":
-        return covariances[:, :, np.newaxis] * eye
-    return covariances[:, np.newaxis, np.newaxis] * eye
 
 
 def mixture_mean(params):

@@ -237,3 +237,63 @@ def is_positive_definite(matrices):
     except np.linalg.LinAlgError:
         return False
     return True
+
+
+def upper_triangle(n_features):
+    """Row and column indices of the upper triangle (diagonal included), row by row: the
+    order in which the E-step packs the products ``x_i x_j, i <= j``."""
+    return np.triu_indices(n_features)
+
+
+def unpack_upper(packed, n_features):
+    """Symmetric matrices from packed upper triangles.
+
+    Parameters
+    ----------
+    packed : ndarray of shape (..., D(D+1)/2)
+        In the order of :func:`upper_triangle`.
+
+    Returns
+    -------
+    matrices : ndarray of shape (..., D, D)
+    """
+    rows, cols = upper_triangle(n_features)
+    out = np.empty(packed.shape[:-1] + (n_features, n_features), dtype=packed.dtype)
+    out[..., rows, cols] = packed
+    out[..., cols, rows] = packed
+    return out
+
+
+def as_full(matrices, covariance_type, n_components, n_features):
+    """Covariances, precisions or their factors of any type as stacked (K, D, D) matrices
+    (tied is broadcast, not copied; diagonal types become diagonal matrices)."""
+    if covariance_type == "full":
+        return matrices
+    if covariance_type == "tied":
+        return np.broadcast_to(matrices, (n_components, n_features, n_features))
+    eye = np.eye(n_features)
+    if covariance_type == "diag":
+        return matrices[:, :, np.newaxis] * eye
+    return matrices[:, np.newaxis, np.newaxis] * eye
+
+
+def second_moments_from_packed(packed, covariance_type, n_features):
+    """Second moments in the shape of ``Stats.xx_sum`` from a kernel's per-component sums.
+
+    Parameters
+    ----------
+    packed : ndarray of shape (K, Q)
+        Q = D(D+1)/2 packed upper triangles for 'full' and 'tied', D squares for 'diag' and
+        'spherical'.
+
+    Returns
+    -------
+    ndarray of shape (K, D, D) 'full', (D, D) 'tied', (K, D) 'diag', (K,) 'spherical'
+    """
+    if covariance_type == "full":
+        return unpack_upper(packed, n_features)
+    if covariance_type == "tied":
+        return unpack_upper(packed.sum(axis=0), n_features)
+    if covariance_type == "diag":
+        return packed
+    return packed.sum(axis=1)

@@ -127,6 +127,16 @@ class FitData:
         """The source EM and initialisation walk: tiled for the numba kernel, else chunks."""
         return self.tiled_source(chunk_size) if backend == "numba" else self.source(chunk_size)
 
+    def expectation_for(self, backend):
+        """The seam's ``expectation`` over :meth:`fit_source`."""
+        if backend == "numba":
+            from .backends.numba_backend import fused_expectation
+
+            return fused_expectation
+        from ._em import expectation
+
+        return expectation
+
     def tiled_source(self, chunk_size):
         """The rows reordered into spatial tiles for the fused kernel (built once)."""
         if "tiled" not in self._cache:
@@ -148,12 +158,24 @@ class FitData:
         return self.X.dtype
 
     def jitter_floor(self, reg_covar):
-        """Least extra diagonal for a covariance that is not positive definite: at least
-        ``reg_covar`` and 1e-10 of the data's mean variance."""
-        scale = float(self.variance.mean())
-        if not scale > 0:
-            scale = max(float(np.mean(self.shift**2)), 1.0)
-        return max(float(reg_covar), 1e-10 * scale)
+        return jitter_floor(reg_covar, self.variance, self.shift)
+
+
+def jitter_floor(reg_covar, variance, shift):
+    """Least extra diagonal for a covariance that is not positive definite: at least
+    ``reg_covar`` and 1e-10 of the data's mean variance (of its mean square when every
+    feature is constant, and 1 when that is zero too).
+
+    Parameters
+    ----------
+    reg_covar : float
+    variance, shift : ndarray of shape (D,)
+        The data's weighted per-feature variance and mean.
+    """
+    scale = float(np.mean(variance))
+    if not scale > 0:
+        scale = max(float(np.mean(np.square(shift))), 1.0)
+    return max(float(reg_covar), 1e-10 * scale)
 
 
 class CallableChunks:
@@ -232,10 +254,9 @@ def stream_moments(source):
 
         raise InputError("The data yielded no rows; pass at least one chunk with rows.")
     if not total > 0:
-        from ._validation import InputError
+        from ._validation import NO_POSITIVE_WEIGHT, InputError
 
-        raise InputError("sample_weight is zero for every row; at least one row needs a "
-                         "positive weight.")
+        raise InputError(NO_POSITIVE_WEIGHT)
     mean = first / total
     second = sum(w @ ((x - mean) ** 2) for x, w in source)
     return n_rows, n_positive, total, mean, second / total
@@ -255,7 +276,7 @@ class MeasuredData:
     variance: np.ndarray
 
     def jitter_floor(self, reg_covar):
-        return FitData.jitter_floor(self, reg_covar)
+        return jitter_floor(reg_covar, self.variance, self.shift)
 
 
 @dataclass(frozen=True)
@@ -267,6 +288,17 @@ class StreamData(MeasuredData):
 
     def fit_source(self, backend, chunk_size):
         return self.source
+
+    def expectation_for(self, backend):
+        """The seam's ``expectation`` over the stream: each chunk tiled on its own for the
+        numba kernel, plain chunks for numpy."""
+        if backend == "numba":
+            from .backends.numba_backend import streaming_fused_expectation
+
+            return streaming_fused_expectation
+        from ._em import expectation
+
+        return expectation
 
     def sample(self, n_rows, random_state):
         """About ``n_rows`` of the positive-weight rows, in memory (see :func:`stream_sample`)."""

@@ -27,6 +27,8 @@ from ._covariance import (
     covariances_from_precision_cholesky,
     log_det_precision_cholesky,
     precision_cholesky,
+    unpack_upper,
+    upper_triangle,
 )
 from ._stats import Stats, merge_worst, sum_stats
 
@@ -119,7 +121,7 @@ def features(x, covariance_type):
     phi[:, 0] = 1.0
     phi[:, 1 : 1 + d] = x
     if covariance_type == "full":
-        rows, cols = np.triu_indices(d)
+        rows, cols = upper_triangle(d)
         np.multiply(x[:, rows], x[:, cols], out=phi[:, 1 + d :])
     elif covariance_type == "diag":
         np.square(x, out=phi[:, 1 + d :])
@@ -145,7 +147,7 @@ def logit_coefficients(params):
         # Rows Lambda_k mu_k, shape (K, D); tied shares one matrix.
         lin = means @ precisions if cov_type == "tied" else np.einsum("kij,kj->ki", precisions, means)
         if cov_type == "full":
-            rows, cols = np.triu_indices(d)
+            rows, cols = upper_triangle(d)
             quad = precisions[:, rows, cols] * np.where(rows == cols, -0.5, -1.0)
             coef[1 + d :] = quad.T
     else:
@@ -201,9 +203,11 @@ def cancellation_ratios(params):
 
 
 # Components whose cancellation ratio exceeds this take the difference form x - mu_k (exact
-# to rounding) instead of the expanded quadratic form: the expansion may lose at most about
-# 1e-8 in relative precision.
+# to rounding) instead of the expanded quadratic form. float64: the expansion may lose at most
+# about 1e-8 in relative precision; float32 (logits on a device): at most about 1e-3 nats,
+# against rounding of 1e-7 relative in any case.
 CANCELLATION_LIMIT = 1e8
+CANCELLATION_LIMITS = {np.dtype(np.float64): CANCELLATION_LIMIT, np.dtype(np.float32): 1e4}
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,7 @@ class EStepPlan:
         return len(self.exact) == n_components
 
 
-def plan_e_step(params, exact=None):
+def plan_e_step(params, exact=None, dtype=np.float64):
     """Choose each component's path.
 
     Parameters
@@ -239,10 +243,14 @@ def plan_e_step(params, exact=None):
     exact : bool or None
         True or False forces every component onto one path; None decides per component by
         :func:`cancellation_ratios`.
+    dtype : numpy dtype, default float64
+        Precision of the logits (float32 on a device): a lower one sends more components to
+        the difference form (see ``CANCELLATION_LIMITS``).
     """
     k = params.n_components
     if exact is None:
-        exact_idx = np.flatnonzero(cancellation_ratios(params) > CANCELLATION_LIMIT)
+        limit = CANCELLATION_LIMITS[np.dtype(dtype)]
+        exact_idx = np.flatnonzero(cancellation_ratios(params) > limit)
     else:
         exact_idx = np.arange(k) if exact else np.arange(0)
     coef = None if len(exact_idx) == k else logit_coefficients(params)
@@ -412,15 +420,11 @@ def stats_from_labels(x, weights, labels, centers, covariance_type):
 
 def unpack_moments(moments, x, weights, covariance_type):
     """Split the (K, F) moments ``resp.T @ (w * phi)`` into the :class:`Stats` arrays."""
-    k = moments.shape[0]
     d = x.shape[1]
     resp_sum = moments[:, 0].copy()
     x_sum = moments[:, 1 : 1 + d].copy()
     if covariance_type == "full":
-        rows, cols = np.triu_indices(d)
-        xx_sum = np.empty((k, d, d), dtype=np.float64)
-        xx_sum[:, rows, cols] = moments[:, 1 + d :]
-        xx_sum[:, cols, rows] = moments[:, 1 + d :]
+        xx_sum = unpack_upper(moments[:, 1 + d :], d)
     elif covariance_type == "tied":
         xx_sum = (x * weights[:, np.newaxis]).T @ x
     elif covariance_type == "diag":
@@ -445,13 +449,36 @@ def centred_moments(diff, weighted_resp, covariance_type):
     return resp_sum, x_sum, xx_sum
 
 
-def worst_rows(x, weights, log_prob, n_candidates):
-    """The ``n_candidates`` positive-weight rows with the lowest log-density."""
-    candidates = np.flatnonzero(weights > 0)
-    if len(candidates) > n_candidates:
-        part = np.argpartition(log_prob[candidates], n_candidates - 1)[:n_candidates]
-        candidates = candidates[part]
-    return merge_worst((log_prob[candidates],), (x[candidates],), n_candidates)
+def worst_rows(x, log_prob, n_candidates, positive_rows=None):
+    """The ``n_candidates`` rows with the lowest log-density: where dead components are
+    re-seeded.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D)
+    log_prob : ndarray of shape (n,)
+    n_candidates : int
+    positive_rows : ndarray of int, optional
+        The rows that may be chosen (those with a positive weight); None: every row.
+
+    Returns
+    -------
+    worst_log_prob : ndarray of shape (M,), ascending
+    worst_points : ndarray of shape (M, D)
+    """
+    values = log_prob if positive_rows is None else log_prob[positive_rows]
+    if len(values) > n_candidates:
+        picked = np.argpartition(values, n_candidates - 1)[:n_candidates]
+    else:
+        picked = np.arange(len(values))
+    rows = picked if positive_rows is None else positive_rows[picked]
+    return merge_worst((log_prob[rows],), (x[rows],), n_candidates)
+
+
+def positive_rows(weights):
+    """Indices of the rows with a positive weight, or None when every row has one."""
+    positive = weights > 0
+    return None if positive.all() else np.flatnonzero(positive)
 
 
 def e_step(x, weights, params, plan=None, n_candidates=None):
@@ -506,7 +533,8 @@ def e_step(x, weights, params, plan=None, n_candidates=None):
             xx_sum[exact] = part[2]
 
     positive = weights > 0
-    worst_log_prob, worst_points = worst_rows(x, weights, log_prob, n_candidates)
+    worst_log_prob, worst_points = worst_rows(x, log_prob, n_candidates,
+                                              positive_rows(weights))
     return Stats(
         covariance_type=cov_type,
         center=center,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ._covariance import second_moments_from_packed
 from ._em import m_step, stats_from_labels, stats_from_resp
 from ._stats import Stats
 
@@ -306,7 +307,7 @@ def stats_of_labels(source, labels, centers, covariance_type):
 
 def _label_moments(kernels, source, labels, centers, covariance_type):
     """:func:`stats_of_labels`'s arrays from the numba kernel, for rows held in memory."""
-    k, d = centers.shape
+    d = centers.shape[1]
     diagonal = covariance_type in ("diag", "spherical")
     cache = getattr(source, "cache", {})
     if "transposed" not in cache:
@@ -314,21 +315,7 @@ def _label_moments(kernels, source, labels, centers, covariance_type):
     counts, first, second = kernels.label_moments(
         cache["transposed"], np.ascontiguousarray(source.sample_weight, dtype=np.float64),
         np.ascontiguousarray(labels, dtype=np.int64), centers, diagonal)
-    if covariance_type == "full":
-        rows, cols = np.triu_indices(d)
-        xx = np.empty((k, d, d))
-        xx[:, rows, cols] = second
-        xx[:, cols, rows] = second
-    elif covariance_type == "tied":
-        rows, cols = np.triu_indices(d)
-        packed = second.sum(axis=0)
-        xx = np.empty((d, d))
-        xx[rows, cols] = packed
-        xx[cols, rows] = packed
-    elif covariance_type == "diag":
-        xx = second
-    else:
-        xx = second.sum(axis=1)
+    xx = second_moments_from_packed(second, covariance_type, d)
     return counts, first, xx
 
 

@@ -2,7 +2,8 @@
 
 An E-step over a chunk of rows returns a :class:`Stats`; statistics of disjoint chunks add up
 to the statistics of their union (``stats(A) + stats(B) == stats(A | B)``), so in-memory,
-chunked, streaming, Dask and GPU fits all reduce the same way before one M-step.
+chunked, streaming, Dask and torch (CPU or GPU) fits all reduce the same way before the one
+M-step of ``_em``.
 
 All sums are float64 whatever the input dtype, and refer to the fit's working coordinates
 (the data minus a fixed shift), which keeps the raw second moments free of catastrophic
@@ -11,7 +12,7 @@ cancellation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -109,6 +110,13 @@ class Stats:
             worst_log_prob=self.worst_log_prob,
             worst_points=self.worst_points,
         )
+
+    def translated(self, offset):
+        """The same statistics in coordinates moved by ``offset`` (D,): moments about each
+        centre do not change, the centres and the worst rows move."""
+        offset = np.asarray(offset, dtype=np.float64)
+        return replace(self, center=self.center + offset,
+                       worst_points=self.worst_points + offset)
 
     def recentered(self, center):
         """The same statistics with moments about ``center`` (K, D) instead: exact algebra.

@@ -127,17 +127,36 @@ def check_finite(X, name="X", chunk_size=65536):
         if first is None and len(bad):
             first = start + int(bad[0])
     if n_nan or n_inf:
-        what = " and ".join(
-            part
-            for part in (
-                f"NaN in {n_nan} row{'s' if n_nan != 1 else ''}" if n_nan else "",
-                f"infinity (inf) in {n_inf} row{'s' if n_inf != 1 else ''}" if n_inf else "",
-            )
-            if part
+        raise non_finite_error(name, n_nan, n_inf, first)
+
+
+def non_finite_error(name, n_nan, n_inf, first=None):
+    """The error for data holding NaN in ``n_nan`` rows and infinity in ``n_inf`` rows."""
+    what = " and ".join(
+        part
+        for part in (
+            f"NaN in {n_nan} row{'s' if n_nan != 1 else ''}" if n_nan else "",
+            f"infinity (inf) in {n_inf} row{'s' if n_inf != 1 else ''}" if n_inf else "",
         )
+        if part
+    )
+    where = "" if first is None else f" (first at row {first})"
+    return InputError(f"Input {name} contains {what}{where}; remove or impute those rows "
+                      "before calling this method.")
+
+
+NO_POSITIVE_WEIGHT = ("sample_weight is zero for every row; at least one row needs a positive "
+                      "weight.")
+BAD_WEIGHTS = "sample_weight must be finite and non-negative (use 0 to leave a row out)."
+
+
+def check_enough_rows(n_components, n_positive, weighted=True):
+    """Refuse more components than rows with a positive weight."""
+    if n_components > n_positive:
+        rows = "samples with a positive weight" if weighted else "samples"
         raise InputError(
-            f"Input {name} contains {what} (first at row {first}); remove or impute those "
-            "rows before calling this method."
+            f"n_components={n_components} is larger than the number of {rows} "
+            f"(n_samples = {n_positive}); reduce n_components or provide more data."
         )
 
 
@@ -170,9 +189,7 @@ def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
             "weights must be non-negative (use 0 to leave a row out)."
         )
     if not (weights > 0).any():
-        raise InputError(
-            "sample_weight is zero for every row; at least one row needs a positive weight."
-        )
+        raise InputError(NO_POSITIVE_WEIGHT)
     return weights
 
 

@@ -248,8 +248,8 @@ def run_figures(args, stdout, stderr):
     from matplotlib.animation import PillowWriter
 
     from . import plotting
+    from ._files import atomic_path
     from .imaging.files import prepare_output_folder, write_figure
-    from .io import atomic_path
 
     folder = prepare_output_folder(args.out)
     models = plotting.tutorial_models(args.seed)

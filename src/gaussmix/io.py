@@ -28,16 +28,16 @@ so a crash never leaves a half-written model.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
 from ._covariance import COVARIANCE_TYPES, covariance_shape
+from ._files import atomic_write
+from ._version import __version__
 
 FORMAT_NAME = "gaussmix-mixture"
 FORMAT_VERSION = 1
@@ -60,91 +60,61 @@ def _plain(value):
     return None
 
 
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+@dataclass(frozen=True)
+class ModelState:
+    """A fitted mixture as plain values: what a model file holds.
 
-    Nothing is left at ``path`` (or beside it) if ``write`` fails.
+    Attributes
+    ----------
+    covariance_type : str
+    n_features : int
+    dtype : str
+        Of the parameter arrays.
+    params : dict
+        Constructor parameters: plain values, and the initial arrays (``weights_init``,
+        ``means_init``, ``precisions_init``) as arrays or None.
+    arrays : dict of ndarray
+        ``weights``, ``means``, ``covariances``, ``precisions``, ``precisions_cholesky``.
+    fitted : dict
+        The fit history attributes present (``converged_``, ``n_iter_``, ...).
+    feature_names : list of str or None
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; keep the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    covariance_type: str
+    n_features: int
+    dtype: str
+    params: dict
+    arrays: dict
+    fitted: dict
+    feature_names: list | None = None
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` on success.
-
-    For writers that need a file name rather than a file object.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save(model, path):
-    """Write a fitted :class:`~gaussmix.GaussianMixture` to ``path`` (format version 1).
+def save_state(state, path):
+    """Write a :class:`ModelState` to ``path`` (format version 1), atomically.
 
     Parameters
     ----------
-    model : GaussianMixture
-        Fitted (or built with ``from_params``).
+    state : ModelState
     path : str or os.PathLike
         Written as given (no suffix is added; ``.npz`` is a good one).
     """
-    from .exceptions import not_fitted
-
-    if not model.__sklearn_is_fitted__():
-        raise not_fitted(model)
-    params = model.get_params()
-    names = getattr(model, "feature_names_in_", None)
     metadata = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "gaussmix_version": __version__,
-        "covariance_type": model.covariance_type,
-        "n_components": int(model.means_.shape[0]),
-        "n_features": int(model.n_features_in_),
-        "dtype": str(model.means_.dtype),
-        "feature_names": None if names is None else [str(n) for n in names],
-        "params": {k: _plain(v) for k, v in params.items() if k not in PARAM_ARRAYS},
-        "fitted": {k: _fitted_value(getattr(model, k)) for k in FITTED_SCALARS
-                   if hasattr(model, k)},
+        "covariance_type": state.covariance_type,
+        "n_components": int(state.arrays["means"].shape[0]),
+        "n_features": int(state.n_features),
+        "dtype": state.dtype,
+        "feature_names": state.feature_names,
+        "params": {k: _plain(v) for k, v in state.params.items() if k not in PARAM_ARRAYS},
+        "fitted": {k: _fitted_value(v) for k, v in state.fitted.items()
+                   if k in FITTED_SCALARS},
     }
-    arrays = {
-        "weights": model.weights_,
-        "means": model.means_,
-        "covariances": model.covariances_,
-        "precisions": model.precisions_,
-        "precisions_cholesky": model.precisions_cholesky_,
-    }
+    arrays = {name: state.arrays[name] for name in ARRAYS}
     for param, member in PARAM_ARRAYS.items():
-        if params[param] is not None:
-            arrays[member] = np.asarray(params[param], dtype=np.float64)
+        if state.params.get(param) is not None:
+            arrays[member] = np.asarray(state.params[param], dtype=np.float64)
     arrays[METADATA] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -159,8 +129,8 @@ def _refuse(path, why):
     return ValueError(f"Cannot load {os.fspath(path)!r}: {why}.")
 
 
-def load(path):
-    """Read a mixture written by :func:`save` (or ``GaussianMixture.save``).
+def load_state(path):
+    """Read a model file written by :func:`save_state` as a :class:`ModelState`.
 
     Parameters
     ----------
@@ -168,8 +138,7 @@ def load(path):
 
     Returns
     -------
-    GaussianMixture
-        Fitted, with the saved parameters, hyper-parameters and fit history.
+    ModelState
 
     Raises
     ------
@@ -178,8 +147,6 @@ def load(path):
     ValueError
         A truncated, corrupt, foreign or newer-version file, with one sentence saying which.
     """
-    from .mixture import GaussianMixture
-
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {os.fspath(path)!r}; check the path.")
     with open(path, "rb") as f:
@@ -208,22 +175,16 @@ def load(path):
     params = dict(metadata["params"])
     for param, member in PARAM_ARRAYS.items():
         params[param] = members.get(member)
-    try:
-        model = GaussianMixture(**params)
-    except TypeError:
-        raise _refuse(path, "its parameters do not match this gaussmix version") from None
-    model.n_features_in_ = metadata["n_features"]
-    if metadata.get("feature_names") is not None:
-        model.feature_names_in_ = np.asarray(metadata["feature_names"], dtype=object)
-    model.weights_ = arrays["weights"]
-    model.means_ = arrays["means"]
-    model.covariances_ = arrays["covariances"]
-    model.precisions_ = arrays["precisions"]
-    model.precisions_cholesky_ = arrays["precisions_cholesky"]
-    for name, value in metadata.get("fitted", {}).items():
-        if name in FITTED_SCALARS:
-            setattr(model, name, value)
-    return model
+    names = metadata.get("feature_names")
+    return ModelState(
+        covariance_type=metadata["covariance_type"],
+        n_features=metadata["n_features"],
+        dtype=str(arrays["means"].dtype),
+        params=params,
+        arrays=arrays,
+        fitted={k: v for k, v in metadata.get("fitted", {}).items() if k in FITTED_SCALARS},
+        feature_names=None if names is None else list(names),
+    )
 
 
 def _read_metadata(path, raw):

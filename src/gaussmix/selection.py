@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _covariance as cov
-from ._em import m_step
-from ._init import kmeans, stats_of_labels
+from ._fit import kmeans_clusterings, plan_fit
+from ._inputs import input_for
 from ._validation import check_choice, check_random_state
 from .mixture import GaussianMixture
 
@@ -87,7 +87,8 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
            sample_weight=None, **fit_kwargs):
     """Fit a grid of mixtures and return the best by BIC or AIC, with the whole table.
 
-    The data are validated and centred once, and with ``init_params='kmeans'`` (the default)
+    The data (any input :meth:`GaussianMixture.fit` takes) are validated and centred once,
+    and for data held in memory with ``init_params='kmeans'`` (the default)
     the k-means clustering of each number of components is computed once and shared by every
     covariance type. With an integer ``random_state`` every fit equals
     ``GaussianMixture(k, covariance_type=t, **fit_kwargs).fit(X)``.
@@ -130,11 +131,11 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
 
     template = GaussianMixture(max(ks), covariance_type=types[0], **fit_kwargs)
     template._check_parameters()
-    arr, weights = template._validate_fit_data(X, sample_weight)
-    data = _prepare(template, arr, weights)
+    data, names = input_for(X).prepare(X, sample_weight, max(ks), template.backend,
+                                       template.chunk_size)
     shared_kmeans = template.init_params == "kmeans" and all(
         fit_kwargs.get(p) is None for p in ("weights_init", "means_init", "precisions_init")
-    ) and not template.warm_start
+    ) and not template.warm_start and not hasattr(data, "sample")
 
     best_model, best_score, records = None, math.inf, []
     for k in ks:
@@ -144,17 +145,10 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
         for t in types:
             model = GaussianMixture(k, covariance_type=t, **fit_kwargs)
             model._check_parameters()
-            model._accept_data(X, arr, weights, sample_weight is not None)
-            if clusterings is None:
-                starts = model._starts(data)
-            else:
-                starts = [_start_from_labels(model, data, labels, centers)
-                          for labels, centers in clusterings]
-            with model._threads(data):
-                model._fit_data(data, starts)
-            log_likelihood = model.score(arr, sample_weight=weights) * weights.sum()
+            model._fit_prepared(data, names, clusterings)
+            log_likelihood, total_weight = model._log_likelihood(X, sample_weight)
             n_params = model._n_parameters()
-            penalty = n_params * math.log(weights.sum()) if criterion == "bic" else 2 * n_params
+            penalty = n_params * math.log(total_weight) if criterion == "bic" else 2 * n_params
             score = -2.0 * log_likelihood + penalty
             records.append(dict(n_components=k, covariance_type=t, score=float(score),
                                 log_likelihood=float(log_likelihood), n_parameters=n_params,
@@ -164,28 +158,11 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
     return best_model, SelectionTable(criterion, tuple(records))
 
 
-def _prepare(template, arr, weights):
-    from ._data import FitData
-
-    return FitData.prepare(arr, weights, template._chunk_size(arr.shape[1]))
-
-
 def _kmeans_runs(template, data, k):
     """The ``n_init`` k-means clusterings a fit with ``k`` components would compute."""
-    model = GaussianMixture(k, chunk_size=template.chunk_size, backend=template.backend)
-    source = data.fit_source(model._backend_for(data), model._chunk_size(data.n_features))
-    random_state = check_random_state(template.random_state)
-    with warnings.catch_warnings():
+    plan = plan_fit(data, k, backend=template.backend, chunk_size=template.chunk_size,
+                    reg_covar=float(template.reg_covar))
+    with warnings.catch_warnings(), plan.threads():
         warnings.simplefilter("ignore")
-        return [kmeans(source, k, random_state, variance=data.variance)
-                for _ in range(template.n_init)]
-
-
-def _start_from_labels(model, data, labels, centers):
-    def start():
-        source = data.fit_source(model._backend_for(data), model._chunk_size(data.n_features))
-        stats = stats_of_labels(source, labels, centers, model.covariance_type)
-        reg = float(model.reg_covar)
-        return m_step(stats, reg, data.jitter_floor(reg), reseed=False)[0]
-
-    return start
+        return kmeans_clusterings(plan, k, check_random_state(template.random_state),
+                                  template.n_init)

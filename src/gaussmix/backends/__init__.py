@@ -1,9 +1,15 @@
-"""E-step backends. Each provides an ``expectation(source, params) -> Stats``; the estimator,
-the algebra and the imaging code never know which one ran.
+"""E-step backends. Each provides an ``expectation(source, params) -> Stats`` and nothing
+else of the fit: initialisation, the M-step, repairs, convergence and restarts are the shared
+ones (``_fit``, ``_em``, ``_init``), and the estimator, the algebra and the imaging code never
+know which backend ran.
 
 - ``numpy``: chunked matrix products (``_em.expectation``), always available.
 - ``numba``: a fused, multi-threaded, pruned kernel (``numba_backend``), used when numba is
   installed. numba is imported only when a fit asks for it.
+- ``torch``: chunked matrix products on a tensor's device (``torch_backend``): what tensors
+  on a GPU use; CPU tensors take the numba kernel through a zero-copy view unless
+  ``backend='torch'`` asks for it. Dask arrays run numpy or numba in each block
+  (``dask_backend``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 
-BACKENDS = ("numpy", "numba")
+import numpy as np
+
+BACKENDS = ("numpy", "numba", "torch")
 
 
 def numba_available():
@@ -32,11 +40,39 @@ def resolve(backend, n_pairs=None):
         big = n_pairs is None or n_pairs >= NUMBA_MIN_PAIRS
         return "numba" if big and numba_available() else "numpy"
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be None, 'auto', 'numpy' or 'numba', got {backend!r}.")
+        raise ValueError("backend must be None, 'auto', 'numpy', 'numba' or 'torch', got "
+                         f"{backend!r}.")
     if backend == "numba" and not numba_available():
         raise ValueError("backend='numba' needs numba; install it (pip install numba) or use "
                          "backend='numpy'.")
+    if backend == "torch" and importlib.util.find_spec("torch") is None:
+        raise ValueError("backend='torch' needs PyTorch; install it (pip install torch) or use "
+                         "backend=None.")
     return backend
+
+
+def rows_expectation(x, w, params, backend, chunk_size=None):
+    """Statistics of rows held in memory (working coordinates) under ``params``: one block
+    of a Dask array, or a chunk of a stream.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D), float64
+    w : ndarray of shape (n,)
+    params : Params
+    backend : {'numpy', 'numba'}
+    chunk_size : int, optional
+        Rows per numpy E-step (default: :func:`~gaussmix._data.default_chunk_size`).
+    """
+    if backend == "numba":
+        from .numba_backend import streaming_fused_expectation
+
+        return streaming_fused_expectation([(x, w)], params)
+    from .._data import ArrayChunks, default_chunk_size
+    from .._em import expectation
+
+    step = chunk_size or default_chunk_size(params.n_components, params.n_features)
+    return expectation(ArrayChunks(x, w, np.zeros(x.shape[1]), step), params)
 
 
 def kernel_threads():

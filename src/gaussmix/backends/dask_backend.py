@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._data import ArrayChunks, MeasuredData
-from .._em import e_step, plan_e_step
-from .._stats import sum_stats
 
 
 def _row_blocks(X):
@@ -74,18 +72,10 @@ def _block_sample(block, weights, shift, p, seed):
 
 def _block_stats(block, weights, shift, params, backend):
     """Statistics of one block under ``params`` (working coordinates)."""
+    from . import rows_expectation
+
     x, w = _block_rows(block, weights)
-    x = x - shift
-    if backend == "numba":
-        from .numba_backend import streaming_fused_expectation
-
-        return streaming_fused_expectation([(x, w)], params)
-    plan = plan_e_step(params)
-    from .._data import default_chunk_size
-
-    step = default_chunk_size(params.n_components, params.n_features)
-    return sum_stats(e_step(x[s:s + step], w[s:s + step], params, plan)
-                     for s in range(0, len(x), step))
+    return rows_expectation(x - shift, w, params, backend)
 
 
 def _tree_sum(parts):
@@ -110,6 +100,9 @@ class DaskData(MeasuredData):
 
     def fit_source(self, backend, chunk_size):
         return self
+
+    def expectation_for(self, backend):
+        return self.expectation
 
     def expectation(self, source, params):
         """The seam's ``expectation``: per-block statistics, a tree sum, one compute."""
@@ -143,7 +136,13 @@ def prepare(X, sample_weight, n_components, backend):
     import dask
     from dask import delayed
 
-    from .._validation import InputError
+    from .._validation import (
+        BAD_WEIGHTS,
+        NO_POSITIVE_WEIGHT,
+        InputError,
+        check_enough_rows,
+        non_finite_error,
+    )
 
     if X.ndim != 2:
         raise InputError(f"Expected a 2-D array, got a {X.ndim}-D dask array of shape {X.shape}. "
@@ -157,21 +156,15 @@ def prepare(X, sample_weight, n_components, backend):
     n_nan = sum(s["n_nan"] for s in summaries)
     n_inf = sum(s["n_inf"] for s in summaries)
     if n_nan or n_inf:
-        raise InputError(f"Input X contains NaN in {n_nan} rows and infinity (inf) in {n_inf} "
-                         "rows; remove or impute those rows before fitting.")
+        raise non_finite_error("X", n_nan, n_inf)
     if any(s["bad_weights"] for s in summaries):
-        raise InputError("sample_weight must be finite and non-negative (use 0 to leave a row "
-                         "out).")
+        raise InputError(BAD_WEIGHTS)
     n_rows = sum(s["n_rows"] for s in summaries)
     n_positive = sum(s["n_positive"] for s in summaries)
     total = sum(s["total"] for s in summaries)
     if not total > 0:
-        raise InputError("sample_weight is zero for every row; at least one row needs a "
-                         "positive weight.")
-    if n_components > n_positive:
-        raise ValueError(f"n_components={n_components} is larger than the number of samples "
-                         f"(n_samples = {n_positive}); reduce n_components or provide more "
-                         "data.")
+        raise InputError(NO_POSITIVE_WEIGHT)
+    check_enough_rows(n_components, n_positive, sample_weight is not None)
     mean = sum(s["first"] for s in summaries) / total
     second = dask.compute(*[delayed(_block_second, pure=True)(b, w, mean)
                             for b, w in zip(blocks, weight_blocks)])
@@ -184,15 +177,15 @@ def prepare(X, sample_weight, n_components, backend):
                     blocks=blocks, weight_blocks=weight_blocks, backend=chosen)
 
 
-def map_rows(model, X, method, n_columns=None, dtype=np.float64):
-    """Apply ``model.<method>`` block by block to a dask array, lazily.
+def map_rows(rows_function, X, n_columns=None, dtype=np.float64):
+    """Apply ``rows_function`` (numpy rows to numpy results) block by block, lazily.
 
     Returns a dask array with one row per row of ``X`` and ``n_columns`` columns (None: 1-D).
     """
     X = X.rechunk({1: -1})
 
     def apply(block):
-        return getattr(model, method)(np.asarray(block))
+        return rows_function(np.asarray(block))
 
     if n_columns is None:
         return X.map_blocks(apply, drop_axis=1, dtype=dtype)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from .._em import MAX_RESEED_CANDIDATES, log_normaliser
-from .._stats import Stats, merge_worst
+from .._covariance import as_full, second_moments_from_packed
+from .._em import MAX_RESEED_CANDIDATES, log_normaliser, positive_rows, worst_rows
+from .._stats import Stats
 from .fused import PRUNE_NATS, fused_e_step, fused_log_density, precision_facts
 from .tiles import TILE_ROWS, consecutive_starts, kd_tiles, tile_boxes
 
@@ -54,9 +54,8 @@ class WeightFacts:
 
     @classmethod
     def of(cls, sample_weight):
-        positive = sample_weight > 0
-        n_positive = int(positive.sum())
-        rows = None if n_positive == len(sample_weight) else np.flatnonzero(positive)
+        rows = positive_rows(sample_weight)
+        n_positive = len(sample_weight) if rows is None else len(rows)
         return cls(float(sample_weight.sum()), n_positive, rows)
 
 
@@ -132,14 +131,7 @@ def kernel_params(params):
     k, d = params.means.shape
     cov_type = params.covariance_type
     u = params.precisions_cholesky
-    if cov_type == "full":
-        prec_chol = u
-    elif cov_type == "tied":
-        prec_chol = np.broadcast_to(u, (k, d, d))
-    else:
-        diag = u if cov_type == "diag" else np.repeat(u[:, np.newaxis], d, axis=1)
-        prec_chol = diag[:, :, np.newaxis] * np.eye(d)
-    prec_chol = np.ascontiguousarray(prec_chol, dtype=np.float64)
+    prec_chol = np.ascontiguousarray(as_full(u, cov_type, k, d), dtype=np.float64)
     diagonal = cov_type in ("diag", "spherical")
     if diagonal:
         precisions = prec_chol * prec_chol  # diagonal matrices
@@ -164,24 +156,19 @@ def _n_blocks(n_tiles, k, q):
     return max(1, min(blocks, max(threads, ACCUMULATOR_BYTES // per_block)))
 
 
-@functools.lru_cache(maxsize=16)
-def _upper_triangle(d):
-    return np.triu_indices(d)
-
-
-def _unpack_packed(packed, d):
-    """(K, D(D+1)/2) packed upper triangles to symmetric (K, D, D)."""
-    rows, cols = _upper_triangle(d)
-    out = np.empty((packed.shape[0], d, d))
-    out[:, rows, cols] = packed
-    out[:, cols, rows] = packed
-    return out
-
-
-def fused_expectation(source, params, threshold=PRUNE_NATS):
+def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
     """Statistics of all rows of a :class:`TiledSource` under ``params``, about the means.
 
     The seam's ``expectation`` for the numba backend (see ``_em.run_em``).
+
+    Parameters
+    ----------
+    source : TiledSource
+    params : Params
+    threshold : float
+        Pruning margin in nats (infinite: no pruning).
+    report : dict, optional
+        Receives ``"pair_fraction"``: the fraction of (row, component) pairs evaluated.
     """
     kp = kernel_params(params)
     k, d = kp.means.shape
@@ -196,51 +183,46 @@ def fused_expectation(source, params, threshold=PRUNE_NATS):
     fused_e_step(source.kernel_x, source.sample_weight, source.hints(k), source.starts,
                  source.boxes, kp.means, kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min,
                  kp.diagonal, threshold, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
-    xx = xx_sum.sum(axis=0)
-    cov_type = params.covariance_type
-    if cov_type == "full":
-        xx = _unpack_packed(xx, d)
-    elif cov_type == "tied":
-        xx = _unpack_packed(xx, d).sum(axis=0)
-    elif cov_type == "spherical":
-        xx = xx.sum(axis=1)
     weights = source.weight_facts
-    n_candidates = min(k, MAX_RESEED_CANDIDATES)
-    rows = weights.positive_rows
-    candidates = log_prob if rows is None else log_prob[rows]
-    if len(candidates) > n_candidates:
-        worst = np.argpartition(candidates, n_candidates - 1)[:n_candidates]
-        rows = worst if rows is None else rows[worst]
-    elif rows is None:
-        rows = np.arange(len(candidates))
-    worst_log_prob, worst_points = merge_worst((log_prob[rows],), (source.x[rows],), n_candidates)
-    stats = Stats(
-        covariance_type=cov_type,
+    worst_log_prob, worst_points = worst_rows(source.x, log_prob,
+                                              min(k, MAX_RESEED_CANDIDATES),
+                                              weights.positive_rows)
+    if report is not None:
+        report["pair_fraction"] = pairs.sum() / max(1, source.n_rows * k)
+    return Stats(
+        covariance_type=params.covariance_type,
         center=kp.means.copy(),
         resp_sum=resp_sum.sum(axis=0),
         x_sum=x_sum.sum(axis=0),
-        xx_sum=xx,
+        xx_sum=second_moments_from_packed(xx_sum.sum(axis=0), params.covariance_type, d),
         log_likelihood=float(log_lik.sum()),
         weight_sum=weights.total,
         n_rows=weights.n_positive,
         worst_log_prob=worst_log_prob,
         worst_points=worst_points,
     )
-    fused_expectation.last_pair_fraction = pairs.sum() / max(1, source.n_rows * k)
-    return stats
 
 
-def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
+def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS,
+                                report=None):
     """Statistics of a stream of chunks: each chunk is tiled and run through the kernel on its
-    own, so memory stays one chunk deep."""
+    own, so memory stays one chunk deep. ``report`` as for :func:`fused_expectation` (the
+    fraction over all chunks)."""
     total = None
+    evaluated = rows = 0
     for x, w in source:
-        order, rows, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
-        tiled = _Tiled(rows, np.ascontiguousarray(w[order]), starts)
-        stats = fused_expectation(tiled, params, margin)
+        order, tiled_rows, starts, margin = tile_order(x, params.n_components, threshold,
+                                                       tile_rows)
+        tiled = _Tiled(tiled_rows, np.ascontiguousarray(w[order]), starts)
+        chunk_report = {}
+        stats = fused_expectation(tiled, params, margin, chunk_report)
+        evaluated += chunk_report["pair_fraction"] * len(x)
+        rows += len(x)
         total = stats if total is None else total + stats
     if total is None:
         raise ValueError("No data: the chunk iterator yielded no rows.")
+    if report is not None:
+        report["pair_fraction"] = evaluated / max(1, rows)
     return total
 
 

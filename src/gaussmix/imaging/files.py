@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from ..io import atomic_write
+from .._files import atomic_write
 
 
 class FileError(OSError):

@@ -53,7 +53,11 @@ class Grid:
 
 def evaluate_grid(model, shape, factor=1.0):
     """One pass over the pixel grid: log-density of (x, y) and most likely component."""
-    log_density, labels = xy_model(model)._log_prob_and_labels(pixel_grid(shape, factor))
+    from .._inference import log_prob_and_labels
+
+    xy = xy_model(model)
+    log_density, labels = log_prob_and_labels(xy._params(), pixel_grid(shape, factor),
+                                              xy.backend, xy.chunk_size)
     return Grid(log_density.reshape(shape), labels.reshape(shape))
 
 

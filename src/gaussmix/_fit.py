@@ -1,0 +1,296 @@
+"""A fit, planned once and run on the one loop that every kind of input shares.
+
+An input adapter (``_inputs``) turns the user's data into prepared training data: in memory
+(:class:`~gaussmix._data.FitData`), streamed (:class:`~gaussmix._data.StreamData`), a Dask
+array or a torch tensor on a device. :func:`plan_fit` then resolves, once, everything the
+fit needs from it: the backend, the source the E-steps walk, the expectation function (the
+seam), the shift and variance of the working coordinates, the jitter floor, the chunk size
+and the dtype. Initialisation (``_init``), the EM loop (``_em.run_em``), the M-step and the
+best-of-``n_init`` choice below are the same for all of them; a backend supplies only the
+expectation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import backends
+from ._data import default_chunk_size, sample_size
+from ._em import Params, m_step, params_from_precision_cholesky, run_em
+from ._init import initial_params, kmeans, stats_of_labels
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What every E-step, initialisation and restart of one fit shares, resolved once.
+
+    Attributes
+    ----------
+    data : FitData, StreamData, DaskData or TorchData
+        The prepared training data (sizes, shift, variance, dtype).
+    backend : {'numpy', 'numba', 'torch'}
+    source : iterable of (x, w) chunks
+        What the expectation and the initialisation walk, in working coordinates.
+    expectation : callable (source, params) -> Stats
+        The seam: the map-reduce of E-steps over ``source``.
+    chunk_size : int
+        Rows per E-step chunk.
+    jitter_floor : float
+        Least extra diagonal for a covariance that fails its factorisation.
+    """
+
+    data: object
+    backend: str
+    source: object
+    expectation: Callable
+    chunk_size: int
+    jitter_floor: float
+
+    @property
+    def shift(self):
+        """Origin of the working coordinates (the data's weighted mean), shape (D,)."""
+        return self.data.shift
+
+    @property
+    def variance(self):
+        return self.data.variance
+
+    @property
+    def dtype(self):
+        """The numpy dtype of the fitted parameters (the data's float dtype)."""
+        return self.data.dtype
+
+    @property
+    def n_features(self):
+        return self.data.n_features
+
+    def threads(self):
+        """Context for the fit: BLAS on one thread while numba's kernels use the cores."""
+        if self.backend == "numba":
+            return backends.kernel_threads()
+        return contextlib.nullcontext()
+
+    def initialisation_rows(self, n_components, random_state):
+        """The rows an initialisation clusters: all of them when they are in memory, else a
+        fresh sample moved to the host (streams, Dask, devices)."""
+        if hasattr(self.data, "sample"):
+            return self.data.sample(sample_size(n_components), random_state)
+        return self.source
+
+
+def plan_fit(data, n_components, *, backend=None, chunk_size=None, reg_covar=0.0):
+    """Resolve, once, how a fit with ``n_components`` runs on prepared ``data``.
+
+    Parameters
+    ----------
+    data : FitData, StreamData, DaskData or TorchData
+    n_components : int
+    backend : {None, 'auto', 'numpy', 'numba', 'torch'}
+        The estimator's ``backend``; data on a device always take 'torch', and a Dask array
+        runs the backend it was prepared with in each block.
+    chunk_size : int or None
+        Rows per chunk; None lets the data choose (see :func:`default_chunk_size`).
+    reg_covar : float
+
+    Returns
+    -------
+    FitPlan
+    """
+    chosen = data.backend if hasattr(data, "backend") else backends.resolve(
+        backend, data.n_rows * n_components)
+    if chunk_size is None:
+        own = getattr(data, "default_chunk_size", None)  # a device chooses its own
+        chunk_size = (own(n_components) if own is not None
+                      else default_chunk_size(n_components, data.n_features))
+    chunk = int(chunk_size)
+    return FitPlan(
+        data=data,
+        backend=chosen,
+        source=data.fit_source(chosen, chunk),
+        expectation=data.expectation_for(chosen),
+        chunk_size=chunk,
+        jitter_floor=data.jitter_floor(reg_covar),
+    )
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """How initial parameters are chosen.
+
+    Attributes
+    ----------
+    n_components : int
+    covariance_type : str
+    method : {'kmeans', 'k-means++', 'random', 'random_from_data'}
+    reg_covar : float
+    weights, means, precisions_cholesky : ndarray or None
+        The user's initial values (means in data coordinates), validated.
+    """
+
+    n_components: int
+    covariance_type: str
+    method: str
+    reg_covar: float
+    weights: np.ndarray | None = None
+    means: np.ndarray | None = None
+    precisions_cholesky: np.ndarray | None = None
+
+    @property
+    def all_given(self):
+        return (self.weights is not None and self.means is not None
+                and self.precisions_cholesky is not None)
+
+    def with_user_values(self, params, shift):
+        """``params`` (working coordinates) with the user's initial values put in."""
+        weights = params.weights if self.weights is None else self.weights
+        means = params.means if self.means is None else self.means - shift
+        if self.precisions_cholesky is None:
+            return Params(weights, means, params.precisions_cholesky, params.covariances,
+                          self.covariance_type)
+        return params_from_precision_cholesky(weights, means, self.precisions_cholesky,
+                                              self.covariance_type)
+
+
+def initial_starts(plan, spec, random_state, n_init):
+    """One zero-argument function per initialisation, each returning starting
+    :class:`~gaussmix._em.Params` in working coordinates.
+
+    Every start draws from the one ``random_state`` in turn, so that restarts differ and a
+    seed reproduces them all.
+    """
+    if spec.all_given:
+        start = params_from_precision_cholesky(spec.weights, spec.means - plan.shift,
+                                               spec.precisions_cholesky, spec.covariance_type)
+        return [lambda: start] * n_init
+
+    def start():
+        rows = plan.initialisation_rows(spec.n_components, random_state)
+        params = initial_params(rows, spec.n_components, spec.covariance_type, spec.method,
+                                random_state, reg_covar=spec.reg_covar,
+                                jitter_floor=plan.jitter_floor, variance=plan.variance)
+        return spec.with_user_values(params, plan.shift)
+
+    return [start] * n_init
+
+
+def warm_start(plan, params):
+    """The single start of a warm fit: ``params`` (data coordinates) in working ones."""
+    return [lambda: params.shifted(-plan.shift)]
+
+
+def kmeans_clusterings(plan, n_components, random_state, n_init):
+    """The ``n_init`` k-means clusterings a 'kmeans' initialisation would compute, to share
+    between fits that differ only in their covariance type (model selection)."""
+    rows = plan.source
+    return [kmeans(rows, n_components, random_state, variance=plan.variance)
+            for _ in range(n_init)]
+
+
+def starts_from_clusterings(plan, clusterings, spec):
+    """Starts from precomputed k-means ``(labels, centres)``, as :func:`initial_starts`
+    derives them."""
+    def make(labels, centres):
+        def start():
+            stats = stats_of_labels(plan.source, labels, centres, spec.covariance_type)
+            return m_step(stats, spec.reg_covar, plan.jitter_floor, reseed=False)[0]
+
+        return start
+
+    return [make(labels, centres) for labels, centres in clusterings]
+
+
+class FitProgress(NamedTuple):
+    """What a ``callback`` receives after each EM iteration."""
+
+    init: int
+    iteration: int
+    max_iter: int
+    lower_bound: float
+    change: float
+
+
+class Reporter:
+    """Verbosity (as scikit-learn prints it) and the user's per-iteration callback."""
+
+    def __init__(self, verbose=0, verbose_interval=10, callback=None, max_iter=0):
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.callback = callback
+        self.max_iter = max_iter
+        self._init_start = self._iter_start = 0.0
+
+    def begin(self, init):
+        if self.verbose:
+            print(f"Initialization {init}")
+            self._init_start = self._iter_start = time.perf_counter()
+
+    def for_init(self, init):
+        """What ``run_em`` calls after each iteration of initialisation ``init`` (or None)."""
+        if not self.verbose and self.callback is None:
+            return None
+
+        def report(n_iter, lower_bound, change):
+            if self.verbose:
+                self._iteration(n_iter, change)
+            if self.callback is not None:
+                self.callback(FitProgress(init, n_iter, self.max_iter, lower_bound, change))
+
+        return report
+
+    def _iteration(self, n_iter, change):
+        if n_iter % self.verbose_interval:
+            return
+        if self.verbose == 1:
+            print(f"  Iteration {n_iter}")
+        else:
+            now = time.perf_counter()
+            print(f"  Iteration {n_iter}\t time lapse {now - self._iter_start:.5f}s\t "
+                  f"ll change {change:.5f}")
+            self._iter_start = now
+
+    def end(self, result):
+        if not self.verbose:
+            return
+        status = "converged" if result.converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {status}.")
+        else:
+            elapsed = time.perf_counter() - self._init_start
+            print(f"Initialization {status}. time lapse {elapsed:.5f}s\t lower bound "
+                  f"{result.lower_bound:.5f}.")
+
+
+def fit_best(plan, starts, *, reg_covar, tol, max_iter, reporter=None):
+    """EM from each start on the plan's data; the run with the highest lower bound.
+
+    Returns
+    -------
+    EMResult
+        With ``params`` mapped back to data coordinates.
+    """
+    reporter = reporter or Reporter()
+    best = None
+    with plan.threads():
+        for init, make_start in enumerate(starts):
+            reporter.begin(init)
+            result = run_em(plan.source, make_start(), reg_covar=float(reg_covar),
+                            jitter_floor=plan.jitter_floor, tol=tol, max_iter=max_iter,
+                            expectation=plan.expectation, on_iteration=reporter.for_init(init))
+            reporter.end(result)
+            if best is None or result.lower_bound > best.lower_bound:
+                best = result
+    best.params = best.params.shifted(plan.shift)
+    return best
+
+
+def plan_statistics(plan, params):
+    """Statistics of all the plan's rows under ``params`` (data coordinates), with their
+    centres and worst rows in data coordinates: what :meth:`partial_fit` blends in."""
+    with plan.threads():
+        stats = plan.expectation(plan.source, params.shifted(-plan.shift))
+    return stats.translated(plan.shift)

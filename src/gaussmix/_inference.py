@@ -1,0 +1,126 @@
+"""Scoring rows held in memory under fitted parameters, chunk by chunk.
+
+Pure functions of :class:`~gaussmix._em.Params` and a validated numpy array; the input
+adapters (``_inputs``) bring every other kind of input to them, or to the device versions in
+``backends.torch_backend``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import backends
+from ._data import ArrayChunks, default_chunk_size
+from ._em import (
+    Params,
+    log_prob_and_resp,
+    plan_e_step,
+    softmax_inplace,
+    weighted_log_prob,
+)
+
+# score_samples and predict use the pruned kernel from this many (row, component) pairs on,
+# in chunks of this many rows.
+FUSED_INFERENCE_PAIRS = 2_000_000
+FUSED_CHUNK_ROWS = 262_144
+
+WHATS = ("log_prob", "labels", "resp")
+
+
+def centred(params, arr, chunk_size):
+    """Chunks of ``arr`` and the matching parameters, both centred on the mixture's mean.
+
+    Centring keeps the expanded quadratic forms of the E-step free of cancellation for data
+    far from the origin.
+    """
+    centre = params.weights @ params.means / params.weights.sum()
+    source = ArrayChunks(arr, np.ones(arr.shape[0]), centre, chunk_size)
+    return params.shifted(-centre), source
+
+
+def log_prob_and_labels(params, arr, backend=None, chunk_size=None):
+    """Log-density and most likely component of each row, in one pass.
+
+    Large problems go through the pruned numba kernel when that backend is active.
+
+    Parameters
+    ----------
+    params : Params
+        Data coordinates.
+    arr : ndarray of shape (N, D), validated
+    backend : {None, 'auto', 'numpy', 'numba', 'torch'}
+    chunk_size : int or None
+
+    Returns
+    -------
+    log_prob : ndarray of shape (N,), float64
+    labels : ndarray of shape (N,), intp
+    """
+    n, k = arr.shape[0], params.n_components
+    fused = n * k >= FUSED_INFERENCE_PAIRS and (
+        backend != "torch" and backends.resolve(backend, n * k) == "numba")
+    # The pruned kernel holds no (rows, K) block, so its chunks can be large.
+    rows = FUSED_CHUNK_ROWS if fused else chunk_size or default_chunk_size(k, arr.shape[1])
+    params, source = centred(params, arr, rows)
+    log_prob = np.empty(n)
+    labels = np.empty(n, dtype=np.intp)
+    if fused:
+        from .backends.numba_backend import fused_log_prob
+
+        with backends.kernel_threads():
+            for start, stop in source.bounds():
+                x, _ = source.chunk(start, stop)
+                log_prob[start:stop], labels[start:stop] = fused_log_prob(x, params)
+        return log_prob, labels
+    plan = plan_e_step(params)
+    for start, stop in source.bounds():
+        x, _ = source.chunk(start, stop)
+        logits = weighted_log_prob(x, params, plan)
+        labels[start:stop] = logits.argmax(axis=1)
+        log_prob[start:stop] = softmax_inplace(logits)
+    return log_prob, labels
+
+
+def responsibilities(params, arr, chunk_size=None):
+    """Posterior probability of each component for each row, shape (N, K), in arr's dtype."""
+    k = params.n_components
+    params, source = centred(params, arr, chunk_size or default_chunk_size(k, arr.shape[1]))
+    plan = plan_e_step(params)
+    out = np.empty((arr.shape[0], k), dtype=arr.dtype)
+    for start, stop in source.bounds():
+        x, _ = source.chunk(start, stop)
+        out[start:stop] = log_prob_and_resp(x, params, plan)[1]
+    return out
+
+
+@dataclass(frozen=True)
+class Inference:
+    """A fitted mixture as the input adapters need it.
+
+    Attributes
+    ----------
+    params : Params
+        Float64, data coordinates.
+    dtype : numpy dtype
+        The fitted parameters' dtype (log-densities and responsibilities come in it).
+    backend, chunk_size
+        The estimator's.
+    check : callable (X, arr) -> None
+        Refuses rows that do not suit the model (feature count and names, NaN).
+    """
+
+    params: Params
+    dtype: np.dtype
+    backend: str | None
+    chunk_size: int | None
+    check: Callable
+
+    def rows(self, arr, what):
+        """``what`` ('log_prob', 'labels' or 'resp') of validated rows ``arr``."""
+        if what == "resp":
+            return responsibilities(self.params, arr, self.chunk_size)
+        log_prob, labels = log_prob_and_labels(self.params, arr, self.backend, self.chunk_size)
+        return labels if what == "labels" else log_prob.astype(arr.dtype)

@@ -122,3 +122,31 @@ def test_batched_triangular_solves_match_scipy():
     np.testing.assert_allclose(cov.solve_upper(upper, rhs), expected, rtol=1e-12)
     np.testing.assert_allclose(cov.inverse_lower(lower) @ lower, np.broadcast_to(np.eye(4), lower.shape),
                                atol=1e-12)
+
+
+def test_packed_upper_triangles_unpack_to_symmetric_matrices():
+    m = random_covariances("full")
+    rows, cols = cov.upper_triangle(3)
+    np.testing.assert_array_equal(cov.unpack_upper(m[:, rows, cols], 3), m)
+    np.testing.assert_array_equal(cov.second_moments_from_packed(m[:, rows, cols], "tied", 3),
+                                  m.sum(axis=0))
+    diag = random_covariances("diag")
+    np.testing.assert_array_equal(cov.second_moments_from_packed(diag, "diag", 3), diag)
+    np.testing.assert_array_equal(cov.second_moments_from_packed(diag, "spherical", 3),
+                                  diag.sum(axis=1))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_as_full_expands_every_type_to_stacked_matrices(covariance_type):
+    c = random_covariances(covariance_type)
+    full = cov.as_full(c, covariance_type, 4, 3)
+    assert full.shape == (4, 3, 3)
+    if covariance_type == "full":
+        expected = c
+    elif covariance_type == "tied":
+        expected = np.stack([c] * 4)
+    elif covariance_type == "diag":
+        expected = np.stack([np.diag(v) for v in c])
+    else:
+        expected = np.stack([v * np.eye(3) for v in c])
+    np.testing.assert_array_equal(full, expected)

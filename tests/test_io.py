@@ -151,3 +151,18 @@ def test_format_is_a_plain_npz_with_json(tmp_path):
     assert meta["format"] == "gaussmix-mixture" and meta["version"] == 1
     assert meta["gaussmix_version"] == gaussmix.__version__
     assert not any(name.startswith(".tmp-") for name in os.listdir(tmp_path))
+
+
+def test_io_reads_a_plain_state_and_never_imports_the_estimator(tmp_path):
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(gio))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"mixture", "_distribution", None}, imported
+    gm = GaussianMixture(2, random_state=0).fit(make_blobs())
+    gm.save(tmp_path / "m.npz")
+    state = gio.load_state(tmp_path / "m.npz")
+    assert isinstance(state, gio.ModelState) and state.fitted["n_iter_"] == gm.n_iter_
+    np.testing.assert_array_equal(state.arrays["means"], gm.means_)
+    assert state.params["n_components"] == 2 and state.covariance_type == "full"

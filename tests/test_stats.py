@@ -101,3 +101,16 @@ def test_recentred_statistics_give_the_same_parameters(covariance_type):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-12)
     half = stats.scaled(0.5)
     assert half.weight_sum == 0.5 * stats.weight_sum and half.n_rows == stats.n_rows
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_translated_statistics_are_those_of_the_moved_rows(covariance_type, exact):
+    x = make_blobs()
+    w = np.random.RandomState(0).uniform(0.5, 2, len(x))
+    params = some_params(covariance_type, x)
+    offset = np.array([3.0, -7.0, 1e3])
+    far = params.shifted(offset)
+    moved = e_step(x + offset, w, far, plan_e_step(far, exact=True))  # accurate far away
+    stats = e_step(x, w, params, plan_e_step(params, exact=exact)).translated(offset)
+    assert_stats_close(stats, moved.recentered(stats.center), rtol=1e-9)

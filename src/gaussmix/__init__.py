@@ -10,7 +10,6 @@ from .mixture import FitProgress, GaussianMixture, load
 from .segmentation import segment
 from .selection import SelectionTable, select
 
-
 __all__ = [
     "ConvergenceWarning",
     "FitProgress",

@@ -18,11 +18,11 @@ import numpy as np
 from ._covariance import (
     as_full,
     covariances_from_precision_cholesky,
-    solve_lower,
-    solve_upper,
     precision_cholesky,
     precision_cholesky_from_precisions,
     precisions_from_precision_cholesky,
+    solve_lower,
+    solve_upper,
 )
 from ._em import Params, plan_e_step, softmax_inplace, weighted_log_prob
 

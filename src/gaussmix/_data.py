@@ -30,6 +30,27 @@ def default_chunk_size(n_components, n_features):
     return int(np.clip(CHUNK_BYTES // per_row, MIN_CHUNK_ROWS, MAX_CHUNK_ROWS))
 
 
+class HeldRows:
+    """Rows held whole in working coordinates (``x``, ``sample_weight``), walked in chunks of
+    ``chunk_size`` rows: what the tiled numba source and device tensors share."""
+
+    x = sample_weight = None
+    chunk_size = 1
+
+    @property
+    def n_rows(self):
+        return self.x.shape[0]
+
+    @property
+    def n_features(self):
+        return self.x.shape[1]
+
+    def __iter__(self):
+        for start in range(0, self.n_rows, self.chunk_size):
+            stop = start + self.chunk_size
+            yield self.x[start:stop], self.sample_weight[start:stop]
+
+
 class ArrayChunks:
     """Re-iterable chunks of an in-memory (or memory-mapped) array.
 
@@ -203,7 +224,12 @@ class CallableChunks:
 
     def raw_chunks(self):
         """Validated ``(x, w)`` chunks in data coordinates (float64)."""
-        from ._validation import InputError, as_float_array, check_chunk_weights, check_finite
+        from ._validation import (
+            InputError,
+            as_float_array,
+            check_chunk_weights,
+            check_finite,
+        )
 
         try:
             chunks = iter(self.make_chunks())

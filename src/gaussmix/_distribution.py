@@ -12,6 +12,7 @@ from . import _algebra as algebra
 from . import _covariance as cov
 from ._base import EstimatorBase
 from ._em import Params
+from ._inputs import host_view, runs_on_device
 from ._validation import (
     as_array_of_shape,
     check_choice,
@@ -75,7 +76,7 @@ class FittedMixture(EstimatorBase):
         params = self._params()
         rng = check_random_state(self.random_state)
         device = getattr(self, "_output_device", None)  # fitted on a tensor
-        if device is not None and device != "cpu":  # draw on its device
+        if device is not None and runs_on_device(device.split(":")[0], self.backend):
             import torch
 
             from .backends import torch_backend
@@ -318,10 +319,8 @@ class FittedMixture(EstimatorBase):
         if queries.shape[1] != len(given):
             raise ValueError(f"values must have shape (n_queries, {len(given)}), one value "
                              f"per given feature; got shape {tuple(values.shape)}.")
-        if values.device.type == "cpu":
+        if not runs_on_device(values.device.type, self.backend):
             import torch
-
-            from ._inputs import host_view
 
             out = torch.from_numpy(np.asarray(self.conditional_mean(given, host_view(values))))
         else:

@@ -203,11 +203,12 @@ def cancellation_ratios(params):
 
 
 # Components whose cancellation ratio exceeds this take the difference form x - mu_k (exact
-# to rounding) instead of the expanded quadratic form. float64: the expansion may lose at most
-# about 1e-8 in relative precision; float32 (logits on a device): at most about 1e-3 nats,
-# against rounding of 1e-7 relative in any case.
+# to rounding) instead of the expanded quadratic form: the expansion may lose at most about
+# 1e-8 in relative precision.
 CANCELLATION_LIMIT = 1e8
-CANCELLATION_LIMITS = {np.dtype(np.float64): CANCELLATION_LIMIT, np.dtype(np.float32): 1e4}
+# The same budget for logits computed in float32 (on a device): beyond it the expansion could
+# lose more than about 1e-3 nats, and the logits' matrix product runs in float64 instead.
+FLOAT32_CANCELLATION_LIMIT = 1e4
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ class EStepPlan:
         return len(self.exact) == n_components
 
 
-def plan_e_step(params, exact=None, dtype=np.float64):
+def plan_e_step(params, exact=None):
     """Choose each component's path.
 
     Parameters
@@ -243,18 +244,21 @@ def plan_e_step(params, exact=None, dtype=np.float64):
     exact : bool or None
         True or False forces every component onto one path; None decides per component by
         :func:`cancellation_ratios`.
-    dtype : numpy dtype, default float64
-        Precision of the logits (float32 on a device): a lower one sends more components to
-        the difference form (see ``CANCELLATION_LIMITS``).
     """
     k = params.n_components
     if exact is None:
-        limit = CANCELLATION_LIMITS[np.dtype(dtype)]
-        exact_idx = np.flatnonzero(cancellation_ratios(params) > limit)
+        exact_idx = np.flatnonzero(cancellation_ratios(params) > CANCELLATION_LIMIT)
     else:
         exact_idx = np.arange(k) if exact else np.arange(0)
     coef = None if len(exact_idx) == k else logit_coefficients(params)
     return EStepPlan(exact_idx, coef, log_normaliser(params))
+
+
+def float32_logits_cancel(params, plan):
+    """Whether an expanded-form component of ``plan`` would lose more than float32 allows
+    (``FLOAT32_CANCELLATION_LIMIT``), so that float32 logits need a float64 product."""
+    expanded = np.setdiff1d(np.arange(params.n_components), plan.exact)
+    return bool((cancellation_ratios(params)[expanded] > FLOAT32_CANCELLATION_LIMIT).any())
 
 
 def _tied_quadratic(x, params):

@@ -187,7 +187,7 @@ class TorchInput:
 
     @staticmethod
     def on_host(X, backend):
-        return X.device.type == "cpu" and backend != "torch"
+        return not runs_on_device(X.device.type, backend)
 
     def prepare(self, X, sample_weight, n_components, backend=None, chunk_size=None):
         from .backends import torch_backend
@@ -227,6 +227,12 @@ class TorchInput:
 
     def device(self, X):
         return str(X.device)
+
+
+def runs_on_device(device_type, backend):
+    """Whether tensors on ``device_type`` ('cpu', 'cuda', ...) take the torch code path:
+    always on an accelerator, on the CPU only when ``backend='torch'`` asks."""
+    return device_type != "cpu" or backend == "torch"
 
 
 def host_view(X):

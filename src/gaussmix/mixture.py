@@ -507,10 +507,9 @@ def load(path):
 
     Raises
     ------
-    FileNotFoundError
-        No file at ``path``.
-    ValueError
-        A truncated, corrupt, foreign or newer-version file, with one sentence saying which.
+    FileNotFoundError, ValueError
+        As :func:`gaussmix.io.load_state`: a missing, truncated, corrupt, foreign or
+        newer-version file, with one sentence saying which.
     """
     import os
 

@@ -91,10 +91,21 @@ def test_torch_e_step_in_float32_agrees_to_float32_precision(covariance_type):
     assert ours.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-5)
 
 
-def test_float32_guard_sends_cancelling_components_to_the_difference_form():
-    params = random_params("full", spread=0.05).shifted(np.array([200.0, 0.0, 0.0]))
-    assert len(plan_e_step(params).exact) == 0  # harmless in float64
-    assert len(plan_e_step(params, dtype=np.float32).exact) == params.n_components
+def test_float32_logits_take_a_float64_product_where_float32_would_cancel():
+    near = random_params("full", seed=3)
+    far = random_params("full", spread=0.05, seed=3).shifted(np.array([200.0, 0.0, 0.0]))
+    assert len(plan_e_step(far).exact) == 0  # harmless in float64
+    cpu = torch.device("cpu")
+    assert torch_backend.device_params(near, cpu, torch.float32).coef.dtype == torch.float32
+    assert torch_backend.device_params(far, cpu, torch.float32).coef.dtype == torch.float64
+    rng = np.random.RandomState(4)
+    x = far.means[rng.randint(0, 5, 2000)] + rng.randn(2000, 3) * 0.05
+    ref = numpy_expectation(ArrayChunks(x, np.ones(len(x)), np.zeros(3), 500), far)
+    chunks = torch_backend.TensorChunks(torch.tensor(x, dtype=torch.float32),
+                                        torch.ones(len(x), dtype=torch.float64), 500)
+    ours = torch_backend.expectation(chunks, far)
+    np.testing.assert_allclose(ours.resp_sum, ref.resp_sum, rtol=1e-4, atol=1e-3)
+    assert ours.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-5)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -200,6 +211,27 @@ def test_device_sampling_follows_the_mixture_and_the_seed():
     np.testing.assert_allclose(np.cov(a.numpy().T), gm.covariance(), atol=0.3)
     c, _ = torch_backend.sample(params, 10, cpu, np.random.RandomState(6), torch.float32)
     assert c.dtype == torch.float32
+
+
+def test_a_torch_path_model_samples_and_conditions_on_the_device(monkeypatch):
+    """What a GPU-fitted model does, through the estimator: backend='torch' on the CPU."""
+    X = make_blobs()
+    gm = GaussianMixture(3, backend="torch", random_state=0).fit(torch.tensor(X))
+    calls = []
+    for name in ("sample", "conditional_mean"):
+        original = getattr(torch_backend, name)
+        monkeypatch.setattr(torch_backend, name, lambda *a, f=original, n=name, **k: (
+            calls.append(n), f(*a, **k))[1])
+    a, labels = gm.sample(500)
+    b, _ = gm.sample(500)
+    assert isinstance(a, torch.Tensor) and torch.equal(a, b)  # an int seed repeats
+    assert labels.shape == (500,)
+    cond = gm.conditional_mean([0, 1], torch.tensor(X[:5, :2]))
+    single = gm.conditional_mean([0, 1], torch.tensor(X[0, :2]))
+    assert calls == ["sample", "sample", "conditional_mean", "conditional_mean"]
+    np.testing.assert_allclose(cond.numpy(), gm.conditional_mean([0, 1], X[:5, :2]),
+                               rtol=1e-9)
+    np.testing.assert_allclose(single.numpy(), cond[0].numpy(), rtol=1e-12)
 
 
 def test_float32_tensors_accumulate_without_cancellation():

@@ -8,6 +8,7 @@ import numba
 import numpy as np
 
 from .._covariance import as_full, second_moments_from_packed
+from .._data import HeldRows
 from .._em import MAX_RESEED_CANDIDATES, log_normaliser, positive_rows, worst_rows
 from .._stats import Stats
 from .fused import PRUNE_NATS, fused_e_step, fused_log_density, precision_facts
@@ -59,7 +60,7 @@ class WeightFacts:
         return cls(float(sample_weight.sum()), n_positive, rows)
 
 
-class TiledSource:
+class TiledSource(HeldRows):
     """Training rows in working coordinates, reordered once into spatial tiles.
 
     Iterating yields ``(x, w)`` chunks like :class:`~gaussmix._data.ArrayChunks`, so any
@@ -100,18 +101,6 @@ class TiledSource:
             self._hints_k = n_components
         return self._hints
 
-    @property
-    def n_rows(self):
-        return self.x.shape[0]
-
-    @property
-    def n_features(self):
-        return self.x.shape[1]
-
-    def __iter__(self):
-        for start in range(0, self.n_rows, self.chunk_size):
-            stop = start + self.chunk_size
-            yield self.x[start:stop], self.sample_weight[start:stop]
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,17 @@ for the numba kernel (see ``_inputs``). Imported only when the user passes a ten
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .._covariance import covariance_shape, upper_triangle
-from .._data import ArrayChunks, MeasuredData, default_chunk_size
+from .._data import ArrayChunks, HeldRows, MeasuredData, default_chunk_size
 from .._em import (
     MAX_RESEED_CANDIDATES,
+    float32_logits_cancel,
     n_quadratic_features,
     plan_e_step,
     unpack_moments,
@@ -32,9 +34,14 @@ from .._em import (
 from .._stats import Stats, merge_worst
 from .._validation import BAD_WEIGHTS, NO_POSITIVE_WEIGHT, InputError, non_finite_error
 
-# Elements of a chunk's (rows, K) blocks on a GPU; on the CPU the usual chunk size applies.
-DEVICE_CHUNK_ELEMENTS = 2**26
+# On an accelerator a chunk's work arrays take about this fraction of the device's memory
+# (large chunks: each launches the same few dozen kernels, whatever its size), at about
+# BYTES_PER_PAIR per (row, component) pair: logits, responsibilities and their float64 copy.
+DEVICE_MEMORY_FRACTION = 1 / 16
+BYTES_PER_PAIR = 40
 MIN_CHUNK_ROWS = 1024
+# Rows per step of the initialisation sample's Bernoulli draw.
+SAMPLE_STEP_ROWS = 2**22
 
 NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 
@@ -91,42 +98,32 @@ def weight_tensor(sample_weight, X):
     return w
 
 
-class TensorChunks:
+class TensorChunks(HeldRows):
     """Rows on a device in working coordinates, yielded as ``(x, w)`` tensor chunks.
 
     Parameters
     ----------
     x : tensor of shape (N, D), float32 or float64
-    w : tensor of shape (N,), float64
-    chunk_rows : int
+    sample_weight : tensor of shape (N,), float64
+    chunk_size : int
     """
 
-    def __init__(self, x, w, chunk_rows):
+    def __init__(self, x, sample_weight, chunk_size):
         self.x = x
-        self.w = w
-        self.chunk_rows = int(chunk_rows)
-
-    @property
-    def n_rows(self):
-        return self.x.shape[0]
-
-    @property
-    def n_features(self):
-        return self.x.shape[1]
-
-    def __iter__(self):
-        for start in range(0, self.n_rows, self.chunk_rows):
-            yield self.x[start:start + self.chunk_rows], self.w[start:start + self.chunk_rows]
+        self.sample_weight = sample_weight
+        self.chunk_size = int(chunk_size)
 
 
 def chunk_rows(n_components, n_features, device, chunk_size=None):
-    """Rows per chunk: the user's ``chunk_size``, else the usual one on the CPU and about
-    ``DEVICE_CHUNK_ELEMENTS`` (row, component) pairs per chunk on an accelerator."""
+    """Rows per chunk: the user's ``chunk_size``, else the usual one on the CPU, and on an
+    accelerator as many as fill ``DEVICE_MEMORY_FRACTION`` of its memory."""
     if chunk_size is not None:
         return int(chunk_size)
     if device.type == "cpu":
         return default_chunk_size(n_components, n_features)
-    return max(MIN_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS // max(1, n_components * (n_features + 2)))
+    memory = torch.cuda.get_device_properties(device).total_memory
+    rows = int(memory * DEVICE_MEMORY_FRACTION) // (BYTES_PER_PAIR * max(1, n_components))
+    return max(MIN_CHUNK_ROWS, rows)
 
 
 @dataclass(frozen=True)
@@ -153,17 +150,25 @@ class TorchData(MeasuredData):
 
     def sample(self, n_rows, random_state):
         """About ``n_rows`` positive-weight rows, moved to the host as ArrayChunks (float64,
-        working coordinates); every positive row when there are not many more."""
-        positive = self.w > 0
+        working coordinates); every positive row when there are not many more. The draw
+        runs on the device in steps, seeded from ``random_state``."""
         p = min(1.0, n_rows / max(self.n_positive, 1))
-        if p < 1.0:  # a Bernoulli draw on the device, seeded from the caller's random_state
+        generator = None
+        if p < 1.0:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(random_state.randint(0, 2**31 - 1)))
-            draw = torch.rand(self.n_rows, generator=generator, device=self.device)
-            positive = positive & (draw < p)
-        x = self.x[positive].to(torch.float64).cpu().numpy()
-        w = self.w[positive].cpu().numpy()
-        return ArrayChunks(x, w, np.zeros(self.n_features), max(1, len(x)))
+        rows, weights = [], []
+        for start in range(0, self.n_rows, SAMPLE_STEP_ROWS):
+            x, w = self.x[start:start + SAMPLE_STEP_ROWS], self.w[start:start + SAMPLE_STEP_ROWS]
+            keep = w > 0
+            if generator is not None:
+                keep &= torch.rand(len(w), generator=generator, device=self.device,
+                                   dtype=torch.float64) < p
+            rows.append(x[keep].to(torch.float64).cpu())
+            weights.append(w[keep].cpu())
+        x = torch.cat(rows).numpy()
+        return ArrayChunks(x, torch.cat(weights).numpy(), np.zeros(self.n_features),
+                           max(1, len(x)))
 
 
 def prepare(X, sample_weight, n_components, chunk_size=None):
@@ -198,8 +203,9 @@ class DeviceParams:
 
     Attributes
     ----------
-    coef : tensor (F, K) in the data's dtype, or None
-        Logit coefficients of the expanded form.
+    coef : tensor (F, K) or None
+        Logit coefficients of the expanded form, in the dtype of the logits' product (the
+        data's, or float64 where float32 would cancel).
     tied_chol : tensor (D, D) or None
         The shared precision factor of 'tied' (its quadratic term is not in ``coef``).
     exact : tensor of int (E,)
@@ -220,8 +226,16 @@ class DeviceParams:
 
 
 def device_params(params, device, dtype):
-    """:class:`DeviceParams` for numpy :class:`~gaussmix._em.Params` (working coordinates)."""
-    plan = plan_e_step(params, dtype=numpy_dtype(dtype))
+    """:class:`DeviceParams` for numpy :class:`~gaussmix._em.Params` (working coordinates).
+
+    The components are split as for the numpy E-step (``_em.plan_e_step``). For float32 data
+    the logits' matrix product runs in float32 when no expanded-form component would cancel
+    there (``_em.float32_logits_cancel``), else in float64, rounded to float32 after.
+    """
+    plan = plan_e_step(params)
+    logits_dtype = dtype
+    if dtype == torch.float32 and plan.coef is not None and float32_logits_cancel(params, plan):
+        logits_dtype = torch.float64
 
     def put(a, kind=dtype):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=kind, device=device)
@@ -232,8 +246,8 @@ def device_params(params, device, dtype):
     return DeviceParams(
         covariance_type=cov_type,
         n_components=params.n_components,
-        coef=None if plan.coef is None else put(plan.coef),
-        tied_chol=put(chol) if cov_type == "tied" else None,
+        coef=None if plan.coef is None else put(plan.coef, logits_dtype),
+        tied_chol=put(chol, logits_dtype) if cov_type == "tied" else None,
         exact=torch.as_tensor(exact, dtype=torch.long, device=device),
         exact_means=put(params.means[exact]),
         exact_chol=put(chol if cov_type == "tied" else chol[exact]),
@@ -242,12 +256,17 @@ def device_params(params, device, dtype):
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _triangle(n_features, device):
+    return tuple(torch.as_tensor(i, device=device) for i in upper_triangle(n_features))
+
+
 def features(x, covariance_type):
     """The feature map ``[1, x, quadratic terms]`` of ``_em.features`` for tensors (n, F)."""
     n, d = x.shape
     parts = [torch.ones(n, 1, dtype=x.dtype, device=x.device), x]
     if covariance_type == "full":
-        rows, cols = (torch.as_tensor(i, device=x.device) for i in upper_triangle(d))
+        rows, cols = _triangle(d, x.device)
         parts.append(x[:, rows] * x[:, cols])
     elif covariance_type == "diag":
         parts.append(x * x)
@@ -270,6 +289,8 @@ def _whiten(diff, chol, covariance_type):
 def weighted_log_prob(x, dp, phi=None):
     """``log w_k + log N(x_n | k)`` of a chunk on its device, shape (n, K), in x's dtype.
 
+    ``phi``: the chunk's :func:`features` in the dtype of ``dp.coef``, when already known.
+
     Returns
     -------
     logits : tensor (n, K)
@@ -280,11 +301,13 @@ def weighted_log_prob(x, dp, phi=None):
     if dp.coef is None:
         logits = torch.empty(n, dp.n_components, dtype=x.dtype, device=x.device)
     else:
-        phi = features(x, dp.covariance_type) if phi is None else phi
+        xc = x.to(dp.coef.dtype)
+        phi = features(xc, dp.covariance_type) if phi is None else phi
         logits = phi @ dp.coef
         if dp.covariance_type == "tied":
-            y = x @ dp.tied_chol
+            y = xc @ dp.tied_chol
             logits += -0.5 * (y * y).sum(dim=1, keepdim=True)
+        logits = logits.to(x.dtype)
     diff = None
     if len(dp.exact):
         diff = x[:, None, :] - dp.exact_means[None]
@@ -295,13 +318,12 @@ def weighted_log_prob(x, dp, phi=None):
 
 def _log_softmax(logits):
     """``log p(x)`` (n,) and responsibilities (n, K); rows no component explains get -inf
-    and uniform responsibilities."""
+    and uniform responsibilities, as in ``_em.softmax_inplace`` (without a host sync)."""
     log_prob = torch.logsumexp(logits, dim=1)
     finite = torch.isfinite(log_prob)
     shift = torch.where(finite, log_prob, torch.zeros_like(log_prob))
     resp = torch.exp(logits - shift[:, None])
-    if not bool(finite.all()):
-        resp[~finite] = 1.0 / logits.shape[1]
+    resp = torch.where(finite[:, None], resp, 1.0 / logits.shape[1])
     return log_prob, resp
 
 
@@ -345,7 +367,7 @@ def expectation(source, params):
     n_candidates = min(k, MAX_RESEED_CANDIDATES)
     worst_lp, worst_x = [], []
     for x, w in source:
-        phi = None if dp.coef is None else features(x, cov_type)
+        phi = None if dp.coef is None else features(x.to(dp.coef.dtype), cov_type)
         logits, diff = weighted_log_prob(x, dp, phi)
         log_prob, resp = _log_softmax(logits)
         weighted = resp.to(torch.float64) * w[:, None]
@@ -360,15 +382,14 @@ def expectation(source, params):
                 torch.float64).sum(dim=1), min=0.0)
             x64 = x.to(torch.float64)
             tied_rest += (x64 * rest[:, None]).T @ x64
+        # No boolean indexing: it would wait for the device on every chunk.
         positive = w > 0
         lp = log_prob.to(torch.float64)
-        log_lik += (w[positive] * lp[positive]).sum()
-        lp_pos = lp[positive]
-        m = min(n_candidates, lp_pos.shape[0])
-        if m:
-            low = torch.topk(lp_pos, m, largest=False)
-            worst_lp.append(low.values)
-            worst_x.append(x[positive][low.indices].to(torch.float64))
+        log_lik += torch.where(positive, w * lp, 0.0).sum()
+        low = torch.topk(torch.where(positive, lp, torch.inf), min(n_candidates, len(lp)),
+                         largest=False)
+        worst_lp.append(low.values)
+        worst_x.append(x[low.indices].to(torch.float64))
     return _host_stats(params, moments, tied_rest, exact_parts, dp, log_lik, source,
                        worst_lp, worst_x, n_candidates)
 
@@ -396,9 +417,11 @@ def _host_stats(params, moments, tied_rest, exact_parts, dp, log_lik, source, wo
             xx_sum = xx_sum + part[2]
         else:
             xx_sum[exact] = part[2]
-    w = source.w
-    worst = merge_worst([a.cpu().numpy() for a in worst_lp] or [np.empty(0)],
-                        [a.cpu().numpy() for a in worst_x] or [np.empty((0, d))], n_candidates)
+    w = source.sample_weight
+    worst_lp = np.concatenate([a.cpu().numpy() for a in worst_lp] or [np.empty(0)])
+    worst_x = np.concatenate([a.cpu().numpy() for a in worst_x] or [np.empty((0, d))])
+    taken = worst_lp < np.inf  # the places of zero-weight rows
+    worst = merge_worst((worst_lp[taken],), (worst_x[taken],), n_candidates)
     return Stats(
         covariance_type=cov_type,
         center=center,

@@ -15,6 +15,18 @@ settings.load_profile("ci")
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
+# The torch device of the tensor tests: ``python -m pytest --device cuda`` on a GPU machine.
+TORCH_DEVICE = ["cpu"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="torch device for the tensor tests (cpu, cuda, cuda:1, ...)")
+
+
+def pytest_configure(config):
+    TORCH_DEVICE[0] = config.getoption("--device")
+
 
 def make_blobs(n_per=100, centers=((0, 0, 0), (6, 0, 0), (0, 6, 3)), scale=(1.0, 0.5, 2.0), seed=0):
     """Well-separated Gaussian blobs with anisotropic spread."""

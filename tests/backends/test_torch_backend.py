@@ -1,5 +1,5 @@
 """Torch tensors: CPU tensors on the numba path through zero-copy views, and the torch E-step
-(what GPUs run) on the shared loop, tested here on the CPU."""
+(what GPUs run) on the shared loop: on the CPU by default, on a GPU with ``--device cuda``."""
 
 
 import numpy as np
@@ -17,11 +17,21 @@ from gaussmix.backends import torch_backend  # noqa: E402
 from ..conftest import (  # noqa: E402
     COVARIANCE_TYPES,
     FITTED_PARAMS,
+    TORCH_DEVICE,
     assert_same_fit,
     fit_quietly,
     identity_start,
     make_blobs,
 )
+
+
+DEVICE = torch.device(TORCH_DEVICE[0])
+cpu_only = pytest.mark.skipif(DEVICE.type != "cpu", reason="CPU tensors' own path")
+
+
+def tensor(data, **kwargs):
+    """A tensor on the device under test."""
+    return torch.tensor(data, device=DEVICE, **kwargs)
 
 
 def random_params(covariance_type, k=5, d=3, spread=1.0, seed=0):
@@ -69,7 +79,7 @@ def test_torch_e_step_equals_the_numpy_e_step_in_float64(covariance_type, far):
     w = rng.uniform(0, 2, len(x))
     w[::7] = 0.0
     ref = numpy_expectation(ArrayChunks(x, w, np.zeros(3), 700), params)
-    chunks = torch_backend.TensorChunks(torch.tensor(x), torch.tensor(w), 700)
+    chunks = torch_backend.TensorChunks(tensor(x), tensor(w), 700)
     ours = torch_backend.expectation(chunks, params)
     assert_stats_close(ours, ref, 1e-10)
 
@@ -81,7 +91,7 @@ def test_torch_e_step_in_float32_agrees_to_float32_precision(covariance_type):
     x = params.means[rng.randint(0, 5, 4000)] + rng.randn(4000, 3)
     w = np.ones(len(x))
     ref = numpy_expectation(ArrayChunks(x.astype(np.float32), w, np.zeros(3), 1000), params)
-    chunks = torch_backend.TensorChunks(torch.tensor(x, dtype=torch.float32), torch.tensor(w),
+    chunks = torch_backend.TensorChunks(tensor(x, dtype=torch.float32), tensor(w),
                                         1000)
     ours = torch_backend.expectation(chunks, params)
     for name in ("resp_sum", "x_sum", "xx_sum"):
@@ -95,14 +105,14 @@ def test_float32_logits_take_a_float64_product_where_float32_would_cancel():
     near = random_params("full", seed=3)
     far = random_params("full", spread=0.05, seed=3).shifted(np.array([200.0, 0.0, 0.0]))
     assert len(plan_e_step(far).exact) == 0  # harmless in float64
-    cpu = torch.device("cpu")
+    cpu = DEVICE
     assert torch_backend.device_params(near, cpu, torch.float32).coef.dtype == torch.float32
     assert torch_backend.device_params(far, cpu, torch.float32).coef.dtype == torch.float64
     rng = np.random.RandomState(4)
     x = far.means[rng.randint(0, 5, 2000)] + rng.randn(2000, 3) * 0.05
     ref = numpy_expectation(ArrayChunks(x, np.ones(len(x)), np.zeros(3), 500), far)
-    chunks = torch_backend.TensorChunks(torch.tensor(x, dtype=torch.float32),
-                                        torch.ones(len(x), dtype=torch.float64), 500)
+    chunks = torch_backend.TensorChunks(tensor(x, dtype=torch.float32),
+                                        tensor(np.ones(len(x))), 500)
     ours = torch_backend.expectation(chunks, far)
     np.testing.assert_allclose(ours.resp_sum, ref.resp_sum, rtol=1e-4, atol=1e-3)
     assert ours.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-5)
@@ -116,8 +126,8 @@ def test_torch_path_fit_equals_the_numpy_fit(covariance_type):
     kw = dict(covariance_type=covariance_type, max_iter=12, tol=0,
               **identity_start(X, 4, covariance_type))
     ref = fit_quietly(GaussianMixture(4, backend="numpy", **kw), X, sample_weight=w)
-    ours = fit_quietly(GaussianMixture(4, backend="torch", **kw), torch.tensor(X),
-                       sample_weight=torch.tensor(w))
+    ours = fit_quietly(GaussianMixture(4, backend="torch", **kw), tensor(X),
+                       sample_weight=tensor(w))
     for name in FITTED_PARAMS:
         a, b = getattr(ours, name), getattr(ref, name)
         assert isinstance(a, np.ndarray) and a.dtype == np.float64
@@ -126,35 +136,38 @@ def test_torch_path_fit_equals_the_numpy_fit(covariance_type):
     assert ours.n_iter_ == ref.n_iter_ == 12
 
 
+@cpu_only
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cpu_tensors_fit_exactly_as_arrays(covariance_type, dtype):
     X = make_blobs(n_per=300).astype(np.float32 if dtype == torch.float32 else np.float64)
     kw = dict(covariance_type=covariance_type, random_state=0, n_init=2)
     ref = GaussianMixture(3, **kw).fit(X)
-    ours = GaussianMixture(3, **kw).fit(torch.tensor(X))
+    ours = GaussianMixture(3, **kw).fit(tensor(X))
     assert_same_fit(ours, ref, rtol=1e-9)
     assert ours.means_.dtype == X.dtype and ours.n_iter_ == ref.n_iter_
 
 
+@cpu_only
 def test_cpu_tensors_are_viewed_not_copied():
-    X = torch.tensor(make_blobs())
-    assert np.shares_memory(host_view(X), X.numpy())
+    X = tensor(make_blobs())
+    assert np.shares_memory(host_view(X), X.cpu().numpy())
     assert host_view(X.to(torch.float16)).dtype == np.float32  # numpy lacks bfloat16
 
 
+@cpu_only
 @pytest.mark.parametrize("make_state", [lambda: 0, lambda: np.random.RandomState(3)])
 def test_random_state_means_the_same_for_tensors_and_arrays(make_state):
     X = make_blobs()
     ref = GaussianMixture(3, init_params="random_from_data", random_state=make_state()).fit(X)
     ours = GaussianMixture(3, init_params="random_from_data",
-                           random_state=make_state()).fit(torch.tensor(X))
+                           random_state=make_state()).fit(tensor(X))
     assert_same_fit(ours, ref, rtol=1e-12)
-    np.testing.assert_array_equal(ours.sample(50)[0].numpy(), ref.sample(50)[0])
+    np.testing.assert_array_equal(ours.sample(50)[0].cpu().numpy(), ref.sample(50)[0])
 
 
 def test_random_state_none_is_not_deterministic_for_tensors():
-    X = torch.tensor(make_blobs())
+    X = tensor(make_blobs())
     gm = GaussianMixture(3, random_state=None).fit(X)
     a, b = gm.sample(20)[0], gm.sample(20)[0]
     assert not torch.equal(a, b)
@@ -163,21 +176,22 @@ def test_random_state_none_is_not_deterministic_for_tensors():
     assert not np.array_equal(fits[0].means_, fits[1].means_)
 
 
+@cpu_only
 def test_inference_on_cpu_tensors_returns_tensors_equal_to_arrays():
     X = make_blobs()
-    gm = GaussianMixture(3, random_state=0).fit(torch.tensor(X))
-    Xt = torch.tensor(X)
+    gm = GaussianMixture(3, random_state=0).fit(tensor(X))
+    Xt = tensor(X)
     assert isinstance(gm.score_samples(Xt), torch.Tensor)
-    np.testing.assert_array_equal(gm.score_samples(Xt).numpy(), gm.score_samples(X))
-    np.testing.assert_array_equal(gm.predict(Xt).numpy(), gm.predict(X))
-    np.testing.assert_array_equal(gm.predict_proba(Xt).numpy(), gm.predict_proba(X))
+    np.testing.assert_array_equal(gm.score_samples(Xt).cpu().numpy(), gm.score_samples(X))
+    np.testing.assert_array_equal(gm.predict(Xt).cpu().numpy(), gm.predict(X))
+    np.testing.assert_array_equal(gm.predict_proba(Xt).cpu().numpy(), gm.predict_proba(X))
     assert gm.score(Xt) == gm.score(X)
     assert gm.bic(Xt) == gm.bic(X)
     samples, labels = gm.sample(2000)
     assert isinstance(samples, torch.Tensor) and samples.shape == (2000, 3)
     assert isinstance(labels, torch.Tensor)
-    queries = torch.tensor(X[:7, :2])
-    np.testing.assert_array_equal(gm.conditional_mean([0, 1], queries).numpy(),
+    queries = tensor(X[:7, :2])
+    np.testing.assert_array_equal(gm.conditional_mean([0, 1], queries).cpu().numpy(),
                                   gm.conditional_mean([0, 1], X[:7, :2]))
 
 
@@ -186,29 +200,29 @@ def test_device_inference_equals_the_numpy_inference(covariance_type):
     """The device functions (what a GPU tensor uses), run here on the CPU."""
     X = make_blobs()
     gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
-    Xt = torch.tensor(X)
+    Xt = tensor(X)
     lp, labels, resp = torch_backend.log_prob_labels_resp(gm._params(), Xt, want_resp=True)
-    np.testing.assert_allclose(lp.numpy(), gm.score_samples(X), rtol=1e-10)
-    np.testing.assert_array_equal(labels.numpy(), gm.predict(X))
-    np.testing.assert_allclose(resp.numpy(), gm.predict_proba(X), atol=1e-12)
+    np.testing.assert_allclose(lp.cpu().numpy(), gm.score_samples(X), rtol=1e-10)
+    np.testing.assert_array_equal(labels.cpu().numpy(), gm.predict(X))
+    np.testing.assert_allclose(resp.cpu().numpy(), gm.predict_proba(X), atol=1e-12)
     forced = GaussianMixture(3, covariance_type=covariance_type, backend="torch",
                              random_state=0).fit(Xt)
-    np.testing.assert_allclose(forced.score_samples(Xt).numpy(), forced.score_samples(X),
+    np.testing.assert_allclose(forced.score_samples(Xt).cpu().numpy(), forced.score_samples(X),
                                rtol=1e-10)
-    cond = torch_backend.conditional_mean(gm._params(), [0, 1], torch.tensor(X[:9, :2]))
-    np.testing.assert_allclose(cond.numpy(), gm.conditional_mean([0, 1], X[:9, :2]),
+    cond = torch_backend.conditional_mean(gm._params(), [0, 1], tensor(X[:9, :2]))
+    np.testing.assert_allclose(cond.cpu().numpy(), gm.conditional_mean([0, 1], X[:9, :2]),
                                rtol=1e-9, atol=1e-12)
 
 
 def test_device_sampling_follows_the_mixture_and_the_seed():
     gm = GaussianMixture(3, random_state=0).fit(make_blobs())
-    params, cpu = gm._params(), torch.device("cpu")
+    params, cpu = gm._params(), DEVICE
     a, la = torch_backend.sample(params, 30000, cpu, np.random.RandomState(5), torch.float64)
     b, lb = torch_backend.sample(params, 30000, cpu, np.random.RandomState(5), torch.float64)
     assert torch.equal(a, b) and torch.equal(la, lb)
     assert (torch.diff(la) >= 0).all()  # grouped by component
-    np.testing.assert_allclose(a.mean(dim=0).numpy(), gm.mean(), atol=0.1)
-    np.testing.assert_allclose(np.cov(a.numpy().T), gm.covariance(), atol=0.3)
+    np.testing.assert_allclose(a.mean(dim=0).cpu().numpy(), gm.mean(), atol=0.1)
+    np.testing.assert_allclose(np.cov(a.cpu().numpy().T), gm.covariance(), atol=0.3)
     c, _ = torch_backend.sample(params, 10, cpu, np.random.RandomState(6), torch.float32)
     assert c.dtype == torch.float32
 
@@ -216,7 +230,7 @@ def test_device_sampling_follows_the_mixture_and_the_seed():
 def test_a_torch_path_model_samples_and_conditions_on_the_device(monkeypatch):
     """What a GPU-fitted model does, through the estimator: backend='torch' on the CPU."""
     X = make_blobs()
-    gm = GaussianMixture(3, backend="torch", random_state=0).fit(torch.tensor(X))
+    gm = GaussianMixture(3, backend="torch", random_state=0).fit(tensor(X))
     calls = []
     for name in ("sample", "conditional_mean"):
         original = getattr(torch_backend, name)
@@ -226,12 +240,12 @@ def test_a_torch_path_model_samples_and_conditions_on_the_device(monkeypatch):
     b, _ = gm.sample(500)
     assert isinstance(a, torch.Tensor) and torch.equal(a, b)  # an int seed repeats
     assert labels.shape == (500,)
-    cond = gm.conditional_mean([0, 1], torch.tensor(X[:5, :2]))
-    single = gm.conditional_mean([0, 1], torch.tensor(X[0, :2]))
+    cond = gm.conditional_mean([0, 1], tensor(X[:5, :2]))
+    single = gm.conditional_mean([0, 1], tensor(X[0, :2]))
     assert calls == ["sample", "sample", "conditional_mean", "conditional_mean"]
-    np.testing.assert_allclose(cond.numpy(), gm.conditional_mean([0, 1], X[:5, :2]),
+    np.testing.assert_allclose(cond.cpu().numpy(), gm.conditional_mean([0, 1], X[:5, :2]),
                                rtol=1e-9)
-    np.testing.assert_allclose(single.numpy(), cond[0].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(single.cpu().numpy(), cond[0].cpu().numpy(), rtol=1e-12)
 
 
 def test_float32_tensors_accumulate_without_cancellation():
@@ -241,7 +255,7 @@ def test_float32_tensors_accumulate_without_cancellation():
         X.astype(np.float64))
     for backend in (None, "torch"):
         gm = GaussianMixture(2, covariance_type="diag", random_state=0, backend=backend).fit(
-            torch.tensor(X))
+            tensor(X))
         assert gm.means_.dtype == np.float32
         assert np.isfinite(gm.covariances_).all() and (gm.covariances_ > 0).all()
         assert gm.score(X.astype(np.float64)) == pytest.approx(
@@ -252,7 +266,7 @@ def test_float32_tensors_accumulate_without_cancellation():
 def test_every_initialisation_on_the_torch_path(init_params):
     X = np.concatenate([make_blobs(seed=s) + 10 * s for s in range(3)])
     gm = GaussianMixture(9, init_params=init_params, backend="torch", random_state=0).fit(
-        torch.tensor(X))
+        tensor(X))
     ref = GaussianMixture(9, init_params=init_params, random_state=0).fit(X)
     assert gm.converged_ and np.isfinite(gm.means_).all()
     assert gm.score(X) >= ref.score(X) - 0.05 * abs(ref.score(X))
@@ -263,16 +277,16 @@ def test_large_tensors_initialise_from_a_sample(monkeypatch):
 
     monkeypatch.setattr(fit_module, "sample_size", lambda k: 200)  # sample below 900 rows
     X = make_blobs(n_per=300)
-    gm = GaussianMixture(3, backend="torch", random_state=0).fit(torch.tensor(X))
+    gm = GaussianMixture(3, backend="torch", random_state=0).fit(tensor(X))
     ref = GaussianMixture(3, random_state=0).fit(X)
     assert gm.converged_
     assert gm.score(X) == pytest.approx(ref.score(X), abs=0.02)
 
 
 def test_warm_start_and_n_init_on_the_torch_path():
-    X = torch.tensor(make_blobs())
+    X = tensor(make_blobs())
     gm = GaussianMixture(3, backend="torch", n_init=3, random_state=0).fit(X)
-    ref = GaussianMixture(3, backend="numpy", n_init=3, random_state=0).fit(X.numpy())
+    ref = GaussianMixture(3, backend="numpy", n_init=3, random_state=0).fit(X.cpu().numpy())
     assert gm.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-9)
     warm = GaussianMixture(3, backend="torch", warm_start=True, max_iter=1, random_state=0)
     fit_quietly(warm, X)
@@ -284,26 +298,26 @@ def test_warm_start_and_n_init_on_the_torch_path():
 def test_degenerate_tensors_stay_finite():
     X = np.repeat(np.random.RandomState(0).randn(5, 2), 20, axis=0)
     for backend in (None, "torch"):
-        gm = GaussianMixture(4, random_state=0, backend=backend).fit(torch.tensor(X))
+        gm = GaussianMixture(4, random_state=0, backend=backend).fit(tensor(X))
         assert np.isfinite(gm.covariances_).all() and np.isfinite(gm.score_samples(X)).all()
 
 
 def test_bad_tensors():
-    X = torch.tensor(make_blobs())
+    X = tensor(make_blobs())
     X[3, 0] = float("nan")
     for backend in (None, "torch"):
         with pytest.raises(ValueError, match="NaN in 1 row "):
             GaussianMixture(2, backend=backend).fit(X)
-    gm = GaussianMixture(2, random_state=0).fit(torch.tensor(make_blobs()))
+    gm = GaussianMixture(2, random_state=0).fit(tensor(make_blobs()))
     with pytest.raises(ValueError, match="X has 2 features"):
-        gm.predict(torch.zeros(4, 2, dtype=torch.float64))
+        gm.predict(torch.zeros(4, 2, dtype=torch.float64, device=DEVICE))
     with pytest.raises(ValueError, match="X has 2 features"):
         GaussianMixture(2, backend="torch", random_state=0).fit(
-            torch.tensor(make_blobs())).predict(torch.zeros(4, 2, dtype=torch.float64))
-    with pytest.raises(ValueError, match="weights must be non-negative"):
-        GaussianMixture(2).fit(torch.tensor(make_blobs()), sample_weight=-torch.ones(300))
+            tensor(make_blobs())).predict(tensor(np.zeros((4, 2))))
+    with pytest.raises(ValueError, match="non-negative"):
+        GaussianMixture(2).fit(tensor(make_blobs()), sample_weight=-tensor(np.ones(300)))
     with pytest.raises(ValueError, match="sample_weight must be finite and non-negative"):
-        GaussianMixture(2, backend="torch").fit(torch.tensor(make_blobs()),
-                                                sample_weight=-torch.ones(300))
+        GaussianMixture(2, backend="torch").fit(tensor(make_blobs()),
+                                                sample_weight=-tensor(np.ones(300)))
     with pytest.raises(ValueError, match="Expected a 2-D tensor"):
-        GaussianMixture(2, backend="torch").fit(torch.zeros(5))
+        GaussianMixture(2, backend="torch").fit(torch.zeros(5, device=DEVICE))

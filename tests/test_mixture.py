@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from gaussmix import GaussianMixture, RegularizationWarning
 from gaussmix._covariance import is_positive_definite
 
-from .conftest import COVARIANCE_TYPES, make_blobs
+from .conftest import COVARIANCE_TYPES, assert_same_fit, make_blobs
 
 PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 
@@ -399,3 +399,13 @@ def test_memory_does_not_grow_with_an_n_by_k_array(covariance_type, backend):
     assert fit_large - fit_small < 30_000 * k * 8 / 20
     for method in (gm.score_samples, gm.predict, gm.score):
         assert peak_bytes(lambda: method(large)) < n_by_k / 10
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-8, 1e12])
+def test_scaling_every_weight_leaves_the_fit_unchanged(scale):
+    X = make_blobs()
+    w = np.random.RandomState(0).uniform(0.5, 2.0, len(X))
+    ref = GaussianMixture(3, random_state=0).fit(X, sample_weight=w)
+    scaled = GaussianMixture(3, random_state=0).fit(X, sample_weight=w * scale)
+    assert_same_fit(scaled, ref, rtol=1e-9)
+    assert scaled.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-9)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gaussmix import GaussianMixture
+from gaussmix._data import ArrayChunks
 from gaussmix.exceptions import ConvergenceWarning
 
 from .conftest import COVARIANCE_TYPES, assert_same_fit, identity_start, make_blobs
@@ -90,6 +91,49 @@ def test_stream_memory_does_not_grow_with_rows(tmp_path):
     # Four times the rows; the bounded initialisation sample dominates, not the data.
     assert peaks["large"] - peaks["small"] < 2 * 2**20
     assert peaks["large"] < 160_000 * 2 * 8  # less than the data itself
+
+
+def test_stream_memory_is_bounded_for_every_seed(tmp_path):
+    """The initialisation sample of a stream is bounded whatever the seed draws."""
+    n = 600_000
+    np.save(tmp_path / "x.npy", np.random.RandomState(0).rand(n, 2))
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    with warnings.catch_warnings():  # kernels loaded before measuring
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        GaussianMixture(50, max_iter=1, chunk_size=4000).fit(mm[:5000])
+    peaks = []
+    for seed in range(20):
+        gm = GaussianMixture(50, max_iter=1, tol=0, chunk_size=4000, random_state=seed)
+        tracemalloc.start()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm.fit(mm)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert max(peaks) < n * 2 * 8 / 2, peaks  # below half of the data, for every seed
+
+
+def test_stream_samples_are_uniform_exact_sized_and_in_stream_order():
+    from gaussmix._data import StreamData, stream_sample
+
+    x = np.arange(10_000, dtype=np.float64).reshape(-1, 1)
+    w = np.ones(len(x))
+    w[::10] = 0.0  # zero-weight rows are never drawn
+    source = ArrayChunks(x, w, np.zeros(1), 777)
+    data = StreamData(n_rows=len(x), n_positive=int((w > 0).sum()), n_features=1,
+                      dtype=np.dtype(np.float64), total_weight=float(w.sum()),
+                      shift=np.zeros(1), variance=np.ones(1), source=source)
+    counts = np.zeros(len(x))
+    for seed in range(40):
+        sample = stream_sample(data, 500, np.random.RandomState(seed))
+        values = sample.X[:, 0]
+        assert len(values) == 500 and (np.diff(values) > 0).all()
+        assert (values % 10 != 0).all()
+        counts[values.astype(int)] += 1
+    everything = stream_sample(data, 9000, np.random.RandomState(0))
+    np.testing.assert_array_equal(everything.X[:, 0], x[w > 0, 0])
+    by_decile = counts.reshape(10, -1).sum(axis=1)
+    assert by_decile.min() > 0.8 * by_decile.mean()  # no part of the stream is favoured
 
 
 @pytest.mark.parametrize(

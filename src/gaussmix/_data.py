@@ -343,23 +343,44 @@ def sample_size(n_components):
 
 
 def stream_sample(data, n_rows, random_state):
-    """A Bernoulli sample of about ``n_rows`` of a stream's positive-weight rows, in memory,
-    in working coordinates, with their weights, as ArrayChunks."""
-    p = min(1.0, n_rows / max(data.n_positive, 1))
-    rows, weights = [], []
+    """A uniform sample of ``min(n_rows, n_positive)`` of a stream's positive-weight rows, in
+    memory, in working coordinates and stream order, with their weights, as ArrayChunks.
+
+    One pass: every row draws a random key and the ``n_rows`` smallest keys are kept, so
+    memory stays O(n_rows + one chunk) for every seed. When the sample would hold every
+    positive row, they are all taken and nothing is drawn (small data starts as it would in
+    memory).
+    """
+    take_all = data.n_positive <= n_rows
+    keys, rows, weights, places = [], [], [], []
+    start = 0
     for x, w in data.source:
-        keep = w > 0
-        if p < 1.0:  # taking every row draws nothing: small data starts as it would in memory
-            keep &= random_state.random_sample(len(x)) < p
+        keep = np.flatnonzero(w > 0)
+        if not take_all:
+            keys.append(random_state.random_sample(len(x))[keep])
+            places.append(start + keep)
         rows.append(x[keep])
         weights.append(w[keep])
+        start += len(x)
+        if not take_all and sum(len(k) for k in keys) > n_rows:
+            keys, rows, weights, places = _smallest_keys(keys, rows, weights, places, n_rows)
+    if not take_all and keys:
+        keys, rows, weights, places = _smallest_keys(keys, rows, weights, places, n_rows)
+        order = np.argsort(places[0], kind="stable")
+        rows, weights = [rows[0][order]], [weights[0][order]]
     x = np.concatenate(rows) if rows else np.empty((0, data.n_features))
     w = np.concatenate(weights) if weights else np.empty(0)
-    if len(x) < min(n_rows, data.n_positive):  # an unlucky draw: take the first rows instead
-        firsts = [(cx[cw > 0], cw[cw > 0]) for cx, cw in data.source]
-        x = np.concatenate([f[0] for f in firsts])[:SAMPLE_MAX_ROWS]
-        w = np.concatenate([f[1] for f in firsts])[:SAMPLE_MAX_ROWS]
     return ArrayChunks(x, w, np.zeros(data.n_features), max(1, len(x)))
+
+
+def _smallest_keys(keys, rows, weights, places, n_rows):
+    """The entries with the ``n_rows`` smallest keys, each list merged into one array."""
+    keys, places = np.concatenate(keys), np.concatenate(places)
+    rows, weights = np.concatenate(rows), np.concatenate(weights)
+    if len(keys) > n_rows:
+        kept = np.argpartition(keys, n_rows - 1)[:n_rows]
+        keys, rows, weights, places = keys[kept], rows[kept], weights[kept], places[kept]
+    return [keys], [rows], [weights], [places]
 
 
 def load_npy(path):

@@ -635,14 +635,16 @@ def m_step(stats, reg_covar, jitter_floor, reseed=True):
     report : MStepReport
     """
     cov_type = stats.covariance_type
-    nk = stats.resp_sum + 10.0 * np.finfo(np.float64).eps
+    row_mass = stats.weight_sum / max(stats.n_rows, 1)
+    # scikit-learn's 10 eps of mass, in units of a row's mean weight: scaling every weight
+    # by the same factor leaves the fit unchanged.
+    nk = stats.resp_sum + 10.0 * np.finfo(np.float64).eps * row_mass
     offsets = stats.x_sum / nk[:, np.newaxis]
     means = stats.center + offsets
     covariances = estimate_covariances(stats, nk, offsets, reg_covar)
     weights = nk / nk.sum()
 
     n_reseeded = 0
-    row_mass = stats.weight_sum / max(stats.n_rows, 1)
     dead = np.flatnonzero(stats.resp_sum < DEAD_COMPONENT_MASS * row_mass) if reseed else []
     share = row_mass / stats.weight_sum  # the weight of one row
     max_seeds = min(len(stats.worst_points), int(0.5 / share))  # seeds take at most half

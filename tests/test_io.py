@@ -166,3 +166,16 @@ def test_io_reads_a_plain_state_and_never_imports_the_estimator(tmp_path):
     assert isinstance(state, gio.ModelState) and state.fitted["n_iter_"] == gm.n_iter_
     np.testing.assert_array_equal(state.arrays["means"], gm.means_)
     assert state.params["n_components"] == 2 and state.covariance_type == "full"
+
+
+def test_paths_that_cannot_name_a_model_file_are_refused(tmp_path):
+    gm = GaussianMixture(1).fit(make_blobs())
+    with pytest.raises(ValueError, match="is a folder; pass a file name"):
+        gm.save(tmp_path)
+    with pytest.raises(ValueError, match="The path is empty"):
+        gm.save("")
+    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
+        gm.save(tmp_path / "missing" / "m.npz")
+    with pytest.raises(ValueError, match="it is a folder, not a model file"):
+        load(tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils.estimator_checks import check_estimator
 
-from gaussmix import GaussianMixture, RegularizationWarning
+from gaussmix import GaussianMixture, RegularizationWarning, load
 from gaussmix._covariance import is_positive_definite
 
 from .conftest import COVARIANCE_TYPES, assert_same_fit, make_blobs
@@ -409,3 +409,28 @@ def test_scaling_every_weight_leaves_the_fit_unchanged(scale):
     scaled = GaussianMixture(3, random_state=0).fit(X, sample_weight=w * scale)
     assert_same_fit(scaled, ref, rtol=1e-9)
     assert scaled.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-9)
+
+
+@pytest.mark.parametrize("change", [dict(n_components=3), dict(covariance_type="diag")])
+def test_a_warm_start_that_cannot_continue_is_refused(change):
+    X = make_blobs()
+    gm = GaussianMixture(2, warm_start=True, random_state=0).fit(X)
+    gm.set_params(**change)
+    with pytest.raises(ValueError, match="warm_start=True continues the previous fit"):
+        gm.fit(X)
+    with pytest.raises(ValueError, match="this fit has 2 components, 2 features"):
+        GaussianMixture(2, warm_start=True, random_state=0).fit(X).fit(X[:, :2])
+
+
+def test_tied_warm_start_with_as_many_components_as_features_continues(tmp_path):
+    X = make_blobs()  # 3 features, 3 components: tied and diag arrays have the same shape
+    gm = GaussianMixture(3, covariance_type="tied", warm_start=True, max_iter=2,
+                         random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+        gm.fit(X)
+        gm.save(tmp_path / "m.npz")
+        loaded = load(tmp_path / "m.npz")
+        loaded.fit(X)  # a loaded model reads its type off the parameter and the shapes
+    assert loaded.covariances_.shape == (3, 3)

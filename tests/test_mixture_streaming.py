@@ -158,7 +158,7 @@ def test_stream_arguments(tmp_path):
     with pytest.raises(FileNotFoundError, match="No data file"):
         GaussianMixture(2).fit(tmp_path / "missing.npy")
     (tmp_path / "bad.npy").write_text("not numpy")
-    with pytest.raises(ValueError, match="as a .npy array"):
+    with pytest.raises(ValueError, match="is not a .npy file"):
         GaussianMixture(2).fit(tmp_path / "bad.npy")
     with pytest.raises(ValueError, match="n_components=500 is larger"):
         GaussianMixture(500).fit(chunk_function(X))
@@ -208,6 +208,8 @@ def test_partial_fit_checks_its_input():
         gm.partial_fit(np.zeros((10, 2)))
     with pytest.raises(ValueError, match="learning_decay must lie in"):
         GaussianMixture(2, learning_decay=0.3).partial_fit(np.random.RandomState(0).randn(50, 3))
+    with pytest.raises(ValueError, match="learning_decay must be a real number"):
+        GaussianMixture(2, learning_decay="x").partial_fit(np.random.RandomState(0).randn(50, 3))
 
 
 def every_input_kind(X, tmp_path):
@@ -263,3 +265,20 @@ def test_a_first_partial_fit_on_a_path_fits_the_file(tmp_path):
     gm = GaussianMixture(3, random_state=0).partial_fit(str(tmp_path / "x.npy"))
     assert gm.n_steps_ == 1
     assert_same_fit(gm, GaussianMixture(3, random_state=0).fit(X), rtol=1e-9)
+
+
+def test_files_that_are_not_npy_arrays_are_refused_with_one_sentence(tmp_path):
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.savez(tmp_path / "a.npz", x=np.ones((10, 2)))
+    (tmp_path / "text.npy").write_text("hello\n")
+    np.save(tmp_path / "objects.npy", np.array([[1, "a"]], dtype=object))
+    np.save(tmp_path / "cut.npy", np.ones((1000, 2)))
+    with open(tmp_path / "cut.npy", "r+b") as f:
+        f.truncate(200)
+    cases = [("empty.npy", "is empty"), ("a.npz", "is a .npz archive"),
+             ("text.npy", "is not a .npy file"), ("objects.npy", "truncated, or holds objects"),
+             ("cut.npy", "truncated, or holds objects"), (".", "is a folder")]
+    for name, pattern in cases:
+        with pytest.raises(ValueError, match=pattern) as info:
+            GaussianMixture(1).fit(tmp_path / name)
+        assert "allow_pickle" not in str(info.value)

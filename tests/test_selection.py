@@ -95,3 +95,9 @@ def test_select_with_sample_weights_equals_repeated_rows():
 def test_bad_selection_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         select(np.random.RandomState(0).randn(30, 2), **kwargs)
+
+
+def test_a_single_number_of_components_is_a_grid_of_one():
+    X = make_blobs()
+    best, table = select(X, n_components=2, covariance_types=["full"], random_state=0)
+    assert len(table) == 1 and best.n_components == 2

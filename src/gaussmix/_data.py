@@ -383,6 +383,10 @@ def _smallest_keys(keys, rows, weights, places, n_rows):
     return [keys], [rows], [weights], [places]
 
 
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
 def load_npy(path):
     """A ``.npy`` file as a read-only memory map, with one clear error for bad paths."""
     from ._validation import InputError
@@ -390,11 +394,23 @@ def load_npy(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No data file at {path!r}; check the path.")
+    if os.path.isdir(path):
+        raise InputError(f"{path!r} is a folder; pass the path of a .npy file.")
+    with open(path, "rb") as f:
+        magic = f.read(len(NPY_MAGIC))
+    if not magic:
+        raise InputError(f"{path!r} is empty; pass a .npy file written by numpy.save.")
+    if magic.startswith(ZIP_MAGIC):
+        raise InputError(f"{path!r} is a .npz archive, not a .npy array; pass one of its "
+                         "arrays (np.load(path)[name]) or save that array with numpy.save.")
+    if magic != NPY_MAGIC:
+        raise InputError(f"{path!r} is not a .npy file; pass a file written by numpy.save.")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"Cannot read {path!r} as a .npy array ({exc}); pass a file written "
-                         "by numpy.save.") from None
-    if not isinstance(arr, np.memmap):
-        arr = np.lib.format.open_memmap(path, mode="r")
+        if not isinstance(arr, np.memmap):
+            arr = np.lib.format.open_memmap(path, mode="r")
+    except (ValueError, OSError, EOFError):
+        # numpy's own text may advise loading with allow_pickle: never repeat that.
+        raise InputError(f"Cannot read {path!r} as a .npy array of numbers (it is truncated, "
+                         "or holds objects); pass a numeric array written by numpy.save.") from None
     return arr

@@ -13,7 +13,7 @@ def atomic_write(path, write):
 
     Nothing is left at ``path`` (or beside it) if ``write`` fails.
     """
-    path = os.fspath(path)
+    path = check_writable_path(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     try:
@@ -27,6 +27,29 @@ def atomic_write(path, write):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_writable_path(path):
+    """``path`` as a string, refused with one sentence when it cannot name a file to write.
+
+    Raises
+    ------
+    ValueError
+        An empty path, or one that names a folder.
+    FileNotFoundError
+        A path whose folder does not exist.
+    """
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("The path is empty; pass a file name such as 'model.npz'.")
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder; pass a file name such as "
+                         f"{os.path.join(path, 'model.npz')!r}.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist; "
+                                "create it first.")
+    return path
 
 
 @contextlib.contextmanager

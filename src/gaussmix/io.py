@@ -149,6 +149,9 @@ def load_state(path):
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {os.fspath(path)!r}; check the path.")
+    if os.path.isdir(path):
+        raise _refuse(path, "it is a folder, not a model file; pass the path of a file written "
+                            "by GaussianMixture.save")
     with open(path, "rb") as f:
         signature = f.read(4)
     if signature != b"PK\x03\x04":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
 from . import _covariance as cov
 from . import backends
 from ._distribution import FittedMixture
@@ -211,6 +213,7 @@ class GaussianMixture(FittedMixture):
         check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
         backends.resolve(self.backend)
         check_real(self.learning_offset, "learning_offset", 0.0)
+        check_real(self.learning_decay, "learning_decay", 0.0)
         if not 0.5 < self.learning_decay <= 1.0:
             raise ValueError(f"learning_decay must lie in (0.5, 1], got {self.learning_decay!r}; "
                              "0.7 is a good default.")
@@ -299,6 +302,7 @@ class GaussianMixture(FittedMixture):
         self._remember_features(data.n_features, names)
         spec = self._init_spec(data.n_features)
         if self.warm_start and hasattr(self, "converged_"):
+            self._check_warm(data.n_features)
             starts = warm_start(plan, self._params())
         elif clusterings is not None:
             starts = starts_from_clusterings(plan, clusterings, spec)
@@ -306,6 +310,29 @@ class GaussianMixture(FittedMixture):
             starts = initial_starts(plan, spec, check_random_state(self.random_state),
                                     self.n_init)
         self._fit_plan(plan, starts, device)
+
+    def _check_warm(self, n_features):
+        """Refuse a warm start that cannot continue the previous fit."""
+        previous = (self.means_.shape[0], self.means_.shape[1], self._fitted_covariance_type())
+        wanted = (self.n_components, n_features, self.covariance_type)
+        if previous != wanted:
+            raise ValueError(
+                "warm_start=True continues the previous fit ({} components, {} features, "
+                "'{}' covariances), but this fit has {} components, {} features and '{}' "
+                "covariances; set warm_start=False to start afresh.".format(*previous, *wanted))
+
+    def _fitted_covariance_type(self):
+        """The covariance type of the fitted arrays (the parameter may have changed since):
+        recorded by the fit, else read off the arrays' shape."""
+        recorded = getattr(self, "_fitted_type", None)
+        if recorded is not None:
+            return recorded
+        k, d = self.means_.shape
+        shape = np.shape(self.covariances_)
+        if shape == cov.covariance_shape(k, d, self.covariance_type):
+            return self.covariance_type
+        return next((t for t in cov.COVARIANCE_TYPES if cov.covariance_shape(k, d, t) == shape),
+                    self.covariance_type)
 
     def _remember_features(self, n_features, names):
         self.n_features_in_ = n_features
@@ -320,6 +347,7 @@ class GaussianMixture(FittedMixture):
         best = fit_best(plan, starts, reg_covar=self.reg_covar, tol=self.tol,
                         max_iter=self.max_iter, reporter=reporter)
         self._set_params(best.params, plan.dtype)
+        self._fitted_type = self.covariance_type
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
             self.__dict__.pop(stale, None)
         self.converged_ = best.converged

@@ -96,7 +96,7 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-    n_components : iterable of int, default=range(1, 11)
+    n_components : int or iterable of int, default=range(1, 11)
     covariance_types : iterable of str, default=('full', 'tied', 'diag', 'spherical')
     criterion : {'bic', 'aic'}, default='bic'
     sample_weight : array-like of shape (n_samples,), optional
@@ -119,7 +119,7 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
     (2, 'spherical')
     """
     check_choice(criterion, "criterion", CRITERIA)
-    ks = [int(k) for k in n_components]
+    ks = [int(n_components)] if np.ndim(n_components) == 0 else [int(k) for k in n_components]
     types = list(covariance_types)
     if not ks or not types:
         raise ValueError("n_components and covariance_types must each name at least one option.")

@@ -3,7 +3,7 @@ import pytest
 
 from gaussmix import GaussianMixture, SelectionTable, select
 
-from .conftest import COVARIANCE_TYPES
+from .conftest import COVARIANCE_TYPES, make_blobs
 
 
 def generate(covariance_type, k=3, n_per=400, seed=0):

@@ -525,16 +525,14 @@ def e_step(x, weights, params, plan=None, n_candidates=None):
         center[exact] = params.means[exact]
         weighted_resp = resp[:, exact] * weights[:, np.newaxis]
         part = _exact_moments(x, weighted_resp, params.means[exact], cov_type)
-        resp_sum[exact], x_sum[exact] = part[0], part[1]
         if cov_type == "tied":
             # The expanded-form components keep their share of sum_n w_n x x^T about the
-            # origin, the exact ones add their centred scatter.
-            xx_sum = part[2]
+            # origin; the exact ones add their centred scatter.
+            xx_sum = np.zeros_like(xx_sum)
             if phi is not None:
                 rest = weights * np.clip(1.0 - resp[:, exact].sum(axis=1), 0.0, None)
-                xx_sum = xx_sum + (x * rest[:, np.newaxis]).T @ x
-        else:
-            xx_sum[exact] = part[2]
+                xx_sum = (x * rest[:, np.newaxis]).T @ x
+        xx_sum = put_exact_moments(resp_sum, x_sum, xx_sum, exact, part, cov_type)
 
     positive = weights > 0
     worst_log_prob, worst_points = worst_rows(x, log_prob, n_candidates,
@@ -551,6 +549,22 @@ def e_step(x, weights, params, plan=None, n_candidates=None):
         worst_log_prob=worst_log_prob,
         worst_points=worst_points,
     )
+
+
+def put_exact_moments(resp_sum, x_sum, xx_sum, exact, part, covariance_type):
+    """Put the exact components' moments about their means (``part``: resp_sum, x_sum,
+    xx_sum) into a chunk's statistics; resp_sum and x_sum in place. For 'tied', ``xx_sum``
+    holds the expanded-form components' share and the exact scatter is added.
+
+    Returns
+    -------
+    xx_sum : ndarray
+    """
+    resp_sum[exact], x_sum[exact] = part[0], part[1]
+    if covariance_type == "tied":
+        return xx_sum + part[2]
+    xx_sum[exact] = part[2]
+    return xx_sum
 
 
 def _exact_moments(x, weighted_resp, means, covariance_type):

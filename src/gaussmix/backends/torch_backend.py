@@ -29,6 +29,7 @@ from .._em import (
     float32_logits_cancel,
     n_quadratic_features,
     plan_e_step,
+    put_exact_moments,
     unpack_moments,
 )
 from .._stats import Stats, merge_worst
@@ -412,11 +413,7 @@ def _host_stats(params, moments, tied_rest, exact_parts, dp, log_lik, source, wo
     if len(exact):
         part = [a.cpu().numpy() for a in exact_parts]
         center[exact] = params.means[exact]
-        resp_sum[exact], x_sum[exact] = part[0], part[1]
-        if cov_type == "tied":
-            xx_sum = xx_sum + part[2]
-        else:
-            xx_sum[exact] = part[2]
+        xx_sum = put_exact_moments(resp_sum, x_sum, xx_sum, exact, part, cov_type)
     w = source.sample_weight
     worst_lp = np.concatenate([a.cpu().numpy() for a in worst_lp] or [np.empty(0)])
     worst_x = np.concatenate([a.cpu().numpy() for a in worst_x] or [np.empty((0, d))])

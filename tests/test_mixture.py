@@ -3,7 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.datasets import load_digits, load_iris
@@ -282,10 +282,17 @@ def assert_healthy(gm, X):
         # Allowed: rounding (a Mahalanobis distance carries about eps * |x| / sigma of relative
         # error) and reg_covar (the M-step maximises a slightly different objective); on
         # degenerate data spanning 1e4 both reach about 1e-9 nats.
+        # A nearly singular covariance (collinear points of huge scale) also carries about
+        # D * eps * cond(Sigma) nats of error in its log-determinant and distances.
         square = gm.covariance_type in ("full", "tied")
         sigma = np.sqrt(np.min(np.diagonal(covs, axis1=-2, axis2=-1) if square else covs))
         rounding = 64 * np.finfo(np.float64).eps * np.abs(X).max() / sigma
-        assert np.all(steps >= -(1e-8 + rounding) * np.maximum(np.abs(bounds[1:]), 1.0))
+        conditioning = 0.0
+        if square:
+            cond = np.linalg.cond(covs.astype(np.float64).reshape(-1, *covs.shape[-2:])).max()
+            conditioning = 8 * X.shape[1] * np.finfo(np.float64).eps * cond
+        assert np.all(steps >= -(1e-8 + rounding) * np.maximum(np.abs(bounds[1:]), 1.0)
+                      - conditioning)
 
 
 rng0 = np.random.RandomState(0)
@@ -335,6 +342,10 @@ def test_regularisation_is_reported_once_per_fit():
     assert_healthy(gm, X)
 
 
+@example(X=np.array([[0.0, 1.0], [1e8, 1e8], [0.0, 0.0], [0.0, 0.0]]), k=1,
+         covariance_type="full", dtype=np.float64)  # nearly collinear at 1e8: cond 3e16
+@example(X=np.array([[0.0, 0.0], [1e8, 1e8], [1e8, 1e8], [1e8, 1e8]]), k=1,
+         covariance_type="full", dtype=np.float32)  # float32 rounding made it singular
 @given(
     X=arrays(np.float64, st.tuples(st.integers(4, 40), st.integers(1, 3)),
              elements=st.sampled_from([0.0, 1.0, -1.0, 2.5, 1e-8, 1e8, 1e4, 1e4 + 1e-2])),
@@ -347,6 +358,16 @@ def test_property_degenerate_data_stays_healthy(X, k, covariance_type, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegularizationWarning)
         gm = quiet(GaussianMixture(k, covariance_type=covariance_type, random_state=0), X)
+    assert_healthy(gm, X)
+
+
+@pytest.mark.xfail(strict=True, reason="known: in float32 the bound at the k-means start "
+                   "exceeds the maximum-likelihood one by 7e-4 nats (found by hypothesis)")
+def test_float32_collinear_outlier_bound_does_not_decrease():
+    X = np.full((11, 3), 1.000001e4)
+    X[3] = [0.0, 1.0, 1.000001e4]
+    X = X.astype(np.float32)
+    gm = quiet(GaussianMixture(1, covariance_type="full", random_state=0), X)
     assert_healthy(gm, X)
 
 

@@ -297,3 +297,21 @@ def second_moments_from_packed(packed, covariance_type, n_features):
     if covariance_type == "diag":
         return packed
     return packed.sum(axis=1)
+
+
+def positive_definite_in(covariances, covariance_type, dtype):
+    """``covariances`` cast to ``dtype``, still positive definite: a matrix that rounding to
+    float32 made singular (a nearly collinear component of huge scale) gets the least extra
+    diagonal, in steps of the dtype's resolution, that makes it definite again."""
+    cast = np.asarray(covariances).astype(dtype)
+    if covariance_type not in ("full", "tied") or np.dtype(dtype) == np.float64:
+        return cast
+    stacked = cast.reshape(-1, *cast.shape[-2:])
+    eye = np.eye(stacked.shape[-1], dtype=dtype)
+    for i, matrix in enumerate(stacked):
+        step = np.finfo(dtype).eps * float(np.abs(np.diagonal(matrix)).max())
+        while step > 0 and not is_positive_definite(matrix.astype(np.float64)[None]):
+            matrix = matrix + (step * eye).astype(dtype)
+            step *= 2.0
+        stacked[i] = matrix
+    return stacked.reshape(cast.shape)

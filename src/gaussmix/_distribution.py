@@ -38,7 +38,8 @@ class FittedMixture(EstimatorBase):
     def _set_params(self, params, dtype):
         self.weights_ = params.weights.astype(dtype)
         self.means_ = params.means.astype(dtype)
-        self.covariances_ = params.covariances.astype(dtype)
+        self.covariances_ = cov.positive_definite_in(params.covariances, self.covariance_type,
+                                                     dtype)
         self.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
         self.precisions_ = cov.precisions_from_precision_cholesky(
             params.precisions_cholesky, self.covariance_type

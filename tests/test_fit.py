@@ -30,7 +30,7 @@ def test_the_plan_resolves_everything_once(backend):
     X = make_blobs()
     data = prepared(X)
     plan = plan_fit(data, 3, backend=backend, chunk_size=64, reg_covar=1e-6)
-    assert plan.backend == backend and plan.chunk_size == 64
+    assert plan.backend == backend and plan.chunk_size == 64 and plan.reg_covar == 1e-6
     if backend == "numba":
         from gaussmix.backends.numba_backend import TiledSource, fused_expectation
 
@@ -71,9 +71,9 @@ def test_input_adapters_are_chosen_from_the_type(tmp_path):
 def test_given_initial_parameters_start_every_initialisation():
     X = make_blobs()
     data = prepared(X)
-    plan = plan_fit(data, 4, backend="numpy")
+    plan = plan_fit(data, 4, backend="numpy", reg_covar=1e-6)
     given = identity_start(X, 4, "full")
-    spec = InitSpec(4, "full", "kmeans", 1e-6, given["weights_init"], given["means_init"],
+    spec = InitSpec(4, "full", "kmeans", given["weights_init"], given["means_init"],
                     np.tile(np.eye(3), (4, 1, 1)))
     starts = initial_starts(plan, spec, check_random_state(0), 3)
     assert len(starts) == 3
@@ -83,12 +83,12 @@ def test_given_initial_parameters_start_every_initialisation():
 
 def test_fit_best_keeps_the_highest_lower_bound_in_data_coordinates():
     X = make_blobs()
-    plan = plan_fit(prepared(X), 3, backend="numpy")
-    spec = InitSpec(3, "full", "random", 1e-6)
+    plan = plan_fit(prepared(X), 3, backend="numpy", reg_covar=1e-6)
+    spec = InitSpec(3, "full", "random")
     starts = initial_starts(plan, spec, check_random_state(0), 4)
     seen = []
     reporter = Reporter(callback=lambda progress: seen.append(progress))
-    best = fit_best(plan, starts, reg_covar=1e-6, tol=1e-3, max_iter=50, reporter=reporter)
+    best = fit_best(plan, starts, tol=1e-3, max_iter=50, reporter=reporter)
     finals = {}
     for p in seen:
         finals[p.init] = p.lower_bound
@@ -104,3 +104,17 @@ def test_plan_statistics_are_in_data_coordinates():
     assert stats.weight_sum == len(X)
     assert np.abs(stats.worst_points).min() > 900  # rows of X, not of the centred data
     assert stats.log_likelihood / stats.weight_sum == pytest.approx(gm.score(X), rel=1e-9)
+
+
+def test_one_pass_data_are_streamed_not_reordered():
+    """A partial_fit chunk is seen once: no k-d reordering of its rows into a held source."""
+    from gaussmix.backends.numba_backend import streaming_fused_expectation
+
+    data = prepared(make_blobs())
+    once = data.single_pass(64)
+    assert isinstance(once, StreamData) and not once.held_in_memory
+    assert once.n_rows == data.n_rows and once.total_weight == data.n_rows
+    np.testing.assert_array_equal(once.shift, data.shift)
+    plan = plan_fit(once, 3, backend="numba")
+    assert plan.expectation is streaming_fused_expectation
+    assert plan.jitter_floor == plan_fit(data, 3, backend="numba").jitter_floor

@@ -307,6 +307,8 @@ def positive_definite_in(covariances, covariance_type, dtype):
     if covariance_type not in ("full", "tied") or np.dtype(dtype) == np.float64:
         return cast
     stacked = cast.reshape(-1, *cast.shape[-2:])
+    if is_positive_definite(stacked.astype(np.float64)):  # one batched check: the usual case
+        return cast
     eye = np.eye(stacked.shape[-1], dtype=dtype)
     for i, matrix in enumerate(stacked):
         step = np.finfo(dtype).eps * float(np.abs(np.diagonal(matrix)).max())

@@ -34,9 +34,6 @@ class HeldRows:
     """Rows held whole in working coordinates (``x``, ``sample_weight``), walked in chunks of
     ``chunk_size`` rows: what the tiled numba source and device tensors share."""
 
-    x = sample_weight = None
-    chunk_size = 1
-
     @property
     def n_rows(self):
         return self.x.shape[0]
@@ -116,8 +113,37 @@ def weighted_moments(X, sample_weight, chunk_size):
     return mean, variance
 
 
+class PreparedData:
+    """What every kind of prepared training data tells a fit plan (``_fit.plan_fit``).
+
+    Subclasses have ``n_rows``, ``n_features``, ``dtype``, ``shift`` (the weighted mean: the
+    origin of the working coordinates) and ``variance`` (weighted, per feature), and provide
+    ``fit_source(backend, chunk_size)`` and ``expectation_for(backend)``.
+    """
+
+    #: Whether the rows are in memory (initialisation clusters them all, not a sample).
+    held_in_memory = False
+
+    def backend_for(self, requested, n_components):
+        """The E-step backend for the estimator's ``backend`` parameter."""
+        from . import backends
+
+        return backends.resolve(requested, self.n_rows * n_components)
+
+    def chunk_rows(self, n_components):
+        """Rows per E-step chunk when the user gives none."""
+        return default_chunk_size(n_components, self.n_features)
+
+    def jitter_floor(self, reg_covar):
+        return jitter_floor(reg_covar, self.variance, self.shift)
+
+    def single_pass(self, chunk_size):
+        """The same data prepared for one pass of E-steps (a :meth:`partial_fit` chunk)."""
+        return self
+
+
 @dataclass(frozen=True)
-class FitData:
+class FitData(PreparedData):
     """Validated training data with what every fit on it shares.
 
     Attributes
@@ -178,8 +204,16 @@ class FitData:
     def dtype(self):
         return self.X.dtype
 
-    def jitter_floor(self, reg_covar):
-        return jitter_floor(reg_covar, self.variance, self.shift)
+    held_in_memory = True
+
+    def single_pass(self, chunk_size):
+        """The rows as a stream: each chunk tiled for its one pass only, no reordering of the
+        whole data (what :meth:`partial_fit` wants of a chunk)."""
+        weights = self.sample_weight
+        return StreamData(n_rows=self.n_rows, n_positive=int((weights > 0).sum()),
+                          n_features=self.n_features, dtype=self.dtype,
+                          total_weight=float(weights.sum()), shift=self.shift,
+                          variance=self.variance, source=self.source(chunk_size))
 
 
 def jitter_floor(reg_covar, variance, shift):
@@ -289,7 +323,7 @@ def stream_moments(source):
 
 
 @dataclass(frozen=True)
-class MeasuredData:
+class MeasuredData(PreparedData):
     """Sizes and moments of training data that is not held in memory, measured in passes over
     it: what :class:`FitData` offers a fit besides its rows."""
 
@@ -300,9 +334,6 @@ class MeasuredData:
     total_weight: float
     shift: np.ndarray
     variance: np.ndarray
-
-    def jitter_floor(self, reg_covar):
-        return jitter_floor(reg_covar, self.variance, self.shift)
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,15 @@ class FittedMixture(EstimatorBase):
     ``covariances_``, ``precisions_``, ``precisions_cholesky_``) and what they allow."""
 
     def _set_params(self, params, dtype):
+        # The arrays' covariance type, kept apart from the parameter (set_params may change
+        # it before a warm refit).
+        cov_type = self._fitted_covariance_type = params.covariance_type
         self.weights_ = params.weights.astype(dtype)
         self.means_ = params.means.astype(dtype)
-        self.covariances_ = cov.positive_definite_in(params.covariances, self.covariance_type,
-                                                     dtype)
+        self.covariances_ = cov.positive_definite_in(params.covariances, cov_type, dtype)
         self.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
         self.precisions_ = cov.precisions_from_precision_cholesky(
-            params.precisions_cholesky, self.covariance_type
-        ).astype(dtype)
+            params.precisions_cholesky, cov_type).astype(dtype)
 
     def _params(self):
         """The fitted parameters as float64 :class:`Params` in data coordinates."""
@@ -369,6 +370,7 @@ class FittedMixture(EstimatorBase):
             raise ValueError(f"Cannot load {path!r}: its parameters do not match this "
                              "gaussmix version.") from None
         model.n_features_in_ = state.n_features
+        model._fitted_covariance_type = state.covariance_type
         if state.feature_names is not None:
             model.feature_names_in_ = np.asarray(state.feature_names, dtype=object)
         for name, value in state.arrays.items():

@@ -225,11 +225,14 @@ class EStepPlan:
         :func:`logit_coefficients` (None when every component is exact).
     log_norm : ndarray of shape (K,)
         :func:`log_normaliser`.
+    ratios : ndarray of shape (K,) or None
+        :func:`cancellation_ratios` (None when the path was forced).
     """
 
     exact: np.ndarray
     coef: np.ndarray | None
     log_norm: np.ndarray
+    ratios: np.ndarray | None = None
 
     def all_exact(self, n_components):
         return len(self.exact) == n_components
@@ -246,19 +249,23 @@ def plan_e_step(params, exact=None):
         :func:`cancellation_ratios`.
     """
     k = params.n_components
+    ratios = None
     if exact is None:
-        exact_idx = np.flatnonzero(cancellation_ratios(params) > CANCELLATION_LIMIT)
+        ratios = cancellation_ratios(params)
+        exact_idx = np.flatnonzero(ratios > CANCELLATION_LIMIT)
     else:
         exact_idx = np.arange(k) if exact else np.arange(0)
     coef = None if len(exact_idx) == k else logit_coefficients(params)
-    return EStepPlan(exact_idx, coef, log_normaliser(params))
+    return EStepPlan(exact_idx, coef, log_normaliser(params), ratios)
 
 
 def float32_logits_cancel(params, plan):
     """Whether an expanded-form component of ``plan`` would lose more than float32 allows
     (``FLOAT32_CANCELLATION_LIMIT``), so that float32 logits need a float64 product."""
-    expanded = np.setdiff1d(np.arange(params.n_components), plan.exact)
-    return bool((cancellation_ratios(params)[expanded] > FLOAT32_CANCELLATION_LIMIT).any())
+    ratios = cancellation_ratios(params) if plan.ratios is None else plan.ratios
+    expanded = np.ones(params.n_components, dtype=bool)
+    expanded[plan.exact] = False
+    return bool((ratios[expanded] > FLOAT32_CANCELLATION_LIMIT).any())
 
 
 def _tied_quadratic(x, params):
@@ -424,17 +431,27 @@ def stats_from_labels(x, weights, labels, centers, covariance_type):
 
 def unpack_moments(moments, x, weights, covariance_type):
     """Split the (K, F) moments ``resp.T @ (w * phi)`` into the :class:`Stats` arrays."""
-    d = x.shape[1]
+    resp_sum, x_sum, xx_sum = split_moments(moments, x.shape[1], covariance_type)
+    if covariance_type == "tied":  # the shared second moment does not depend on resp
+        xx_sum = (x * weights[:, np.newaxis]).T @ x
+    return resp_sum, x_sum, xx_sum
+
+
+def split_moments(moments, n_features, covariance_type):
+    """resp_sum (K,), x_sum (K, D) and the second moments in the shape of ``Stats.xx_sum``
+    from the (K, F) moments of the feature map (None for 'tied', which has no quadratic
+    features)."""
+    d = n_features
     resp_sum = moments[:, 0].copy()
     x_sum = moments[:, 1 : 1 + d].copy()
     if covariance_type == "full":
         xx_sum = unpack_upper(moments[:, 1 + d :], d)
-    elif covariance_type == "tied":
-        xx_sum = (x * weights[:, np.newaxis]).T @ x
     elif covariance_type == "diag":
         xx_sum = moments[:, 1 + d :].copy()
-    else:
+    elif covariance_type == "spherical":
         xx_sum = moments[:, 1 + d].copy()
+    else:
+        xx_sum = None
     return resp_sum, x_sum, xx_sum
 
 
@@ -528,10 +545,8 @@ def e_step(x, weights, params, plan=None, n_candidates=None):
         if cov_type == "tied":
             # The expanded-form components keep their share of sum_n w_n x x^T about the
             # origin; the exact ones add their centred scatter.
-            xx_sum = np.zeros_like(xx_sum)
-            if phi is not None:
-                rest = weights * np.clip(1.0 - resp[:, exact].sum(axis=1), 0.0, None)
-                xx_sum = (x * rest[:, np.newaxis]).T @ x
+            rest = weights * np.clip(1.0 - resp[:, exact].sum(axis=1), 0.0, None)
+            xx_sum = (x * rest[:, np.newaxis]).T @ x if phi is not None else 0.0
         xx_sum = put_exact_moments(resp_sum, x_sum, xx_sum, exact, part, cov_type)
 
     positive = weights > 0

@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import backends
-from ._data import default_chunk_size, sample_size
+from ._data import sample_size
 from ._em import Params, m_step, params_from_precision_cholesky, run_em
 from ._init import initial_params, kmeans, stats_of_labels
 
@@ -40,6 +40,8 @@ class FitPlan:
         The seam: the map-reduce of E-steps over ``source``.
     chunk_size : int
         Rows per E-step chunk.
+    reg_covar : float
+        Added to every covariance's diagonal.
     jitter_floor : float
         Least extra diagonal for a covariance that fails its factorisation.
     """
@@ -49,6 +51,7 @@ class FitPlan:
     source: object
     expectation: Callable
     chunk_size: int
+    reg_covar: float
     jitter_floor: float
 
     @property
@@ -78,9 +81,9 @@ class FitPlan:
     def initialisation_rows(self, n_components, random_state):
         """The rows an initialisation clusters: all of them when they are in memory, else a
         fresh sample moved to the host (streams, Dask, devices)."""
-        if hasattr(self.data, "sample"):
-            return self.data.sample(sample_size(n_components), random_state)
-        return self.source
+        if self.data.held_in_memory:
+            return self.source
+        return self.data.sample(sample_size(n_components), random_state)
 
 
 def plan_fit(data, n_components, *, backend=None, chunk_size=None, reg_covar=0.0):
@@ -91,29 +94,26 @@ def plan_fit(data, n_components, *, backend=None, chunk_size=None, reg_covar=0.0
     data : FitData, StreamData, DaskData or TorchData
     n_components : int
     backend : {None, 'auto', 'numpy', 'numba', 'torch'}
-        The estimator's ``backend``; data on a device always take 'torch', and a Dask array
-        runs the backend it was prepared with in each block.
+        The estimator's ``backend``; the data decide what it means for them
+        (``backend_for``): data on a device always take 'torch', and a Dask array runs the
+        backend it was prepared with in each block.
     chunk_size : int or None
-        Rows per chunk; None lets the data choose (see :func:`default_chunk_size`).
+        Rows per chunk; None lets the data choose (``chunk_rows``).
     reg_covar : float
 
     Returns
     -------
     FitPlan
     """
-    chosen = data.backend if hasattr(data, "backend") else backends.resolve(
-        backend, data.n_rows * n_components)
-    if chunk_size is None:
-        own = getattr(data, "default_chunk_size", None)  # a device chooses its own
-        chunk_size = (own(n_components) if own is not None
-                      else default_chunk_size(n_components, data.n_features))
-    chunk = int(chunk_size)
+    chosen = data.backend_for(backend, n_components)
+    chunk = int(data.chunk_rows(n_components) if chunk_size is None else chunk_size)
     return FitPlan(
         data=data,
         backend=chosen,
         source=data.fit_source(chosen, chunk),
         expectation=data.expectation_for(chosen),
         chunk_size=chunk,
+        reg_covar=float(reg_covar),
         jitter_floor=data.jitter_floor(reg_covar),
     )
 
@@ -127,7 +127,6 @@ class InitSpec:
     n_components : int
     covariance_type : str
     method : {'kmeans', 'k-means++', 'random', 'random_from_data'}
-    reg_covar : float
     weights, means, precisions_cholesky : ndarray or None
         The user's initial values (means in data coordinates), validated.
     """
@@ -135,7 +134,6 @@ class InitSpec:
     n_components: int
     covariance_type: str
     method: str
-    reg_covar: float
     weights: np.ndarray | None = None
     means: np.ndarray | None = None
     precisions_cholesky: np.ndarray | None = None
@@ -171,7 +169,7 @@ def initial_starts(plan, spec, random_state, n_init):
     def start():
         rows = plan.initialisation_rows(spec.n_components, random_state)
         params = initial_params(rows, spec.n_components, spec.covariance_type, spec.method,
-                                random_state, reg_covar=spec.reg_covar,
+                                random_state, reg_covar=plan.reg_covar,
                                 jitter_floor=plan.jitter_floor, variance=plan.variance)
         return spec.with_user_values(params, plan.shift)
 
@@ -186,8 +184,7 @@ def warm_start(plan, params):
 def kmeans_clusterings(plan, n_components, random_state, n_init):
     """The ``n_init`` k-means clusterings a 'kmeans' initialisation would compute, to share
     between fits that differ only in their covariance type (model selection)."""
-    rows = plan.source
-    return [kmeans(rows, n_components, random_state, variance=plan.variance)
+    return [kmeans(plan.source, n_components, random_state, variance=plan.variance)
             for _ in range(n_init)]
 
 
@@ -197,7 +194,7 @@ def starts_from_clusterings(plan, clusterings, spec):
     def make(labels, centres):
         def start():
             stats = stats_of_labels(plan.source, labels, centres, spec.covariance_type)
-            return m_step(stats, spec.reg_covar, plan.jitter_floor, reseed=False)[0]
+            return m_step(stats, plan.reg_covar, plan.jitter_floor, reseed=False)[0]
 
         return start
 
@@ -265,7 +262,7 @@ class Reporter:
                   f"{result.lower_bound:.5f}.")
 
 
-def fit_best(plan, starts, *, reg_covar, tol, max_iter, reporter=None):
+def fit_best(plan, starts, *, tol, max_iter, reporter=None):
     """EM from each start on the plan's data; the run with the highest lower bound.
 
     Returns
@@ -278,7 +275,7 @@ def fit_best(plan, starts, *, reg_covar, tol, max_iter, reporter=None):
     with plan.threads():
         for init, make_start in enumerate(starts):
             reporter.begin(init)
-            result = run_em(plan.source, make_start(), reg_covar=float(reg_covar),
+            result = run_em(plan.source, make_start(), reg_covar=plan.reg_covar,
                             jitter_floor=plan.jitter_floor, tol=tol, max_iter=max_iter,
                             expectation=plan.expectation, on_iteration=reporter.for_init(init))
             reporter.end(result)

@@ -155,11 +155,11 @@ class DaskInput:
     def infer(self, X, inference, what):
         from .backends.dask_backend import map_rows
 
-        n_features = inference.params.n_features
-        if X.ndim != 2 or X.shape[1] != n_features:
-            raise InputError(f"X has {X.shape[-1]} features, but the mixture is expecting "
-                             f"{n_features} features as input; pass data with the same columns "
-                             "as during fit.")
+        if X.ndim != 2:
+            raise InputError(f"Expected a 2-D array, got a {X.ndim}-D dask array of shape "
+                             f"{X.shape}. Reshape your data with X.reshape(-1, 1) if it holds "
+                             "a single feature.")
+        inference.check(X, X)
         columns = inference.params.n_components if what == "resp" else None
         dtype = np.intp if what == "labels" else inference.dtype
         return map_rows(lambda block: ARRAY.infer(block, inference, what), X, columns, dtype)
@@ -210,15 +210,11 @@ class TorchInput:
         if self.on_host(X, inference.backend):
             return torch.from_numpy(np.asarray(ARRAY.infer(host_view(X), inference, what)))
         X = torch_backend.as_float_tensor(X)
-        n_features = inference.params.n_features
-        if X.shape[1] != n_features:
-            raise InputError(f"X has {X.shape[1]} features, but the mixture is expecting "
-                             f"{n_features} features as input; pass data with the same columns "
-                             "as during fit.")
+        inference.check(X, X)
         torch_backend.check_finite_tensor(X)
-        log_prob, labels, *resp = torch_backend.log_prob_labels_resp(
-            inference.params, X, what == "resp", inference.chunk_size)
-        return {"log_prob": log_prob, "labels": labels}.get(what) if not resp else resp[0]
+        outputs = torch_backend.log_prob_labels_resp(inference.params, X, what == "resp",
+                                                     inference.chunk_size)
+        return outputs[("log_prob", "labels", "resp").index(what)]
 
     def totals(self, log_prob, sample_weight):
         if is_torch_tensor(sample_weight):

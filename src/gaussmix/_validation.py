@@ -208,6 +208,15 @@ def check_chunk_weights(weights, n_rows, name="chunk weights"):
     return w
 
 
+def check_n_features(n_given, n_expected, estimator_name):
+    """Refuse data whose number of columns differs from the fitted model's."""
+    if n_given != n_expected:
+        raise InputError(
+            f"X has {n_given} features, but {estimator_name} is expecting {n_expected} features "
+            "as input; pass data with the same columns as during fit."
+        )
+
+
 class FeatureChecker:
     """Checks that data at predict time matches the data seen by ``fit``.
 
@@ -227,12 +236,7 @@ class FeatureChecker:
     def check(estimator, X, arr):
         name = type(estimator).__name__
         FeatureChecker._check_names(estimator, X, name)
-        expected = estimator.n_features_in_
-        if arr.shape[1] != expected:
-            raise InputError(
-                f"X has {arr.shape[1]} features, but {name} is expecting {expected} features "
-                "as input; pass data with the same columns as during fit."
-            )
+        check_n_features(arr.shape[1], estimator.n_features_in_, name)
 
     @staticmethod
     def _check_names(estimator, X, name):

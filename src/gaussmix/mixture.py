@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
-
 from . import _covariance as cov
 from . import backends
+from ._data import default_chunk_size
 from ._distribution import FittedMixture
 from ._em import m_step
 from ._fit import (
@@ -36,6 +35,7 @@ from ._validation import (
     as_array_of_shape,
     check_choice,
     check_int,
+    check_n_features,
     check_positive_definite,
     check_random_state,
     check_real,
@@ -240,8 +240,7 @@ class GaussianMixture(FittedMixture):
             precisions = as_array_of_shape(self.precisions_init, shape, "precisions_init")
             check_positive_definite(precisions, self.covariance_type, "precisions_init")
             prec_chol = cov.precision_cholesky_from_precisions(precisions, self.covariance_type)
-        return InitSpec(k, self.covariance_type, self.init_params, float(self.reg_covar),
-                        weights, means, prec_chol)
+        return InitSpec(k, self.covariance_type, self.init_params, weights, means, prec_chol)
 
     def _check_rows(self, X, arr):
         """Refuse rows that do not suit the fitted model (feature count and names)."""
@@ -313,26 +312,13 @@ class GaussianMixture(FittedMixture):
 
     def _check_warm(self, n_features):
         """Refuse a warm start that cannot continue the previous fit."""
-        previous = (self.means_.shape[0], self.means_.shape[1], self._fitted_covariance_type())
+        previous = (*self.means_.shape, self._fitted_covariance_type)
         wanted = (self.n_components, n_features, self.covariance_type)
         if previous != wanted:
             raise ValueError(
                 "warm_start=True continues the previous fit ({} components, {} features, "
                 "'{}' covariances), but this fit has {} components, {} features and '{}' "
                 "covariances; set warm_start=False to start afresh.".format(*previous, *wanted))
-
-    def _fitted_covariance_type(self):
-        """The covariance type of the fitted arrays (the parameter may have changed since):
-        recorded by the fit, else read off the arrays' shape."""
-        recorded = getattr(self, "_fitted_type", None)
-        if recorded is not None:
-            return recorded
-        k, d = self.means_.shape
-        shape = np.shape(self.covariances_)
-        if shape == cov.covariance_shape(k, d, self.covariance_type):
-            return self.covariance_type
-        return next((t for t in cov.COVARIANCE_TYPES if cov.covariance_shape(k, d, t) == shape),
-                    self.covariance_type)
 
     def _remember_features(self, n_features, names):
         self.n_features_in_ = n_features
@@ -344,10 +330,8 @@ class GaussianMixture(FittedMixture):
     def _fit_plan(self, plan, starts, device=None):
         """Run the shared loop from ``starts`` and set the fitted attributes."""
         reporter = Reporter(self.verbose, self.verbose_interval, self.callback, self.max_iter)
-        best = fit_best(plan, starts, reg_covar=self.reg_covar, tol=self.tol,
-                        max_iter=self.max_iter, reporter=reporter)
+        best = fit_best(plan, starts, tol=self.tol, max_iter=self.max_iter, reporter=reporter)
         self._set_params(best.params, plan.dtype)
-        self._fitted_type = self.covariance_type
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
             self.__dict__.pop(stale, None)
         self.converged_ = best.converged
@@ -430,14 +414,11 @@ class GaussianMixture(FittedMixture):
 
     def _chunk_statistics(self, X, sample_weight):
         """Statistics of a chunk under the current parameters (data coordinates), the
-        chunk's jitter floor and dtype, through the same plan as a fit."""
-        adapter = input_for(X)
-        data, _ = adapter.prepare(X, sample_weight, 1, self.backend, self.chunk_size)
-        if data.n_features != self.n_features_in_:
-            raise ValueError(f"X has {data.n_features} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input; pass data "
-                             "with the same columns as during fit.")
-        plan = plan_fit(data, self.n_components, backend=self.backend,
+        chunk's jitter floor and dtype, through the same plan as a fit (for one pass)."""
+        data, _ = input_for(X).prepare(X, sample_weight, 1, self.backend, self.chunk_size)
+        check_n_features(data.n_features, self.n_features_in_, type(self).__name__)
+        chunk = self.chunk_size or default_chunk_size(self.n_components, data.n_features)
+        plan = plan_fit(data.single_pass(chunk), self.n_components, backend=self.backend,
                         chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
         return plan_statistics(plan, self._params()), plan.jitter_floor, plan.dtype
 

@@ -135,7 +135,7 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
                                        template.chunk_size)
     shared_kmeans = template.init_params == "kmeans" and all(
         fit_kwargs.get(p) is None for p in ("weights_init", "means_init", "precisions_init")
-    ) and not template.warm_start and not hasattr(data, "sample")
+    ) and not template.warm_start and data.held_in_memory
 
     best_model, best_score, records = None, math.inf, []
     for k in ks:

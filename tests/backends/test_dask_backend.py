@@ -165,3 +165,11 @@ def test_paint_with_an_unreachable_scheduler_is_one_sentence(tmp_path):
     assert code == 2 and "Cannot reach the dask scheduler" in stderr
     assert "Traceback" not in stderr
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_one_dimensional_dask_input_to_predict_is_refused_with_one_sentence():
+    da = pytest.importorskip("dask.array")
+    X = make_blobs()
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="Expected a 2-D array, got a 1-D dask array"):
+        gm.predict(da.from_array(X[:, 0], chunks=50))

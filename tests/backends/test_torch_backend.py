@@ -24,7 +24,6 @@ from ..conftest import (  # noqa: E402
     make_blobs,
 )
 
-
 DEVICE = torch.device(TORCH_DEVICE[0])
 cpu_only = pytest.mark.skipif(DEVICE.type != "cpu", reason="CPU tensors' own path")
 

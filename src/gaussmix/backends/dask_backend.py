@@ -98,6 +98,10 @@ class DaskData(MeasuredData):
     weight_blocks: list
     backend: str
 
+    def backend_for(self, requested, n_components):
+        """The backend of the per-block E-steps, chosen when the data were prepared."""
+        return self.backend
+
     def fit_source(self, backend, chunk_size):
         return self
 

@@ -102,7 +102,6 @@ class TiledSource(HeldRows):
         return self._hints
 
 
-
 @dataclass(frozen=True)
 class KernelParams:
     """Parameters in the kernel's layout (every covariance type as (K, D, D) factors)."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._covariance import covariance_shape, upper_triangle
+from .._covariance import upper_triangle
 from .._data import ArrayChunks, HeldRows, MeasuredData, default_chunk_size
 from .._em import (
     MAX_RESEED_CANDIDATES,
@@ -30,7 +30,7 @@ from .._em import (
     n_quadratic_features,
     plan_e_step,
     put_exact_moments,
-    unpack_moments,
+    split_moments,
 )
 from .._stats import Stats, merge_worst
 from .._validation import BAD_WEIGHTS, NO_POSITIVE_WEIGHT, InputError, non_finite_error
@@ -41,7 +41,7 @@ from .._validation import BAD_WEIGHTS, NO_POSITIVE_WEIGHT, InputError, non_finit
 DEVICE_MEMORY_FRACTION = 1 / 16
 BYTES_PER_PAIR = 40
 MIN_CHUNK_ROWS = 1024
-# Rows per step of the initialisation sample's Bernoulli draw.
+# Rows per step of the passes that measure the data and draw the initialisation sample.
 SAMPLE_STEP_ROWS = 2**22
 
 NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
@@ -134,13 +134,15 @@ class TorchData(MeasuredData):
 
     x: torch.Tensor
     w: torch.Tensor
-    backend: str = "torch"
 
     @property
     def device(self):
         return self.x.device
 
-    def default_chunk_size(self, n_components):
+    def backend_for(self, requested, n_components):
+        return "torch"
+
+    def chunk_rows(self, n_components):
         return chunk_rows(n_components, self.n_features, self.device)
 
     def fit_source(self, backend, chunk_size):
@@ -172,7 +174,16 @@ class TorchData(MeasuredData):
                            max(1, len(x)))
 
 
-def prepare(X, sample_weight, n_components, chunk_size=None):
+def _weighted_sum(X, w, function):
+    """``sum_n w_n function(x_n)`` in float64, in steps of rows (no float64 copy of X)."""
+    total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], SAMPLE_STEP_ROWS):
+        rows = X[start:start + SAMPLE_STEP_ROWS].to(torch.float64)
+        total += w[start:start + SAMPLE_STEP_ROWS] @ function(rows)
+    return total
+
+
+def prepare(X, sample_weight, n_components):
     """Validate a tensor and measure it on its device: :class:`TorchData`.
 
     The data are moved to working coordinates once (minus their weighted mean, computed in
@@ -186,9 +197,9 @@ def prepare(X, sample_weight, n_components, chunk_size=None):
     n_positive = int((w > 0).sum())
     check_enough_rows(n_components, n_positive, sample_weight is not None)
     total = w.sum()
-    shift = (w[:, None] * X.to(torch.float64)).sum(dim=0) / total
+    shift = _weighted_sum(X, w, lambda rows: rows) / total
+    variance = _weighted_sum(X, w, lambda rows: (rows - shift) ** 2) / total
     x = X - shift.to(X.dtype)
-    variance = (w[:, None] * (X.to(torch.float64) - shift) ** 2).sum(dim=0) / total
     return TorchData(n_rows=X.shape[0], n_positive=n_positive, n_features=X.shape[1],
                      dtype=numpy_dtype(X.dtype), total_weight=float(total),
                      shift=shift.cpu().numpy(), variance=variance.cpu().numpy(), x=x, w=w)
@@ -399,16 +410,11 @@ def _host_stats(params, moments, tied_rest, exact_parts, dp, log_lik, source, wo
                 worst_x, n_candidates):
     """The device sums as one host :class:`Stats`."""
     cov_type = params.covariance_type
-    k, d = params.means.shape
+    d = params.n_features
     exact = dp.plan.exact
-    m = moments.cpu().numpy()
-    resp_sum, x_sum = m[:, 0].copy(), m[:, 1:1 + d].copy()
+    resp_sum, x_sum, xx_sum = split_moments(moments.cpu().numpy(), d, cov_type)
     if cov_type == "tied":
         xx_sum = tied_rest.cpu().numpy()
-    elif dp.coef is None:
-        xx_sum = np.zeros(covariance_shape(k, d, cov_type))
-    else:
-        xx_sum = unpack_moments(m, np.empty((0, d)), np.empty(0), cov_type)[2]
     center = np.zeros_like(params.means)
     if len(exact):
         part = [a.cpu().numpy() for a in exact_parts]

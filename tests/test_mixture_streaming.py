@@ -282,3 +282,9 @@ def test_files_that_are_not_npy_arrays_are_refused_with_one_sentence(tmp_path):
         with pytest.raises(ValueError, match=pattern) as info:
             GaussianMixture(1).fit(tmp_path / name)
         assert "allow_pickle" not in str(info.value)
+
+
+def test_scoring_a_stream_that_yields_nothing_is_refused_with_one_sentence():
+    gm = GaussianMixture(2, random_state=0).fit(make_blobs())
+    with pytest.raises(ValueError, match="yielded no rows"):
+        gm.predict(lambda: iter([]))

@@ -135,6 +135,8 @@ class StreamInput(ArrayInput):
                 np.float64)
             check_finite(block)
             parts.append(inference.rows(block, what))
+        if not parts:
+            raise InputError("The data yielded no rows; pass at least one chunk with rows.")
         return np.concatenate(parts)
 
     @staticmethod

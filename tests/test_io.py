@@ -112,7 +112,8 @@ def good_arrays():
         (lambda p: write_npz(p, **{"gaussmix.json": metadata()},
                              **{**good_arrays(), "weights": np.array([np.nan])}),
          "NaN or infinity"),
-        (lambda p: write_npz(p, **{"gaussmix.json": metadata()}, evil=np.array([{}], dtype=object)),
+        (lambda p: write_npz(p, **{"gaussmix.json": metadata()},
+                             **{**good_arrays(), "means": np.array([[{}]], dtype=object)}),
          "pickled objects"),
     ],
     ids=["not-zip", "foreign-npz", "foreign-json", "newer", "missing-array", "bad-shape",
@@ -179,3 +180,157 @@ def test_paths_that_cannot_name_a_model_file_are_refused(tmp_path):
     with pytest.raises(ValueError, match="it is a folder, not a model file"):
         load(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def saved_members(tmp_path, covariance_type="full", **fit):
+    """The members of a freshly saved model (metadata decoded) and the model."""
+    gm = GaussianMixture(2, covariance_type=covariance_type, random_state=0, **fit)
+    gm.fit(make_blobs())
+    gm.save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz", allow_pickle=False) as archive:
+        members = {name: archive[name] for name in archive.files}
+    meta = json.loads(bytes(members.pop("gaussmix.json")).decode())
+    return members, meta, gm
+
+
+def write_forged(path, members, meta):
+    encoded = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    write_npz(path, **{"gaussmix.json": encoded}, **members)
+
+
+def scaled(name, factor):
+    return lambda m, meta: m.update({name: m[name] * factor})
+
+
+def replaced(name, value):
+    return lambda m, meta: m.update({name: np.asarray(value, dtype=m[name].dtype)})
+
+
+def negated_last_eigenvalue(m, meta):
+    c = m["covariances"].copy()
+    vals, vecs = np.linalg.eigh(c[0])
+    vals[0] = -vals[0]
+    c[0] = (vecs * vals) @ vecs.T
+    m["covariances"] = c
+
+
+FORGERIES = {
+    "weights-not-summing-to-one": (replaced("weights", [0.9, 0.9]), "must sum to 1"),
+    "zero-weight": (replaced("weights", [0.0, 1.0]), "weights must be positive"),
+    "negative-weight": (replaced("weights", [-0.5, 1.5]), "weights must be positive"),
+    "zero-precision-factors": (scaled("precisions_cholesky", 0.0),
+                               "upper triangular with a positive diagonal"),
+    "lower-triangular-factors": (
+        lambda m, meta: m.update(precisions_cholesky=np.swapaxes(m["precisions_cholesky"], 1, 2)),
+        "upper triangular"),
+    "covariances-not-definite": (negated_last_eigenvalue, "not symmetric positive definite"),
+    "covariances-doubled": (scaled("covariances", 2.0), "covariances do not match"),
+    "precisions-doubled": (scaled("precisions", 2.0), "precisions do not match"),
+    "mixed-dtypes": (lambda m, meta: m.update(weights=m["weights"].astype(np.float32)),
+                     "share one dtype"),
+    "wrong-number-of-feature-names": (lambda m, meta: meta.update(feature_names=["a"]),
+                                      "feature_names must be 3 distinct strings"),
+    "repeated-feature-names": (lambda m, meta: meta.update(feature_names=["a", "a", "b"]),
+                               "feature_names must be 3 distinct strings"),
+    "lower-bound-text": (lambda m, meta: meta["fitted"].update(lower_bound_="x"),
+                         "lower_bound_ is 'x', which no fit produces"),
+    "negative-n-iter": (lambda m, meta: meta["fitted"].update(n_iter_=-3), "n_iter_ is -3"),
+    "negative-reg-covar": (lambda m, meta: meta["params"].update(reg_covar=-1.0),
+                           r"settings are invalid \(reg_covar must be a real number >= 0"),
+    "learning-decay-text": (lambda m, meta: meta["params"].update(learning_decay="x"),
+                            "settings are invalid"),
+    "zero-components": (lambda m, meta: meta.update(n_components=0),
+                        "declares 0 components of 3 features"),
+    "components-disagree": (lambda m, meta: meta["params"].update(n_components=3),
+                            "disagree with its arrays"),
+    "means-init-wrong-shape": (lambda m, meta: m.update(init_means=np.zeros((2, 4))),
+                               "'init_means' has shape"),
+    "weights-init-not-proportions": (lambda m, meta: m.update(init_weights=np.array([2.0, 0.5])),
+                                     "settings are invalid"),
+}
+
+
+@pytest.mark.parametrize("name", FORGERIES)
+def test_forged_models_are_refused_with_one_sentence(tmp_path, name):
+    forge, pattern = FORGERIES[name]
+    members, meta, _ = saved_members(tmp_path)
+    members["init_weights"] = np.array([0.5, 0.5])
+    forge(members, meta)
+    path = tmp_path / "forged.npz"
+    write_forged(path, members, meta)
+    with pytest.raises(ValueError, match=pattern) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"Cannot load {str(path)!r}: ") and message.count("\n") == 0
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_forged_vector_covariances_are_refused(tmp_path, covariance_type):
+    members, meta, _ = saved_members(tmp_path, covariance_type)
+    for forge, pattern in ((scaled("precisions_cholesky", -1.0), "must be positive"),
+                           (scaled("covariances", 2.0), "covariances do not match")):
+        forged = dict(members)
+        forge(forged, meta)
+        write_forged(tmp_path / "f.npz", forged, meta)
+        with pytest.raises(ValueError, match=pattern):
+            load(tmp_path / "f.npz")
+
+
+def test_a_forged_header_costs_no_memory(tmp_path):
+    import tracemalloc
+
+    members, meta, _ = saved_members(tmp_path)
+    path = tmp_path / "huge.npz"
+    write_forged(path, members, meta)
+    header = {"descr": "<f8", "fortran_order": False, "shape": (2, 10**9)}
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(path, "a") as archive:
+        with archive.open("means.npy", "w", force_zip64=True) as f:  # the last one wins
+            np.lib.format.write_array_header_1_0(f, header)
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"'means' has shape \(2, 1000000000\)"):
+        load(path)
+    assert tracemalloc.get_traced_memory()[1] < 20 * 2**20
+    tracemalloc.stop()
+
+
+def test_unknown_members_are_never_decompressed(tmp_path):
+    import tracemalloc
+
+    members, meta, gm = saved_members(tmp_path)
+    path = tmp_path / "bomb.npz"
+    write_forged(path, members, meta)
+    block = bytes(2**24)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("extra.npy", "w", force_zip64=True) as f:
+            for _ in range(16):  # 256 MiB of zeros, about 256 kB compressed
+                f.write(block)
+    del block
+    assert os.path.getsize(path) < 2**21
+    tracemalloc.start()
+    back = load(path)
+    assert tracemalloc.get_traced_memory()[1] < 20 * 2**20
+    tracemalloc.stop()
+    np.testing.assert_array_equal(back.means_, gm.means_)
+
+
+def test_a_model_saved_after_changing_its_covariance_type_loads_as_fitted(tmp_path):
+    gm = GaussianMixture(2, random_state=0).fit(make_blobs())
+    gm.set_params(covariance_type="diag")
+    np.testing.assert_allclose(gm.score_samples(make_blobs()[:5]),
+                               gm.set_params(covariance_type="full")
+                               .score_samples(make_blobs()[:5]))
+    gm.set_params(covariance_type="diag").save(tmp_path / "m.npz")
+    back = load(tmp_path / "m.npz")
+    assert back.covariance_type == "full" and back.covariances_.shape == (2, 3, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ill_conditioned_fits_still_load(tmp_path, dtype, covariance_type):
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(3000, 1))
+    X = np.hstack([t, t * (1 + 1e-6) + 1e-7 * rng.normal(size=(3000, 1)),
+                   1e4 + rng.normal(size=(3000, 1))]).astype(dtype)
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0,
+                         reg_covar=0.0).fit(X)
+    gm.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(load(tmp_path / "m.npz").means_, gm.means_)

@@ -53,11 +53,17 @@ class FittedMixture(EstimatorBase):
             means=np.asarray(self.means_, dtype=np.float64),
             precisions_cholesky=np.asarray(self.precisions_cholesky_, dtype=np.float64),
             covariances=np.asarray(self.covariances_, dtype=np.float64),
-            covariance_type=self.covariance_type,
+            covariance_type=self._arrays_covariance_type,
         )
 
+    @property
+    def _arrays_covariance_type(self):
+        """The covariance type of the fitted arrays (the parameter may since have changed;
+        arrays set by hand follow the parameter)."""
+        return getattr(self, "_fitted_covariance_type", self.covariance_type)
+
     def _n_parameters(self):
-        return cov.n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+        return cov.n_parameters(*self.means_.shape, self._arrays_covariance_type)
 
     def sample(self, n_samples=1):
         """Draw rows from the fitted mixture.
@@ -88,14 +94,14 @@ class FittedMixture(EstimatorBase):
         counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
         labels = np.repeat(np.arange(self.n_components), counts)
         factors = cov.covariance_cholesky_from_precision_cholesky(
-            params.precisions_cholesky, self.covariance_type
+            params.precisions_cholesky, params.covariance_type
         )
         out = np.empty((n_samples, params.n_features), dtype=np.float64)
         for start in range(0, n_samples, SAMPLE_BLOCK_ROWS):
             lab = labels[start : start + SAMPLE_BLOCK_ROWS]
             z = rng.standard_normal((len(lab), params.n_features))
             out[start : start + len(lab)] = params.means[lab] + _scale_noise(
-                z, factors, lab, self.covariance_type
+                z, factors, lab, params.covariance_type
             )
         if device == "cpu":
             import torch
@@ -349,17 +355,35 @@ class FittedMixture(EstimatorBase):
         if not self.__sklearn_is_fitted__():
             raise not_fitted(self)
         names = getattr(self, "feature_names_in_", None)
+        covariance_type = self._arrays_covariance_type
         return ModelState(
-            covariance_type=self.covariance_type,
+            covariance_type=covariance_type,
             n_features=int(self.n_features_in_),
             dtype=str(self.means_.dtype),
-            params=self.get_params(),
+            params={**self.get_params(), "covariance_type": covariance_type,
+                    "n_components": int(self.means_.shape[0])},
             arrays={"weights": self.weights_, "means": self.means_,
                     "covariances": self.covariances_, "precisions": self.precisions_,
                     "precisions_cholesky": self.precisions_cholesky_},
             fitted={k: getattr(self, k) for k in FITTED_SCALARS if hasattr(self, k)},
             feature_names=None if names is None else [str(n) for n in names],
         )
+
+    def _check_loaded(self, state, path):
+        """Refuse a loaded state whose settings no fit of this class writes: values out of
+        range, initial arrays of the wrong shape, a component count or covariance type that
+        differs from the arrays'."""
+        k = state.arrays["means"].shape[0]
+        if self.n_components != k or self.covariance_type != state.covariance_type:
+            raise ValueError(
+                f"Cannot load {path!r}: its settings (n_components={self.n_components!r}, "
+                f"covariance_type={self.covariance_type!r}) disagree with its arrays "
+                f"({k} components, {state.covariance_type!r}).")
+        try:
+            self._check_values()
+            self._init_spec(state.n_features)
+        except ValueError as exc:
+            raise ValueError(f"Cannot load {path!r}: its settings are invalid ({exc})") from None
 
     @classmethod
     def _from_state(cls, state, path):
@@ -369,6 +393,7 @@ class FittedMixture(EstimatorBase):
         except TypeError:
             raise ValueError(f"Cannot load {path!r}: its parameters do not match this "
                              "gaussmix version.") from None
+        model._check_loaded(state, path)
         model.n_features_in_ = state.n_features
         model._fitted_covariance_type = state.covariance_type
         if state.feature_names is not None:

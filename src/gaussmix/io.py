@@ -31,11 +31,17 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._covariance import COVARIANCE_TYPES, covariance_shape
+from ._covariance import (
+    COVARIANCE_TYPES,
+    covariance_shape,
+    is_positive_definite,
+    precisions_from_precision_cholesky,
+)
 from ._files import atomic_write
 from ._version import __version__
 
@@ -46,6 +52,8 @@ PARAM_ARRAYS = {"weights_init": "init_weights", "means_init": "init_means",
                 "precisions_init": "init_precisions"}
 FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_reseeded_",
                   "n_regularized_")
+# The JSON metadata is a few kilobytes; a million feature names fit in this.
+MAX_METADATA_BYTES = 64 * 2**20
 ARRAYS = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
 
 
@@ -156,28 +164,20 @@ def load_state(path):
         signature = f.read(4)
     if signature != b"PK\x03\x04":
         raise _refuse(path, "it is not a gaussmix model file (not a NumPy .npz archive)")
-    if not zipfile.is_zipfile(path):
-        raise _refuse(path, "the file is truncated or corrupt (a broken zip archive)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            members = {name: archive[name] for name in archive.files}
-    except zipfile.BadZipFile:
+        with zipfile.ZipFile(path) as archive:
+            metadata = _read_metadata(path, _read_member(path, archive, METADATA))
+            arrays = _read_arrays(path, archive, metadata)
+            initial = {param: _read_member(path, archive, member, _init_shape(member, metadata))
+                       for param, member in PARAM_ARRAYS.items()
+                       if _has_member(archive, member)}
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError):
         raise _refuse(path, "the file is truncated or corrupt (a broken zip archive)") from None
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise _refuse(path, "it contains pickled objects, which gaussmix never loads") from None
-        raise _refuse(path, "the file is truncated or corrupt") from None
-    except (OSError, EOFError):
-        raise _refuse(path, "the file is truncated or corrupt") from None
-    if not isinstance(members, dict) or METADATA not in members:
-        raise _refuse(path, "it is not a gaussmix model file (no gaussmix.json inside); save "
-                            "models with GaussianMixture.save")
-    metadata = _read_metadata(path, members[METADATA])
-    arrays = _read_arrays(path, members, metadata)
-
+    _check_mixture(path, arrays, metadata["covariance_type"])
+    _check_fitted(path, metadata)
     params = dict(metadata["params"])
-    for param, member in PARAM_ARRAYS.items():
-        params[param] = members.get(member)
+    for param in PARAM_ARRAYS:
+        params[param] = initial.get(param)
     names = metadata.get("feature_names")
     return ModelState(
         covariance_type=metadata["covariance_type"],
@@ -207,25 +207,169 @@ def _read_metadata(path, raw):
                       ("params", dict)):
         if not isinstance(metadata.get(key), kind):
             raise _refuse(path, f"its gaussmix.json lacks a valid {key!r}")
+    k, d = metadata["n_components"], metadata["n_features"]
+    if isinstance(k, bool) or isinstance(d, bool) or k < 1 or d < 1:
+        raise _refuse(path, f"it declares {k} components of {d} features; a mixture has at "
+                            "least one of each")
     if metadata["covariance_type"] not in COVARIANCE_TYPES:
         raise _refuse(path, f"unknown covariance type {metadata['covariance_type']!r}")
     return metadata
 
 
-def _read_arrays(path, members, metadata):
+def _has_member(archive, name):
+    return name + ".npy" in archive.NameToInfo
+
+
+def _read_member(path, archive, name, shape=None):
+    """The array ``name`` of ``archive``, read from its header without trusting it: a member
+    whose header declares another shape (or, for the metadata, more than
+    ``MAX_METADATA_BYTES``) or an object dtype is refused before its data are read, so no
+    forged header or compressed bomb costs memory. Unknown members are never opened."""
+    if not _has_member(archive, name):
+        if name == METADATA:
+            raise _refuse(path, "it is not a gaussmix model file (no gaussmix.json inside); "
+                                "save models with GaussianMixture.save")
+        raise _refuse(path, f"the array {name!r} is missing")
+    with archive.open(name + ".npy") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version]
+            declared, fortran, dtype = read_header(f)
+        except (ValueError, KeyError, SyntaxError):
+            raise _refuse(path, f"the array {name!r} has a corrupt .npy header") from None
+        if dtype.hasobject:
+            raise _refuse(path, "it contains pickled objects, which gaussmix never loads")
+        _check_declared(path, name, declared, dtype, shape)
+        n_bytes = int(np.prod(declared, dtype=np.int64)) * dtype.itemsize
+        data = f.read(n_bytes)
+        if len(data) != n_bytes or f.read(1):
+            raise _refuse(path, "the file is truncated or corrupt")
+    arr = np.frombuffer(data, dtype=dtype).reshape(declared, order="F" if fortran else "C")
+    return arr.astype(dtype.newbyteorder("="), order="C")  # a writable, native copy
+
+
+def _check_declared(path, name, declared, dtype, shape):
+    if name == METADATA:
+        if dtype != np.uint8 or len(declared) != 1 or declared[0] > MAX_METADATA_BYTES:
+            raise _refuse(path, "its gaussmix.json is corrupt (not a short UTF-8 text)")
+    elif declared != shape or dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise _refuse(path, f"the array {name!r} has shape {declared} and dtype {dtype}, "
+                            f"expected {shape} of float32 or float64")
+
+
+def _init_shape(member, metadata):
+    k, d = metadata["n_components"], metadata["n_features"]
+    if member == "init_weights":
+        return (k,)
+    if member == "init_means":
+        return (k, d)
+    covariance_type = metadata["params"].get("covariance_type")
+    if covariance_type not in COVARIANCE_TYPES:
+        covariance_type = metadata["covariance_type"]
+    return covariance_shape(k, d, covariance_type)
+
+
+def _read_arrays(path, archive, metadata):
     k, d = metadata["n_components"], metadata["n_features"]
     cov_shape = covariance_shape(k, d, metadata["covariance_type"])
     shapes = {"weights": (k,), "means": (k, d), "covariances": cov_shape,
               "precisions": cov_shape, "precisions_cholesky": cov_shape}
-    arrays = {}
-    for name in ARRAYS:
-        if name not in members:
-            raise _refuse(path, f"the array {name!r} is missing")
-        arr = members[name]
-        if arr.shape != shapes[name] or arr.dtype.kind != "f":
-            raise _refuse(path, f"the array {name!r} has shape {arr.shape} and dtype {arr.dtype}, "
-                                f"expected {shapes[name]} of floats")
+    arrays = {name: _read_member(path, archive, name, shapes[name]) for name in ARRAYS}
+    if len({arr.dtype for arr in arrays.values()}) != 1:
+        raise _refuse(path, "its parameter arrays do not share one dtype")
+    for name, arr in arrays.items():
         if not np.isfinite(arr).all():
             raise _refuse(path, f"the array {name!r} holds NaN or infinity")
-        arrays[name] = arr
     return arrays
+
+
+def _check_mixture(path, arrays, covariance_type):
+    """Refuse parameters that no fit writes: weights that are not positive proportions,
+    factors that are not triangular with a positive diagonal, covariances that are not
+    positive definite or disagree with the precisions beyond what rounding in the file's
+    dtype explains."""
+    eps = float(np.finfo(arrays["means"].dtype).eps)
+    weights = arrays["weights"].astype(np.float64)
+    if not (weights > 0).all():
+        raise _refuse(path, f"its weights must be positive, got a minimum of {weights.min():.5g}")
+    if abs(weights.sum() - 1.0) > max(1e-6, 4 * weights.size * eps):
+        raise _refuse(path, f"its weights must sum to 1, got {weights.sum():.6g}")
+    covariances, factors, precisions = (
+        arrays[name].astype(np.float64)
+        for name in ("covariances", "precisions_cholesky", "precisions"))
+    if covariance_type in ("full", "tied"):
+        diagonal = np.diagonal(factors, axis1=-2, axis2=-1)
+        if not (diagonal > 0).all() or np.tril(factors, -1).any():
+            raise _refuse(path, "its precisions_cholesky are not upper triangular with a "
+                                "positive diagonal")
+        if not is_positive_definite(covariances.reshape(-1, *covariances.shape[-2:])):
+            raise _refuse(path, "its covariances are not symmetric positive definite")
+    elif not ((factors > 0).all() and (covariances > 0).all()):
+        raise _refuse(path, "its covariances and precisions_cholesky must be positive")
+    if _relative_gap(precisions, precisions_from_precision_cholesky(factors, covariance_type),
+                     covariance_type) > 1e3 * eps:
+        raise _refuse(path, "its precisions do not match its precisions_cholesky")
+    # Rounding in the file's dtype moves U^T C U by up to about eps times the condition
+    # bound; where that reaches O(1) the check cannot tell a forgery from rounding.
+    gap, condition = _whitened(covariances, factors, covariance_type)
+    tolerance = 1e3 * eps * condition
+    if ((tolerance < 0.5) & (gap > tolerance)).any():
+        raise _refuse(path, "its covariances do not match its precisions (the inverse of one "
+                            "is not the other)")
+
+
+def _relative_gap(a, b, covariance_type):
+    """Largest per-component ``|a - b| / |b|`` (Frobenius norms for matrices)."""
+    axes = (-2, -1) if covariance_type in ("full", "tied") else -1
+    if covariance_type == "spherical":
+        return float(np.max(np.abs(a - b) / np.abs(b)))
+    return float(np.max(np.linalg.norm(a - b, axis=axes) / np.linalg.norm(b, axis=axes)))
+
+
+def _whitened(covariances, factors, covariance_type):
+    """Per component, ``||U^T C U - I||`` (zero when ``C`` is the inverse of ``U U^T``) and
+    the condition bound ``||C|| ||U||^2`` that scales its rounding error."""
+    if covariance_type in ("full", "tied"):
+        identity = np.eye(covariances.shape[-1])
+        product = np.swapaxes(factors, -1, -2) @ covariances @ factors
+        gap = np.linalg.norm(product - identity, axis=(-2, -1))
+        condition = (np.linalg.norm(covariances, axis=(-2, -1))
+                     * np.linalg.norm(factors, axis=(-2, -1)) ** 2)
+        return gap, condition
+    return np.abs(covariances * factors**2 - 1.0), np.ones(covariances.shape)
+
+
+def _check_fitted(path, metadata):
+    """Refuse metadata that no save writes: counts, names and fit history of the wrong kind."""
+    d = metadata["n_features"]
+    names = metadata.get("feature_names")
+    if names is not None and not (isinstance(names, list) and len(names) == d
+                                  and all(isinstance(n, str) for n in names)
+                                  and len(set(names)) == d):
+        raise _refuse(path, f"its feature_names must be {d} distinct strings or null")
+    fitted = metadata.get("fitted", {})
+    if not isinstance(fitted, dict):
+        raise _refuse(path, "its fit history ('fitted') is not a JSON object")
+    for key, valid in FITTED_KINDS.items():
+        if key in fitted and not valid(fitted[key]):
+            raise _refuse(path, f"its {key} is {fitted[key]!r}, which no fit produces")
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_bound(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and not np.isnan(value) and value != np.inf)
+
+
+FITTED_KINDS = {
+    "converged_": lambda v: isinstance(v, bool),
+    "n_iter_": _is_count,
+    "n_reseeded_": _is_count,
+    "n_regularized_": _is_count,
+    "lower_bound_": _is_bound,
+    "lower_bounds_": lambda v: isinstance(v, list) and all(_is_bound(b) for b in v),
+}

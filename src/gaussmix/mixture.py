@@ -201,6 +201,12 @@ class GaussianMixture(FittedMixture):
     # Validation of the estimator's settings
 
     def _check_parameters(self):
+        self._check_values()
+        backends.resolve(self.backend)
+
+    def _check_values(self):
+        """Refuse settings of the wrong kind or range (what a loaded model is checked for too;
+        whether the chosen backend is installed matters only to a fit)."""
         check_int(self.n_components, "n_components", 1)
         check_choice(self.covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
         check_real(self.tol, "tol", 0.0)
@@ -211,7 +217,8 @@ class GaussianMixture(FittedMixture):
         check_int(self.verbose, "verbose", 0)
         check_int(self.verbose_interval, "verbose_interval", 1)
         check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
-        backends.resolve(self.backend)
+        if self.backend not in (None, "auto", *backends.BACKENDS):
+            backends.resolve(self.backend)  # says which values are allowed
         check_real(self.learning_offset, "learning_offset", 0.0)
         check_real(self.learning_decay, "learning_decay", 0.0)
         if not 0.5 < self.learning_decay <= 1.0:

@@ -455,3 +455,58 @@ def test_tied_warm_start_with_as_many_components_as_features_continues(tmp_path)
         loaded = load(tmp_path / "m.npz")
         loaded.fit(X)  # a loaded model reads its type off the parameter and the shapes
     assert loaded.covariances_.shape == (3, 3)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e-8, 1e8, 1e100, 1e134])
+def test_every_scale_fits_alike_when_reg_covar_scales_with_it(scale, covariance_type):
+    X = make_blobs()
+    ref = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0,
+                         reg_covar=1e-6 * scale**2).fit(X * scale)
+    np.testing.assert_allclose(gm.means_ / scale, ref.means_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(gm.covariances_ / scale**2, ref.covariances_, rtol=1e-7,
+                               atol=1e-12)
+    assert gm.lower_bound_ == pytest.approx(ref.lower_bound_ - X.shape[1] * np.log(scale),
+                                            rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["array", "dask", "stream"])
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 1e136), (np.float64, 1e160),
+                                          (np.float64, 1e300), (np.float32, 1e19),
+                                          (np.float32, 1e30)])
+def test_data_too_wide_for_its_squares_is_refused_with_one_sentence(kind, dtype, scale,
+                                                                     tmp_path):
+    X = (make_blobs() * scale).astype(dtype)
+    if kind == "dask":
+        da = pytest.importorskip("dask.array")
+        X = da.from_array(X, chunks=(100, 3))
+    elif kind == "stream":
+        np.save(tmp_path / "x.npy", X)
+        X = str(tmp_path / "x.npy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=f"X spreads too widely to fit in {np.dtype(dtype)}"
+                                             r".*\(and scale the fitted model back\)"):
+            GaussianMixture(2).fit(X)
+
+
+def test_the_widest_data_that_fit_have_finite_parameters():
+    for dtype, scale in ((np.float64, 1e134), (np.float32, 1e17)):
+        X = (make_blobs() * scale).astype(dtype)
+        gm = GaussianMixture(2, random_state=0).fit(X)
+        assert_healthy(gm, X)
+
+
+def test_an_infinite_reg_covar_is_refused():
+    with pytest.raises(ValueError, match="reg_covar must be finite, got inf"):
+        GaussianMixture(2, reg_covar=np.inf).fit(make_blobs())
+
+
+def test_the_largest_weights_on_the_widest_data_stay_finite():
+    X = make_blobs() * 1e134
+    w = np.full(len(X), 1e20)
+    gm = GaussianMixture(2, random_state=0).fit(X, sample_weight=w)
+    assert_healthy(gm, X)
+    with pytest.raises(ValueError, match="sample_weight holds values up to 1e\\+21; only the "
+                                         "ratios of weights matter"):
+        GaussianMixture(2).fit(X, sample_weight=w * 10)

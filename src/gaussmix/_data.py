@@ -109,8 +109,14 @@ def weighted_moments(X, sample_weight, chunk_size):
     unshifted = ArrayChunks(X, sample_weight, np.zeros(X.shape[1]), chunk_size)
     mean = sum(w @ x for x, w in unshifted) / total
     centred = ArrayChunks(X, sample_weight, mean, chunk_size)
-    variance = sum(w @ (x * x) for x, w in centred) / total
-    return mean, variance
+    return mean, squared_deviations(centred, np.zeros(X.shape[1])) / total
+
+
+def squared_deviations(chunks, mean):
+    """``sum_i w_i (x_i - mean)**2`` over ``(x, w)`` chunks, shape (D,); inf where the sum
+    overflows (refused with a sentence by ``_validation.check_scale``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return sum(w @ ((x - mean) ** 2) for x, w in chunks)
 
 
 class PreparedData:
@@ -250,10 +256,11 @@ class CallableChunks:
         self.make_chunks = make_chunks
         self.shift = None if shift is None else np.asarray(shift, dtype=np.float64)
         self.n_features = None
+        self.n_rows = None  # rows of the first whole pass; every later pass must match
 
     def with_shift(self, shift):
         source = CallableChunks(self.make_chunks, shift)
-        source.n_features = self.n_features
+        source.n_features, source.n_rows = self.n_features, self.n_rows
         return source
 
     def raw_chunks(self):
@@ -270,6 +277,7 @@ class CallableChunks:
         except TypeError:
             raise InputError("The data function must return an iterable of chunks (arrays of "
                              "shape (n, n_features), or (array, weights) pairs).") from None
+        n_rows = 0
         for index, chunk in enumerate(chunks):
             if isinstance(chunk, tuple) and len(chunk) == 2:
                 rows, weights = chunk
@@ -284,7 +292,14 @@ class CallableChunks:
                                  f"have {self.n_features}; every chunk needs the same columns.")
             w = (np.ones(x.shape[0]) if weights is None
                  else check_chunk_weights(weights, x.shape[0], f"chunk {index}'s weights"))
+            n_rows += x.shape[0]
             yield np.asarray(x, dtype=np.float64), w
+        if self.n_rows is None:
+            self.n_rows = n_rows
+        elif n_rows != self.n_rows:
+            raise InputError(f"The data function yielded {self.n_rows} rows on its first pass "
+                             f"and {n_rows} on a later one; it must yield the same rows on "
+                             "every pass (seed any randomness in it).")
 
     def __iter__(self):
         for x, w in self.raw_chunks():
@@ -318,8 +333,7 @@ def stream_moments(source):
 
         raise InputError(NO_POSITIVE_WEIGHT)
     mean = first / total
-    second = sum(w @ ((x - mean) ** 2) for x, w in source)
-    return n_rows, n_positive, total, mean, second / total
+    return n_rows, n_positive, total, mean, squared_deviations(source, mean) / total
 
 
 @dataclass(frozen=True)

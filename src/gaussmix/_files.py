@@ -1,11 +1,77 @@
 """Atomic writes: a temporary file beside the target, renamed over it once complete, so that
-a crash never leaves half a file. Shared by model files (``io``) and renders (``imaging``)."""
+a crash never leaves half a file. Shared by model files (``io``) and renders (``imaging``).
+
+A process killed mid-write (SIGKILL, power loss) cannot remove its temporary file. Their names
+say whose they are (``.tmp-gaussmix-<pid>-<random>-<target name>``), and every write first
+removes those of its folder whose process is gone and that are older than ``STALE_SECONDS``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
+import time
+
+TEMPORARY_PREFIX = ".tmp-gaussmix-"
+# A temporary file (or folder) this old whose process has exited is a leftover; the age guards
+# against a reused process id.
+STALE_SECONDS = 600.0
+_TEMPORARY = re.compile(re.escape(TEMPORARY_PREFIX) + r"(\d+)-")
+
+
+def temporary_beside(path, folder=False):
+    """A new temporary file (or folder) beside ``path``, named as this module's own."""
+    target = os.path.abspath(path)
+    where = os.path.dirname(target)
+    remove_stale_temporaries(where)
+    prefix = f"{TEMPORARY_PREFIX}{os.getpid()}-"
+    suffix = "-" + os.path.basename(target)
+    if folder:
+        return tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=where)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=where)
+    os.close(fd)
+    return tmp
+
+
+def remove_stale_temporaries(folder, now=None):
+    """Remove the temporary files and folders in ``folder`` left by gaussmix processes that
+    no longer run, once older than ``STALE_SECONDS``; returns how many were removed."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None or _process_runs(int(match.group(1))):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_SECONDS:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except OSError:  # removed meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def _process_runs(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or not a pid we can ask about: keep the file
+    return True
 
 
 def atomic_write(path, write):
@@ -14,11 +80,10 @@ def atomic_write(path, write):
     Nothing is left at ``path`` (or beside it) if ``write`` fails.
     """
     path = check_writable_path(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    tmp = temporary_beside(path)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; keep the usual mode
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -59,9 +124,7 @@ def atomic_path(path):
     For writers that need a file name rather than a file object.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    os.close(fd)
+    tmp = temporary_beside(path)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())

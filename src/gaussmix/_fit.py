@@ -23,6 +23,7 @@ from . import backends
 from ._data import sample_size
 from ._em import Params, m_step, params_from_precision_cholesky, run_em
 from ._init import initial_params, kmeans, stats_of_labels
+from ._validation import check_scale
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def plan_fit(data, n_components, *, backend=None, chunk_size=None, reg_covar=0.0
     -------
     FitPlan
     """
+    check_scale(data.variance, data.dtype)
     chosen = data.backend_for(backend, n_components)
     chunk = int(data.chunk_rows(n_components) if chunk_size is None else chunk_size)
     return FitPlan(

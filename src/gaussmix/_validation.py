@@ -148,6 +148,16 @@ def non_finite_error(name, n_nan, n_inf, first=None):
 NO_POSITIVE_WEIGHT = ("sample_weight is zero for every row; at least one row needs a positive "
                       "weight.")
 BAD_WEIGHTS = "sample_weight must be finite and non-negative (use 0 to leave a row out)."
+# Largest weight accepted: only the ratios of weights matter, and sums of weights times
+# squared deviations must stay finite in float64 (see MAX_VARIANCE).
+MAX_WEIGHT = 1e20
+
+
+def check_weight_size(largest, name="sample_weight"):
+    if largest > MAX_WEIGHT:
+        raise InputError(f"{name} holds values up to {largest:.3g}; only the ratios of weights "
+                         "matter, so divide them by their largest value (weights up to "
+                         f"{MAX_WEIGHT:.0e} are accepted).")
 
 
 def check_enough_rows(n_components, n_positive, weighted=True):
@@ -190,6 +200,7 @@ def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
         )
     if not (weights > 0).any():
         raise InputError(NO_POSITIVE_WEIGHT)
+    check_weight_size(weights.max())
     return weights
 
 
@@ -205,6 +216,8 @@ def check_chunk_weights(weights, n_rows, name="chunk weights"):
                          "one weight per row.")
     if not np.isfinite(w).all() or (w < 0).any():
         raise InputError(f"{name} must be finite and non-negative.")
+    if w.size:
+        check_weight_size(w.max(), name)
     return w
 
 
@@ -289,18 +302,62 @@ def check_int(value, name, minimum, allow_none=False):
         )
 
 
-def check_real(value, name, minimum):
+def check_real(value, name, minimum, finite=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
         raise ValueError(
             f"{name} must be a real number >= {minimum}, got {value!r}; pass a number of at "
             f"least {minimum}."
         )
+    if finite and not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}; pass a number of at least "
+                         f"{minimum}.")
+
+
+# Largest per-feature variance a fit accepts, by the dtype of its parameters: squared
+# deviations times weights (up to MAX_WEIGHT) are summed over rows in float64, which leaves
+# room for 1e18 rows, and float32 parameters must hold the covariances (float32's largest
+# is 3e38).
+MAX_VARIANCE = {np.dtype(np.float64): 1e270, np.dtype(np.float32): 1e36}
+
+
+def check_scale(variance, dtype, name="X"):
+    """Refuse data spread too widely for their squares to be summed (one sentence).
+
+    Parameters
+    ----------
+    variance : ndarray of shape (D,)
+        Weighted variance of each feature (inf where it overflowed).
+    dtype : numpy dtype
+        Of the fitted parameters.
+    """
+    dtype = np.dtype(dtype)
+    limit = MAX_VARIANCE.get(dtype, MAX_VARIANCE[np.dtype(np.float64)])
+    widest = float(np.max(variance))
+    if widest <= limit:  # also False for NaN and inf
+        return
+    holder = "float32 covariances" if dtype == np.float32 else "float64 sums"
+    advice = "pass float64 data or divide it by " if dtype == np.float32 else "divide it by "
+    if np.isfinite(widest):
+        spread = np.sqrt(widest)
+        found = f"a feature's standard deviation is {spread:.3g}"
+        scale = f"1e{int(np.log10(spread))}"
+    else:
+        found, scale = "its squared deviations overflow", "a power of ten near its largest values"
+    raise ValueError(
+        f"{name} spreads too widely to fit in {dtype}: {found}, beyond the {np.sqrt(limit):.0e} "
+        f"whose square {holder} hold; {advice}{scale} (and scale the fitted model back) "
+        "before fitting."
+    )
 
 
 def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {options}, got {value!r}.")
+
+
+# Seeds are numpy's RandomState seeds: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 def check_random_state(seed):

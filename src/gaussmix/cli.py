@@ -37,6 +37,18 @@ def _positive_float(text):
     return value
 
 
+def _seed(text):
+    from ._validation import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must lie in [0, {MAX_SEED}], got {value}")
+    return value
+
+
 def _unit_float(text):
     try:
         value = float(text)
@@ -100,7 +112,7 @@ def build_parser():
     demo.add_argument("--out", default="gaussmix-demo", help="output folder (default: "
                       "gaussmix-demo)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.add_argument("--dask", default=None, metavar="ADDRESS",
                       help="fit on a dask.distributed cluster (scheduler address)")
 
@@ -110,7 +122,7 @@ def build_parser():
                              "log-density contours, and conditional slices.")
     figures.add_argument("--out", default="gaussmix-figures", help="output folder (default: "
                          "gaussmix-figures)")
-    figures.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    figures.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
 
     seg = sub.add_parser("segment", help="cut the foreground out of a picture",
                          description="Separate foreground from background with colour "
@@ -148,7 +160,7 @@ def _add_paint_options(parser, modes, renders):
     parser.add_argument("--sharpen", type=_positive_float, default=1.0,
                         help="multiply covariances by this before rendering (0.6 sharpens; "
                         "default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     parser.add_argument("--max-pixels", type=_positive_int, default=None,
                         help="downscale larger pictures to this many pixels for fitting "
                         "(default 1000000 bw, 262144 color)")
@@ -183,7 +195,8 @@ def paint_file(image, out, options, reporter, stdout):
     from .imaging.pipeline import paint
 
     folder = prepare_output_folder(out)
-    picture = read_image(image) if isinstance(image, (str, os.PathLike)) else image
+    picture = (read_image(image, note=reporter.note) if isinstance(image, (str, os.PathLike))
+               else image)
     painting = paint(picture, reporter=reporter, **options)
     written = write_painting(painting, folder)
     report = painting.report

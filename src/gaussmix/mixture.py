@@ -210,7 +210,7 @@ class GaussianMixture(FittedMixture):
         check_int(self.n_components, "n_components", 1)
         check_choice(self.covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
         check_real(self.tol, "tol", 0.0)
-        check_real(self.reg_covar, "reg_covar", 0.0)
+        check_real(self.reg_covar, "reg_covar", 0.0, finite=True)
         check_int(self.max_iter, "max_iter", 0)
         check_int(self.n_init, "n_init", 1)
         check_choice(self.init_params, "init_params", INIT_METHODS)

@@ -59,7 +59,19 @@ def test_sharpening_scales_the_rendered_model_only():
         (disc_and_bar(), {"renders": ["watercolour"]}, "Unknown render 'watercolour'"),
         (disc_and_bar(), {"renders": ["conditional-mean"]}, "needs colour mode"),
         (disc_and_bar(), {"mode": "sepia"}, "mode must be one of"),
-        (disc_and_bar(), {"sharpen": 0}, "--sharpen must be positive"),
+        (disc_and_bar(), {"sharpen": 0}, r"--sharpen must lie in \[0.001, 1000\]"),
+        (disc_and_bar(), {"sharpen": 1e-300}, r"--sharpen must lie in"),
+        (disc_and_bar(), {"sharpen": np.inf}, r"--sharpen must lie in"),
+        (disc_and_bar(), {"sharpen": np.nan}, r"--sharpen must lie in"),
+        (disc_and_bar(), {"colour_scale": 1e200}, r"--color-scale must lie in"),
+        (disc_and_bar(), {"colour_scale": np.inf}, r"--color-scale must lie in"),
+        (disc_and_bar(), {"seed": -1}, r"--seed must be a whole number from 0 to 4294967295"),
+        (disc_and_bar(), {"seed": 2**40}, r"--seed must be a whole number"),
+        (disc_and_bar(), {"seed": 1.5}, r"--seed must be a whole number"),
+        (disc_and_bar(), {"n_samples": 10**9}, r"--samples must lie in \[1, 100000000\]"),
+        (disc_and_bar(), {"tone_knots": ((np.nan, 0.0), (1.0, 1.0))}, "Tone knots need"),
+        (np.zeros((1, 1)), {}, "The picture is 1x1 pixels; painting needs at least 2x2"),
+        (np.zeros((1, 30)), {}, "needs at least 2x2"),
         (disc_and_bar(), {"threshold": 2}, r"--threshold must lie in \[0, 1\]"),
         (disc_and_bar(), {"peak_quantile": 0}, r"--peak must lie in \(0, 1\]"),
         (np.zeros((3, 3, 2)), {}, "Expected a picture"),
@@ -68,3 +80,32 @@ def test_sharpening_scales_the_rendered_model_only():
 def test_paint_refuses_bad_input_with_one_sentence(picture, kwargs, pattern):
     with pytest.raises(PaintError, match=pattern):
         paint(picture, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"sharpen": 1e-3}, {"sharpen": 1e3}, {"colour_scale": 1e-3},
+                                    {"colour_scale": 1e3}, {"seed": 2**32 - 1}])
+def test_the_ends_of_every_range_paint(kwargs):
+    rng = np.random.default_rng(0)
+    picture = (rng.random((12, 16, 3)) * 255).astype(np.uint8)
+    result = paint(picture, n_components=3, max_iter=5, **kwargs)
+    for name, image in result.renders.items():
+        if name not in ("contour", "ellipses"):
+            assert image.shape[:2] == (12, 16), name
+
+
+def test_a_two_by_two_picture_paints():
+    result = paint(np.array([[0, 255], [255, 0]], np.uint8), n_components=1)
+    assert result.renders["density"].shape == (2, 2)
+
+
+def test_samples_are_drawn_in_blocks(monkeypatch):
+    from gaussmix.imaging import render
+
+    picture = disc_and_bar()
+    monkeypatch.setattr(render, "SAMPLE_BLOCK", 7)
+    small = paint(picture, n_components=4, renders=["samples"], n_samples=100)
+    monkeypatch.setattr(render, "SAMPLE_BLOCK", 10**6)
+    whole = paint(picture, n_components=4, renders=["samples"], n_samples=100)
+    for result in (small, whole):  # the same number of distinct draws, however drawn
+        assert 0 < (result.renders["samples"] == 0).sum() <= 100
+    assert (small.renders["samples"] == 0).sum() > 50

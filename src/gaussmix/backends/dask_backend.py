@@ -43,23 +43,30 @@ def _block_rows(block, weights):
 
 def _block_summary(block, weights):
     """Counts, sums and validity of a block: one pass for validation and the mean."""
-    raw = np.asarray(block)
-    if raw.dtype.kind not in "fiub":
-        raise TypeError("X contains non-numeric values; convert or drop those columns so that "
-                        "every value is a number.")
+    from .._validation import InputError
+
+    try:
+        raw = np.asarray(block, dtype=np.float64)  # object blocks of numbers too, as arrays
+    except (TypeError, ValueError):
+        raise InputError("X contains non-numeric values; convert or drop those columns so "
+                         "that every value is a number.") from None
     x, w = _block_rows(raw, weights)
     finite_rows = np.isfinite(x).all(axis=1)
     bad_w = int((~np.isfinite(w)).sum() + (w < 0).sum())
     ok = finite_rows
+    bad_rows = np.flatnonzero(~finite_rows)
     return dict(n_rows=len(x), n_nan=int(np.isnan(x).any(axis=1).sum()),
+                first_bad=int(bad_rows[0]) if bad_rows.size else None,
+                largest_weight=float(w.max()) if w.size else 0.0,
                 n_inf=int(np.isinf(x).any(axis=1).sum()), bad_weights=bad_w,
                 n_positive=int(((w > 0) & ok).sum()), total=float(w[ok].sum()),
                 first=w[ok] @ x[ok])
 
 
 def _block_second(block, weights, mean):
-    x, w = _block_rows(block, weights)
-    return w @ ((x - mean) ** 2)
+    from .._data import squared_deviations
+
+    return squared_deviations([_block_rows(block, weights)], mean)
 
 
 def _block_sample(block, weights, shift, p, seed):
@@ -145,6 +152,7 @@ def prepare(X, sample_weight, n_components, backend):
         NO_POSITIVE_WEIGHT,
         InputError,
         check_enough_rows,
+        check_weight_size,
         non_finite_error,
     )
 
@@ -160,9 +168,13 @@ def prepare(X, sample_weight, n_components, backend):
     n_nan = sum(s["n_nan"] for s in summaries)
     n_inf = sum(s["n_inf"] for s in summaries)
     if n_nan or n_inf:
-        raise non_finite_error("X", n_nan, n_inf)
+        offsets = np.cumsum([0, *X.chunks[0]])
+        first = min(offset + s["first_bad"] for offset, s in zip(offsets, summaries)
+                    if s["first_bad"] is not None)
+        raise non_finite_error("X", n_nan, n_inf, first)
     if any(s["bad_weights"] for s in summaries):
         raise InputError(BAD_WEIGHTS)
+    check_weight_size(max(s["largest_weight"] for s in summaries))
     n_rows = sum(s["n_rows"] for s in summaries)
     n_positive = sum(s["n_positive"] for s in summaries)
     total = sum(s["total"] for s in summaries)

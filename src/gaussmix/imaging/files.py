@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -14,13 +16,29 @@ class FileError(OSError):
     """A file that cannot be read or written, with one sentence saying what to do."""
 
 
-def read_image(path):
+# Pictures are read at most this big: larger ones are reduced (by a whole factor, while they
+# are decoded where the format allows) and rendered at the size read. A render of 4 megapixels
+# shows all a mixture of a thousand components holds, and painting it stays near 1 GB.
+MAX_READ_PIXELS = 2048 * 2048
+
+
+def read_image(path, max_pixels=MAX_READ_PIXELS, note=None):
     """A picture file as an array: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, uint8/16.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    max_pixels : int
+        A picture with more pixels is reduced by the least whole factor that brings it within
+        (JPEG decodes at the reduced size; others decode, then shrink). Pictures over Pillow's
+        decompression-bomb limit are refused before decoding.
+    note : callable, optional
+        Told, in one sentence, when the picture was reduced.
 
     Raises
     ------
     FileError
-        Missing file or a file that is not a picture.
+        Missing file, a file that is not a picture, or one too large to decode.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -30,14 +48,43 @@ def read_image(path):
     if os.path.isdir(path):
         raise FileError(f"{path!r} is a folder, not a picture; pass an image file.")
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode not in ("L", "RGB", "RGBA", "I;16", "1"):
-                img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-            return np.asarray(img)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # Sizes are checked here; Pillow's warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return _decoded(img, max_pixels, path, note)
+    except Image.DecompressionBombError:
+        raise FileError(f"{path!r} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels, "
+                        "too many to decode safely; shrink it first.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise FileError(f"{path!r} is not a picture that can be read ({exc}); pass a PNG, "
                         "JPEG or another common image file.") from None
+
+
+def _decoded(img, max_pixels, path, note):
+    """The opened picture decoded (reduced to ``max_pixels``) as an array."""
+    width, height = img.size
+    reduction = _reduction(width * height, max_pixels)
+    if reduction > 1:
+        img.draft(img.mode, (-(-width // reduction), -(-height // reduction)))
+    img.load()
+    reduction = _reduction(img.width * img.height, max_pixels)
+    if reduction > 1:
+        img = img.reduce(reduction)
+    if img.mode not in ("L", "RGB", "RGBA", "I;16", "1"):
+        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    if note is not None and img.size != (width, height):
+        note(f"Read the {width}x{height} picture {path!r} at {img.width}x{img.height} "
+             f"(pictures over {max_pixels} pixels are reduced).")
+    return np.asarray(img)
+
+
+def _reduction(n_pixels, max_pixels):
+    """The least whole factor ``r`` with ``n_pixels / r**2 <= max_pixels``."""
+    reduction = max(1, int(np.ceil(np.sqrt(n_pixels / max_pixels))))
+    while n_pixels / reduction**2 > max_pixels:
+        reduction += 1
+    return reduction
 
 
 def write_png(path, image):
@@ -85,27 +132,44 @@ def prepare_output_folder(path):
 
 
 def write_painting(painting, folder):
-    """Write every render, the model and report.json into ``folder``.
+    """Write every render, the model and report.json into ``folder``, as one run.
+
+    Everything is first written into a temporary folder beside them; then the earlier run's
+    report.json is removed, the files are renamed into place and report.json, which names
+    every file of its run, comes last. A run stopped at any point leaves either the earlier
+    run whole or no report.json (never a report of another run); its temporary folder is
+    removed by the next write once stale.
 
     Returns
     -------
     written : list of str
         Paths written, in order.
     """
+    import shutil
+
+    from .._files import temporary_beside
     from .pipeline import FIGURES
 
-    written = []
-    for name, result in painting.renders.items():
-        path = os.path.join(folder, f"{name}.png")
-        if name in FIGURES:
-            write_figure(path, result)
-        else:
-            write_png(path, result)
-        written.append(path)
-    model_path = os.path.join(folder, "model.npz")
-    painting.model.save(model_path)
-    written.append(model_path)
-    report_path = os.path.join(folder, "report.json")
-    write_json(report_path, {**painting.report, "files": [os.path.basename(p) for p in written]})
-    written.append(report_path)
-    return written
+    staging = temporary_beside(os.path.join(folder, "run"), folder=True)
+    try:
+        names = []
+        for name, result in painting.renders.items():
+            names.append(f"{name}.png")
+            target = os.path.join(staging, names[-1])
+            if name in FIGURES:
+                write_figure(target, result)
+            else:
+                write_png(target, result)
+        names.append("model.npz")
+        painting.model.save(os.path.join(staging, names[-1]))
+        write_json(os.path.join(staging, REPORT), {**painting.report, "files": names})
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, REPORT))
+        for name in [*names, REPORT]:
+            os.replace(os.path.join(staging, name), os.path.join(folder, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [os.path.join(folder, name) for name in [*names, REPORT]]
+
+
+REPORT = "report.json"

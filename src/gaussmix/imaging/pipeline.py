@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._validation import MAX_SEED
 from ..exceptions import ConvergenceWarning
 from ..mixture import GaussianMixture
 from . import render
@@ -151,11 +153,19 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         image = as_float_image(image)
     except ValueError as exc:
         raise PaintError(str(exc)) from None
+    if min(image.shape[:2]) < 2:
+        raise PaintError(f"The picture is {image.shape[1]}x{image.shape[0]} pixels; painting "
+                         "needs at least 2x2.")
     mode = choose_mode(image, mode)
     renders = check_renders(renders, mode)
-    _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components)
+    _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components,
+                   seed)
     if not 0.0 < peak_quantile <= 1.0:
         raise PaintError(f"--peak must lie in (0, 1], got {peak_quantile}.")
+    try:
+        tone_knots = render.check_tone_knots(tone_knots)
+    except ValueError as exc:
+        raise PaintError(str(exc)) from None
     seconds = {}
 
     start = time.perf_counter()
@@ -180,7 +190,7 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     painting = Painting(model=model, mode=mode, picture=picture, shape=shape, factor=factor)
     shown = model if sharpen == 1.0 else model.scale_covariances(sharpen)
     if n_samples is None:
-        n_samples = len(points) if mode == "bw" else shape[0] * shape[1]
+        n_samples = min(MAX_SAMPLES, len(points) if mode == "bw" else shape[0] * shape[1])
     colours = render.mean_colours(shown, colour_scale) if mode == "color" else render.palette(k)
     grid = None
     with reporter.stage("render", total=len(renders)) as advance:
@@ -210,17 +220,33 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     return painting
 
 
-def _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components):
-    if not sharpen > 0:
-        raise PaintError(f"--sharpen must be positive, got {sharpen}; 0.6 sharpens, 1 keeps.")
-    if not colour_scale > 0:
-        raise PaintError(f"--color-scale must be positive, got {colour_scale}.")
+# Beyond these the renders say nothing more (a covariance 1000x smaller is already a dot, one
+# 1000x larger a blur; colour 1000x position is colour alone) and the numbers leave the
+# range where densities and contour levels can be told apart.
+SHARPEN_RANGE = (1e-3, 1e3)
+COLOUR_SCALE_RANGE = (1e-3, 1e3)
+# Dots in the samples render at most: 100 million is already ~400 per pixel of a 512x512 render.
+MAX_SAMPLES = 10**8
+
+
+def _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components,
+                   seed):
+    low, high = SHARPEN_RANGE
+    if not low <= sharpen <= high:
+        raise PaintError(f"--sharpen must lie in [{low:g}, {high:g}], got {sharpen}; 0.6 "
+                         "sharpens, 1 keeps.")
+    low, high = COLOUR_SCALE_RANGE
+    if not low <= colour_scale <= high:
+        raise PaintError(f"--color-scale must lie in [{low:g}, {high:g}], got {colour_scale}.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
+            0 <= seed <= MAX_SEED):
+        raise PaintError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise PaintError(f"--threshold must lie in [0, 1], got {threshold}.")
     if keep not in ("dark", "light"):
         raise PaintError(f"keep must be 'dark' or 'light', got {keep!r}.")
-    if n_samples is not None and n_samples < 1:
-        raise PaintError(f"--samples must be at least 1, got {n_samples}.")
+    if n_samples is not None and not 1 <= n_samples <= MAX_SAMPLES:
+        raise PaintError(f"--samples must lie in [1, {MAX_SAMPLES}], got {n_samples}.")
     if max_pixels is not None and max_pixels < 1:
         raise PaintError(f"--max-pixels must be at least 1, got {max_pixels}.")
     if n_components is not None and n_components < 1:

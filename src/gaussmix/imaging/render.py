@@ -94,7 +94,8 @@ def check_tone_knots(knots):
     arr = np.asarray(knots, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) < 2:
         raise ValueError("Tone knots must be at least two (density, ink) pairs.")
-    if (arr < 0).any() or (arr > 1).any() or (np.diff(arr[:, 0]) <= 0).any():
+    if (not np.isfinite(arr).all() or (arr < 0).any() or (arr > 1).any()
+            or (np.diff(arr[:, 0]) <= 0).any()):
         raise ValueError("Tone knots need densities increasing from 0 to 1 and inks within "
                          "[0, 1]; for example '0:0,0.8:0.1,1:1'.")
     return tuple(map(tuple, arr))
@@ -149,21 +150,37 @@ def render_samples(model, shape, n_samples, factor=1.0, colour_scale=1.0, dot_ra
     -------
     image : ndarray of shape (H, W) uint8 (2-D model) or (H, W, 3) uint8 (colour model)
     """
-    h, w = shape
-    samples, _ = model.sample(n_samples)
-    xy = np.round(to_pixels(samples[:, :2], factor)).astype(np.int64)
-    colour = samples.shape[1] == 5
-    canvas = np.full((h, w, 3) if colour else (h, w), PAPER, dtype=np.uint8)
-    ink = (np.clip(np.round(samples[:, 2:5] / colour_scale), 0, 255).astype(np.uint8)
-           if colour else None)
+    import copy
+
+    from .._validation import check_random_state
+
+    colour = model.n_features_in_ == 5
+    canvas = np.full(tuple(shape) + ((3,) if colour else ()), PAPER, dtype=np.uint8)
+    drawer = copy.copy(model)  # one generator for every block, so blocks never repeat
+    drawer.random_state = check_random_state(model.random_state)
+    for start in range(0, n_samples, SAMPLE_BLOCK):
+        samples, _ = drawer.sample(min(SAMPLE_BLOCK, n_samples - start))
+        ink = (np.clip(np.round(samples[:, 2:5] / colour_scale), 0, 255).astype(np.uint8)
+               if colour else 0)
+        _dot(canvas, to_pixels(samples[:, :2], factor), ink, dot_radius)
+    return canvas
+
+
+# Samples drawn at once by render_samples: memory stays O(block) for any number of dots.
+SAMPLE_BLOCK = 1_000_000
+
+
+def _dot(canvas, xy, ink, dot_radius):
+    """Ink dots of ``dot_radius`` pixels at ``xy`` (output pixels) on ``canvas``, in place."""
+    h, w = canvas.shape[:2]
+    xy = np.round(np.clip(xy, -2**31, 2**31)).astype(np.int64)
     for dy in range(-dot_radius, dot_radius + 1):
         for dx in range(-dot_radius, dot_radius + 1):
             if dx * dx + dy * dy > dot_radius * dot_radius:
                 continue
             x, y = xy[:, 0] + dx, xy[:, 1] + dy
             inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-            canvas[y[inside], x[inside]] = ink[inside] if colour else 0
-    return canvas
+            canvas[y[inside], x[inside]] = ink[inside] if np.ndim(ink) else ink
 
 
 def render_conditional_mean(model, shape, factor=1.0, colour_scale=1.0):
@@ -305,8 +322,9 @@ def render_ellipses(model, picture, factor=1.0, colours=None, n_std=2.0, fade=0.
     shape = picture.shape[:2]
     fig = _figure(shape)
     ax = fig.add_axes([0, 0, 1, 1])
-    shown = picture * (1.0 - fade) + fade
-    ax.imshow(shown, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1,
+    # As uint8: matplotlib resamples a float picture in float64 copies (~100 bytes a pixel).
+    shown = np.round(255.0 * (picture * (1.0 - fade) + fade)).astype(np.uint8)
+    ax.imshow(shown, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=255,
               interpolation="nearest")
     centres, widths, heights, angles = ellipse_parameters(model, factor, n_std)
     colours = palette(model.n_components) if colours is None else colours

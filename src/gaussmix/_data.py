@@ -222,10 +222,14 @@ class FitData(PreparedData):
                           variance=self.variance, source=self.source(chunk_size))
 
 
+CONSTANT_SCALE_CAP = 1e36
+
+
 def jitter_floor(reg_covar, variance, shift):
     """Least extra diagonal for a covariance that is not positive definite: at least
     ``reg_covar`` and 1e-10 of the data's mean variance (of its mean square when every
-    feature is constant, and 1 when that is zero too).
+    feature is constant, capped at 1e36 so that a float32 covariance holds it, and 1 when
+    that is zero too).
 
     Parameters
     ----------
@@ -235,7 +239,8 @@ def jitter_floor(reg_covar, variance, shift):
     """
     scale = float(np.mean(variance))
     if not scale > 0:
-        scale = max(float(np.mean(np.square(shift))), 1.0)
+        with np.errstate(over="ignore"):
+            scale = min(max(float(np.mean(np.square(shift))), 1.0), CONSTANT_SCALE_CAP)
     return max(float(reg_covar), 1e-10 * scale)
 
 

@@ -235,6 +235,8 @@ FORGERIES = {
     "lower-bound-text": (lambda m, meta: meta["fitted"].update(lower_bound_="x"),
                          "lower_bound_ is 'x', which no fit produces"),
     "negative-n-iter": (lambda m, meta: meta["fitted"].update(n_iter_=-3), "n_iter_ is -3"),
+    "fitted-a-list": (lambda m, meta: meta.update(fitted=[1, 2]), "'fitted'\\) is not a JSON object"),
+    "converged-text": (lambda m, meta: meta["fitted"].update(converged_="yes"), "converged_ is 'yes'"),
     "negative-reg-covar": (lambda m, meta: meta["params"].update(reg_covar=-1.0),
                            r"settings are invalid \(reg_covar must be a real number >= 0"),
     "learning-decay-text": (lambda m, meta: meta["params"].update(learning_decay="x"),

@@ -12,6 +12,7 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils.estimator_checks import check_estimator
 
 from gaussmix import GaussianMixture, RegularizationWarning, load
+from gaussmix import _covariance as cov_module
 from gaussmix._covariance import is_positive_definite
 
 from .conftest import COVARIANCE_TYPES, assert_same_fit, make_blobs
@@ -212,7 +213,7 @@ def test_float32_in_float32_out():
 
 
 def test_warm_start_continues_from_the_previous_fit(blobs):
-    gm = GaussianMixture(3, warm_start=True, max_iter=2, random_state=0)
+    gm = GaussianMixture(3, warm_start=True, max_iter=2, tol=0, random_state=0)
     quiet(gm, blobs)
     first = gm.lower_bound_
     quiet(gm, blobs)
@@ -248,7 +249,7 @@ def test_callback_sees_every_iteration(blobs):
 
 
 def test_not_converging_warns_once(blobs):
-    with pytest.warns(ConvergenceWarning, match="increase max_iter or tol") as record:
+    with pytest.warns(ConvergenceWarning, match="Best performing initialization did not converge.*increase max_iter, tol") as record:
         GaussianMixture(3, max_iter=1, tol=0, random_state=0).fit(blobs)
     assert len(record) == 1
 
@@ -510,3 +511,37 @@ def test_the_largest_weights_on_the_widest_data_stay_finite():
     with pytest.raises(ValueError, match="sample_weight holds values up to 1e\\+21; only the "
                                          "ratios of weights matter"):
         GaussianMixture(2).fit(X, sample_weight=w * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_precisions_init_from_the_kmeans_start_changes_nothing(dtype, covariance_type):
+    """The precisions of gaussmix's own k-means start, given back as precisions_init, give
+    the same fit in the same number of iterations (scikit-learn's check, with its KMeans)."""
+    from gaussmix._data import FitData
+    from gaussmix._fit import InitSpec, initial_starts, plan_fit
+
+    X = make_blobs().astype(dtype)
+    data = FitData.prepare(X, np.ones(len(X)), chunk_size=4096)
+    plan = plan_fit(data, 3, reg_covar=1e-6)
+    spec = InitSpec(3, covariance_type, "kmeans", None, None, None)
+    start = initial_starts(plan, spec, np.random.RandomState(0), 1)[0]().shifted(plan.shift)
+    precisions = cov_module.precisions_from_precision_cholesky(start.precisions_cholesky,
+                                                               covariance_type)
+    kw = dict(covariance_type=covariance_type, random_state=0)
+    plain = GaussianMixture(3, **kw).fit(X)
+    given = GaussianMixture(3, precisions_init=precisions, **kw).fit(X)
+    assert given.n_iter_ == plain.n_iter_
+    np.testing.assert_allclose(given.precisions_cholesky_, plain.precisions_cholesky_,
+                               rtol=1e-5 if dtype == np.float32 else 1e-10)
+
+
+def test_warm_fits_measure_convergence_from_the_previous_bound():
+    X = make_blobs()
+    gm = GaussianMixture(3, warm_start=True, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for calls in range(1, 200):
+            gm.fit(X)
+            if gm.converged_:
+                break
+    assert gm.converged_ and 2 < calls < 200 and gm.n_iter_ == 1

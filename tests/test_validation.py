@@ -90,7 +90,7 @@ def test_nan_at_predict_time():
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score"])
 def test_use_before_fit_is_not_fitted_error(method):
-    with pytest.raises(gaussmix.NotFittedError, match="not fitted yet; call 'fit'"):
+    with pytest.raises(gaussmix.NotFittedError, match="not fitted yet. Call 'fit'"):
         getattr(GaussianMixture(), method)(X)
 
 

@@ -6,6 +6,8 @@ conditional means, scaling, subsets) and saving. Estimators of a model family de
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from . import _algebra as algebra
@@ -80,7 +82,10 @@ class FittedMixture(EstimatorBase):
         """
         if not self.__sklearn_is_fitted__():
             raise not_fitted(self)
-        check_int(n_samples, "n_samples", 1)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or (
+                n_samples < 1):
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
+                             "requires at least one sample.")  # scikit-learn's words
         params = self._params()
         rng = check_random_state(self.random_state)
         device = getattr(self, "_output_device", None)  # fitted on a tensor

@@ -724,7 +724,7 @@ class EMResult:
 
 
 def run_em(source, params, *, reg_covar, jitter_floor, tol, max_iter, expectation=expectation,
-           on_iteration=None):
+           on_iteration=None, lower_bound=-np.inf):
     """Run EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
 
     Parameters
@@ -743,6 +743,10 @@ def run_em(source, params, *, reg_covar, jitter_floor, tol, max_iter, expectatio
         The map-reduce of E-steps: the seam where backends plug in.
     on_iteration : callable (n_iter, lower_bound, change), optional
         Called after every iteration (verbosity, progress bars).
+    lower_bound : float
+        The bound the first iteration's change is measured from: a warm start continues
+        from the previous fit's, so that repeated short fits detect convergence (as in
+        scikit-learn).
 
     Returns
     -------
@@ -750,7 +754,7 @@ def run_em(source, params, *, reg_covar, jitter_floor, tol, max_iter, expectatio
         ``lower_bound`` is the weighted mean log-likelihood of the parameters before the last
         M-step, as in scikit-learn.
     """
-    result = EMResult(params=params, lower_bound=-np.inf)
+    result = EMResult(params=params, lower_bound=lower_bound)
     for n_iter in range(1, max_iter + 1):
         stats = expectation(source, result.params)
         lower_bound = stats.log_likelihood / stats.weight_sum

@@ -264,8 +264,11 @@ class Reporter:
                   f"{result.lower_bound:.5f}.")
 
 
-def fit_best(plan, starts, *, tol, max_iter, reporter=None):
+def fit_best(plan, starts, *, tol, max_iter, reporter=None, lower_bound=-np.inf):
     """EM from each start on the plan's data; the run with the highest lower bound.
+
+    ``lower_bound``: where each run's first change is measured from (a warm start's
+    previous bound; see ``_em.run_em``).
 
     Returns
     -------
@@ -279,7 +282,8 @@ def fit_best(plan, starts, *, tol, max_iter, reporter=None):
             reporter.begin(init)
             result = run_em(plan.source, make_start(), reg_covar=plan.reg_covar,
                             jitter_floor=plan.jitter_floor, tol=tol, max_iter=max_iter,
-                            expectation=plan.expectation, on_iteration=reporter.for_init(init))
+                            expectation=plan.expectation, on_iteration=reporter.for_init(init),
+                            lower_bound=lower_bound)
             reporter.end(result)
             if best is None or result.lower_bound > best.lower_bound:
                 best = result

@@ -45,6 +45,6 @@ def not_fitted(estimator):
     """The error raised when ``estimator`` is used before fitting."""
     name = type(estimator).__name__
     return compatible(NotFittedError)(
-        f"This {name} instance is not fitted yet; call 'fit' with appropriate arguments "
-        "before using this estimator."
+        f"This {name} instance is not fitted yet. Call 'fit' with appropriate arguments "
+        "before using this estimator."  # scikit-learn's words: users match on them
     )

@@ -307,15 +307,17 @@ class GaussianMixture(FittedMixture):
                         chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
         self._remember_features(data.n_features, names)
         spec = self._init_spec(data.n_features)
+        previous_bound = -math.inf
         if self.warm_start and hasattr(self, "converged_"):
             self._check_warm(data.n_features)
             starts = warm_start(plan, self._params())
+            previous_bound = float(getattr(self, "lower_bound_", -math.inf))
         elif clusterings is not None:
             starts = starts_from_clusterings(plan, clusterings, spec)
         else:
             starts = initial_starts(plan, spec, check_random_state(self.random_state),
                                     self.n_init)
-        self._fit_plan(plan, starts, device)
+        self._fit_plan(plan, starts, device, previous_bound)
 
     def _check_warm(self, n_features):
         """Refuse a warm start that cannot continue the previous fit."""
@@ -334,10 +336,11 @@ class GaussianMixture(FittedMixture):
         else:
             self.__dict__.pop("feature_names_in_", None)
 
-    def _fit_plan(self, plan, starts, device=None):
+    def _fit_plan(self, plan, starts, device=None, previous_bound=-math.inf):
         """Run the shared loop from ``starts`` and set the fitted attributes."""
         reporter = Reporter(self.verbose, self.verbose_interval, self.callback, self.max_iter)
-        best = fit_best(plan, starts, tol=self.tol, max_iter=self.max_iter, reporter=reporter)
+        best = fit_best(plan, starts, tol=self.tol, max_iter=self.max_iter, reporter=reporter,
+                        lower_bound=previous_bound)
         self._set_params(best.params, plan.dtype)
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
             self.__dict__.pop(stale, None)
@@ -364,10 +367,11 @@ class GaussianMixture(FittedMixture):
                 stacklevel=6,
             )
         if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                f"EM did not converge within max_iter={self.max_iter} iterations (the best "
-                f"initialisation's lower bound still changed by more than tol={self.tol:g}); "
-                "increase max_iter or tol, or check for degenerate data.",
+            warnings.warn(  # scikit-learn's first sentence: users match on it
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data. (Its "
+                f"lower bound still changed by more than tol={self.tol:g} at "
+                f"max_iter={self.max_iter}.)",
                 compatible(ConvergenceWarning),
                 stacklevel=6,
             )

@@ -7,6 +7,7 @@ from gaussmix._em import (
     CANCELLATION_LIMIT,
     DEAD_COMPONENT_MASS,
     EStepPlan,
+    MaximumLikelihood,
     Params,
     cancellation_ratios,
     e_step,
@@ -110,7 +111,7 @@ def test_lower_bound_never_decreases(covariance_type):
     x = make_blobs(n_per=150, seed=2)
     source = ArrayChunks(x, np.ones(len(x)), x.mean(axis=0), chunk_size=97)
     params = some_params(covariance_type, x - x.mean(axis=0), k=6, seed=3)
-    result = run_em(source, params, reg_covar=1e-6, jitter_floor=1e-6, tol=0.0, max_iter=60)
+    result = run_em(source, params, MaximumLikelihood(1e-6, 1e-6), tol=0.0, max_iter=60)
     assert result.reseed_iterations == []
     bounds = np.array(result.lower_bounds)
     assert np.all(np.diff(bounds) >= -1e-10 * np.abs(bounds[1:]))
@@ -141,7 +142,7 @@ def test_dead_component_is_reseeded_at_the_worst_explained_row():
 def test_run_em_with_zero_iterations_returns_the_start():
     x = make_blobs()
     params = some_params("diag", x)
-    result = run_em([(x, np.ones(len(x)))], params, reg_covar=1e-6, jitter_floor=1e-6, tol=1e-3,
+    result = run_em([(x, np.ones(len(x)))], params, MaximumLikelihood(1e-6, 1e-6), tol=1e-3,
                     max_iter=0)
     assert result.params is params and result.n_iter == 0 and not result.converged
     assert result.lower_bound == -np.inf
@@ -150,8 +151,8 @@ def test_run_em_with_zero_iterations_returns_the_start():
 def test_run_em_reports_each_iteration_and_converges():
     x = make_blobs()
     seen = []
-    result = run_em([(x, np.ones(len(x)))], some_params("full", x, k=3), reg_covar=1e-6,
-                    jitter_floor=1e-6, tol=1e-6, max_iter=500,
+    result = run_em([(x, np.ones(len(x)))], some_params("full", x, k=3),
+                    MaximumLikelihood(1e-6, 1e-6), tol=1e-6, max_iter=500,
                     on_iteration=lambda *a: seen.append(a))
     assert result.converged and 1 < result.n_iter < 500
     assert [s[0] for s in seen] == list(range(1, result.n_iter + 1))
@@ -195,7 +196,7 @@ def test_tight_clusters_far_apart_keep_their_precision(covariance_type):
     source = ArrayChunks(x, np.ones(len(x)), x.mean(axis=0), chunk_size=128)
     start = Params(np.array([0.5, 0.5]), np.array([[1e8, 1e8], [-1e8, -1e8]]) + 0.5,
                    *_unit(covariance_type), covariance_type)
-    result = run_em(source, start, reg_covar=1e-6, jitter_floor=1e-6, tol=0.0, max_iter=20)
+    result = run_em(source, start, MaximumLikelihood(1e-6, 1e-6), tol=0.0, max_iter=20)
     assert result.n_regularized == 0 and result.n_reseeded == 0
     bounds = np.array(result.lower_bounds)
     assert np.all(np.diff(bounds) >= -1e-9 * np.abs(bounds[1:]))

@@ -55,6 +55,10 @@ class Params:
     covariances : ndarray
         Same shape as ``precisions_cholesky``.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    log_weights : ndarray of shape (K,) or None
+        What the E-step adds to each component's log-density in place of ``log(weights)``:
+        None for a plain mixture; a variational mixture's expected log weights and
+        expected log-determinant corrections (``_variational``), which need not normalise.
     """
 
     weights: np.ndarray
@@ -62,6 +66,7 @@ class Params:
     precisions_cholesky: np.ndarray
     covariances: np.ndarray
     covariance_type: str
+    log_weights: np.ndarray | None = None
 
     @property
     def n_components(self):
@@ -164,11 +169,14 @@ def logit_coefficients(params):
 
 
 def log_normaliser(params):
-    """``log w_k + log det U_k - D log(2 pi) / 2``, shape (K,)."""
+    """``log w_k + log det U_k - D log(2 pi) / 2``, shape (K,) (``params.log_weights`` in
+    place of ``log w_k`` when given)."""
     d = params.n_features
     log_det = log_det_precision_cholesky(params.precisions_cholesky, params.covariance_type, d)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(params.weights)
+    log_weights = params.log_weights
+    if log_weights is None:
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
     return log_weights + log_det - 0.5 * d * LOG_2PI
 
 
@@ -721,11 +729,46 @@ class EMResult:
     n_regularized: int = 0
     max_jitter: float = 0.0
     reseed_iterations: list = field(default_factory=list)
+    posterior: object = None
 
 
-def run_em(source, params, *, reg_covar, jitter_floor, tol, max_iter, expectation=expectation,
-           on_iteration=None, lower_bound=-np.inf):
-    """Run EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
+@dataclass(frozen=True)
+class Step:
+    """What an update makes of one E-step's statistics.
+
+    Attributes
+    ----------
+    params : Params
+        The next E-step's parameters.
+    report : MStepReport
+    lower_bound : float
+        The bound whose change decides convergence.
+    posterior : object or None
+        What the update keeps beside ``params`` (a variational posterior), or None.
+    """
+
+    params: Params
+    report: MStepReport
+    lower_bound: float
+    posterior: object = None
+
+
+@dataclass(frozen=True)
+class MaximumLikelihood:
+    """EM's update: the M-step (with its repairs); the bound is the weighted mean
+    log-likelihood of the E-step's parameters, as in scikit-learn."""
+
+    reg_covar: float
+    jitter_floor: float
+
+    def __call__(self, stats, params):
+        new_params, report = m_step(stats, self.reg_covar, self.jitter_floor)
+        return Step(new_params, report, stats.log_likelihood / stats.weight_sum)
+
+
+def run_em(source, params, update, *, tol, max_iter, expectation=expectation,
+           on_iteration=None, lower_bound=-np.inf, posterior=None):
+    """Iterate E-steps and ``update`` until the bound changes by less than ``tol``.
 
     Parameters
     ----------
@@ -733,8 +776,9 @@ def run_em(source, params, *, reg_covar, jitter_floor, tol, max_iter, expectatio
         Re-iterable; each pass yields float64 chunks in working coordinates.
     params : Params
         Initial parameters.
-    reg_covar, jitter_floor : float
-        See :func:`m_step`.
+    update : callable (stats, params) -> Step
+        What follows each E-step: :class:`MaximumLikelihood` for EM, a variational update
+        for a Bayesian mixture (``_variational``).
     tol : float
         Convergence threshold on the change of the lower bound.
     max_iter : int
@@ -747,30 +791,32 @@ def run_em(source, params, *, reg_covar, jitter_floor, tol, max_iter, expectatio
         The bound the first iteration's change is measured from: a warm start continues
         from the previous fit's, so that repeated short fits detect convergence (as in
         scikit-learn).
+    posterior : object, optional
+        The update's state for ``params`` (kept when ``max_iter`` is 0).
 
     Returns
     -------
     EMResult
-        ``lower_bound`` is the weighted mean log-likelihood of the parameters before the last
-        M-step, as in scikit-learn.
+        ``lower_bound`` as the update defines it (for EM: the weighted mean log-likelihood
+        of the parameters before the last M-step, as in scikit-learn).
     """
-    result = EMResult(params=params, lower_bound=lower_bound)
+    result = EMResult(params=params, lower_bound=lower_bound, posterior=posterior)
     for n_iter in range(1, max_iter + 1):
         stats = expectation(source, result.params)
-        lower_bound = stats.log_likelihood / stats.weight_sum
-        new_params, report = m_step(stats, reg_covar, jitter_floor)
-        change = lower_bound - result.lower_bound
-        result.params = new_params
-        result.lower_bound = lower_bound
-        result.lower_bounds.append(lower_bound)
+        step = update(stats, result.params)
+        change = step.lower_bound - result.lower_bound
+        result.params = step.params
+        result.posterior = step.posterior
+        result.lower_bound = step.lower_bound
+        result.lower_bounds.append(step.lower_bound)
         result.n_iter = n_iter
-        result.n_reseeded += report.n_reseeded
-        result.n_regularized += report.n_regularized
-        result.max_jitter = max(result.max_jitter, report.max_jitter)
-        if report.n_reseeded:
+        result.n_reseeded += step.report.n_reseeded
+        result.n_regularized += step.report.n_regularized
+        result.max_jitter = max(result.max_jitter, step.report.max_jitter)
+        if step.report.n_reseeded:
             result.reseed_iterations.append(n_iter)
         if on_iteration is not None:
-            on_iteration(n_iter, lower_bound, change)
+            on_iteration(n_iter, step.lower_bound, change)
         if abs(change) < tol:
             result.converged = True
             break

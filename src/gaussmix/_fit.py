@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backends
 from ._data import sample_size
-from ._em import Params, m_step, params_from_precision_cholesky, run_em
+from ._em import MaximumLikelihood, Params, m_step, params_from_precision_cholesky, run_em
 from ._init import initial_params, kmeans, stats_of_labels
 from ._validation import check_scale
 
@@ -72,6 +72,10 @@ class FitPlan:
     @property
     def n_features(self):
         return self.data.n_features
+
+    def maximum_likelihood(self):
+        """EM's update (the M-step) with the plan's regularisation."""
+        return MaximumLikelihood(self.reg_covar, self.jitter_floor)
 
     def threads(self):
         """Context for the fit: BLAS on one thread while numba's kernels use the cores."""
@@ -264,9 +268,11 @@ class Reporter:
                   f"{result.lower_bound:.5f}.")
 
 
-def fit_best(plan, starts, *, tol, max_iter, reporter=None, lower_bound=-np.inf):
+def fit_best(plan, starts, *, tol, max_iter, reporter=None, lower_bound=-np.inf, update=None):
     """EM from each start on the plan's data; the run with the highest lower bound.
 
+    ``starts`` return :class:`~gaussmix._em.Params` or ``(params, posterior)`` pairs;
+    ``update`` is what follows each E-step (default: the plan's maximum-likelihood M-step);
     ``lower_bound``: where each run's first change is measured from (a warm start's
     previous bound; see ``_em.run_em``).
 
@@ -280,10 +286,12 @@ def fit_best(plan, starts, *, tol, max_iter, reporter=None, lower_bound=-np.inf)
     with plan.threads():
         for init, make_start in enumerate(starts):
             reporter.begin(init)
-            result = run_em(plan.source, make_start(), reg_covar=plan.reg_covar,
-                            jitter_floor=plan.jitter_floor, tol=tol, max_iter=max_iter,
-                            expectation=plan.expectation, on_iteration=reporter.for_init(init),
-                            lower_bound=lower_bound)
+            start = make_start()
+            params, posterior = start if isinstance(start, tuple) else (start, None)
+            result = run_em(plan.source, params, update or plan.maximum_likelihood(),
+                            tol=tol, max_iter=max_iter, expectation=plan.expectation,
+                            on_iteration=reporter.for_init(init), lower_bound=lower_bound,
+                            posterior=posterior)
             reporter.end(result)
             if best is None or result.lower_bound > best.lower_bound:
                 best = result

@@ -21,7 +21,13 @@ import numpy as np
 
 from . import backends
 from ._data import sample_size
-from ._em import MaximumLikelihood, Params, m_step, params_from_precision_cholesky, run_em
+from ._em import (
+    MaximumLikelihood,
+    Params,
+    m_step,
+    params_from_precision_cholesky,
+    run_em,
+)
 from ._init import initial_params, kmeans, stats_of_labels
 from ._validation import check_scale
 

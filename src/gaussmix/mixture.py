@@ -1,7 +1,7 @@
 """The :class:`GaussianMixture` estimator: scikit-learn's API over the shared fit.
 
-This module is the API shell: parameters, validation of the estimator's own settings, and
-the public methods. A fit is an input adapter chosen at the door (``_inputs``), a plan
+This module is the API shell: parameters, validation of the estimator's own settings, its
+starts and stepwise EM; what both estimators share is ``_estimator``. A fit is an input adapter chosen at the door (``_inputs``), a plan
 (``_fit.plan_fit``) and the shared loop (``_fit.fit_best`` over ``_em.run_em``); scoring
 goes through the same adapters (``_inference`` for rows in memory).
 """
@@ -9,29 +9,24 @@ goes through the same adapters (``_inference`` for rows in memory).
 from __future__ import annotations
 
 import math
-import warnings
 
 from . import _covariance as cov
 from . import backends
 from ._data import default_chunk_size
-from ._distribution import FittedMixture
 from ._em import m_step
+from ._estimator import MixtureEstimator
 from ._fit import (
     FitProgress,
     InitSpec,
-    Reporter,
-    fit_best,
     initial_starts,
     plan_fit,
     plan_statistics,
     starts_from_clusterings,
     warm_start,
 )
-from ._inference import Inference
 from ._init import INIT_METHODS
 from ._inputs import input_for
 from ._validation import (
-    FeatureChecker,
     as_array_of_shape,
     check_choice,
     check_int,
@@ -41,17 +36,11 @@ from ._validation import (
     check_real,
     checked_weights,
 )
-from .exceptions import (
-    ConvergenceWarning,
-    RegularizationWarning,
-    compatible,
-    not_fitted,
-)
 
 __all__ = ["FitProgress", "GaussianMixture", "load"]
 
 
-class GaussianMixture(FittedMixture):
+class GaussianMixture(MixtureEstimator):
     """Gaussian mixture model fitted by a robust, memory-bounded EM.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` (same parameters,
@@ -249,132 +238,23 @@ class GaussianMixture(FittedMixture):
             prec_chol = cov.precision_cholesky_from_precisions(precisions, self.covariance_type)
         return InitSpec(k, self.covariance_type, self.init_params, weights, means, prec_chol)
 
-    def _check_rows(self, X, arr):
-        """Refuse rows that do not suit the fitted model (feature count and names)."""
-        FeatureChecker.check(self, X, arr)
-
-    # ----------------------------------------------------------------------------------------
-    # Fitting
-
-    def fit(self, X, y=None, sample_weight=None):
-        """Estimate the parameters with EM (``n_init`` starts, the best kept).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), numpy memmap, path, callable,
-                dask array or torch tensor
-            The data. A memory map (``np.load(path, mmap_mode='r')``) or the path of a
-            ``.npy`` file is read chunk by chunk, never whole; so is a function that returns
-            an iterable of chunks (arrays of shape (n_i, n_features), or ``(array, weights)``
-            pairs), called once per pass. Such streams (and Dask arrays and tensors on an
-            accelerator) are initialised from a sample of their rows.
-        y : ignored
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each row; an integer weight acts like repeating the row.
-
-        Returns
-        -------
-        self : GaussianMixture
-        """
-        self._fit(X, sample_weight)
-        return self
-
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the most likely component of each row (any input ``fit``
-        takes).
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        self._fit(X, sample_weight)
-        return self.predict(X)
-
-    def _fit(self, X, sample_weight):
-        self._check_parameters()
-        adapter = input_for(X)
-        data, names = adapter.prepare(X, sample_weight, self.n_components, self.backend,
-                                      self.chunk_size)
-        self._fit_prepared(data, names, device=adapter.device(X))
-
-    def _fit_prepared(self, data, names=None, clusterings=None, device=None):
-        """Fit on training data an input adapter prepared (shared with model selection).
-
-        ``clusterings``: k-means ``(labels, centres)`` of the data computed once for several
-        fits (see ``_fit.kmeans_clusterings``), or None.
-        """
-        plan = plan_fit(data, self.n_components, backend=self.backend,
-                        chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
-        self._remember_features(data.n_features, names)
-        spec = self._init_spec(data.n_features)
-        previous_bound = -math.inf
+    def _starts(self, plan, clusterings=None):
+        """The starts of a fit, its update (None: EM's M-step) and the bound a warm start
+        continues from."""
+        spec = self._init_spec(plan.n_features)
         if self.warm_start and hasattr(self, "converged_"):
-            self._check_warm(data.n_features)
-            starts = warm_start(plan, self._params())
-            previous_bound = float(getattr(self, "lower_bound_", -math.inf))
-        elif clusterings is not None:
-            starts = starts_from_clusterings(plan, clusterings, spec)
-        else:
-            starts = initial_starts(plan, spec, check_random_state(self.random_state),
-                                    self.n_init)
-        self._fit_plan(plan, starts, device, previous_bound)
+            self._check_warm(plan.n_features)
+            return (warm_start(plan, self._params()), None,
+                    float(getattr(self, "lower_bound_", -math.inf)))
+        if clusterings is not None:
+            return starts_from_clusterings(plan, clusterings, spec), None, -math.inf
+        return (initial_starts(plan, spec, check_random_state(self.random_state), self.n_init),
+                None, -math.inf)
 
-    def _check_warm(self, n_features):
-        """Refuse a warm start that cannot continue the previous fit."""
-        previous = (*self.means_.shape, self._fitted_covariance_type)
-        wanted = (self.n_components, n_features, self.covariance_type)
-        if previous != wanted:
-            raise ValueError(
-                "warm_start=True continues the previous fit ({} components, {} features, "
-                "'{}' covariances), but this fit has {} components, {} features and '{}' "
-                "covariances; set warm_start=False to start afresh.".format(*previous, *wanted))
-
-    def _remember_features(self, n_features, names):
-        self.n_features_in_ = n_features
-        if names is not None:
-            self.feature_names_in_ = names
-        else:
-            self.__dict__.pop("feature_names_in_", None)
-
-    def _fit_plan(self, plan, starts, device=None, previous_bound=-math.inf):
-        """Run the shared loop from ``starts`` and set the fitted attributes."""
-        reporter = Reporter(self.verbose, self.verbose_interval, self.callback, self.max_iter)
-        best = fit_best(plan, starts, tol=self.tol, max_iter=self.max_iter, reporter=reporter,
-                        lower_bound=previous_bound)
+    def _set_fitted(self, best, plan):
         self._set_params(best.params, plan.dtype)
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
             self.__dict__.pop(stale, None)
-        self.converged_ = best.converged
-        self.n_iter_ = best.n_iter
-        self.lower_bound_ = best.lower_bound
-        self.lower_bounds_ = list(best.lower_bounds)
-        self.n_reseeded_ = best.n_reseeded
-        self.n_regularized_ = best.n_regularized
-        if device is None:
-            self.__dict__.pop("_output_device", None)
-        else:
-            self._output_device = device
-        self._warn_after_fit(best)
-
-    def _warn_after_fit(self, best):
-        """The fit's two warnings, once each: repaired covariances, no convergence."""
-        if best.n_regularized:
-            warnings.warn(
-                f"{best.n_regularized} covariance(s) were not positive definite during the fit "
-                f"and got up to {best.max_jitter:.3g} extra on the diagonal; increase reg_covar "
-                f"(now {self.reg_covar:g}) or rescale the data to avoid this.",
-                compatible(RegularizationWarning),
-                stacklevel=6,
-            )
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(  # scikit-learn's first sentence: users match on it
-                "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data. (Its "
-                f"lower bound still changed by more than tol={self.tol:g} at "
-                f"max_iter={self.max_iter}.)",
-                compatible(ConvergenceWarning),
-                stacklevel=6,
-            )
 
     # ----------------------------------------------------------------------------------------
     # Streaming: stepwise EM
@@ -432,62 +312,6 @@ class GaussianMixture(FittedMixture):
         plan = plan_fit(data.single_pass(chunk), self.n_components, backend=self.backend,
                         chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
         return plan_statistics(plan, self._params()), plan.jitter_floor, plan.dtype
-
-    # ----------------------------------------------------------------------------------------
-    # Inference, through the input adapters
-
-    def _inference(self):
-        if not self.__sklearn_is_fitted__():
-            raise not_fitted(self)
-        return Inference(self._params(), self.means_.dtype, self.backend, self.chunk_size,
-                         self._check_rows)
-
-    def score_samples(self, X):
-        """Log-density of each row under the mixture.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), or any input :meth:`fit` takes
-
-        Returns
-        -------
-        log_prob : ndarray of shape (n_samples,)
-            A tensor for a tensor, a dask array for a dask array.
-        """
-        return input_for(X).infer(X, self._inference(), "log_prob")
-
-    def predict(self, X):
-        """Most likely component of each row.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,), int
-        """
-        return input_for(X).infer(X, self._inference(), "labels")
-
-    def predict_proba(self, X):
-        """Posterior probability of each component for each row.
-
-        Returns
-        -------
-        resp : ndarray of shape (n_samples, n_components)
-        """
-        return input_for(X).infer(X, self._inference(), "resp")
-
-    def _log_likelihood(self, X, sample_weight):
-        """``(sum_n w_n log p(x_n), sum_n w_n)``."""
-        adapter = input_for(X)
-        return adapter.totals(adapter.infer(X, self._inference(), "log_prob"), sample_weight)
-
-    def score(self, X, y=None, sample_weight=None):
-        """Weighted mean log-likelihood of the rows of ``X``.
-
-        Returns
-        -------
-        score : float
-        """
-        total, weight = self._log_likelihood(X, sample_weight)
-        return total / weight
 
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion on ``X`` (lower is better).

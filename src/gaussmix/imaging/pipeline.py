@@ -206,7 +206,7 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         "picture": {"width": shape[1], "height": shape[0]},
         "fitted_on": {"width": picture.shape[1], "height": picture.shape[0], "factor": factor},
         "mode": mode,
-        "points": int(len(points)),
+        "points": len(points),
         "threshold": used_threshold,
         "n_components": int(k),
         "iterations": int(model.n_iter_),

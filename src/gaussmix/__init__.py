@@ -5,12 +5,14 @@ and scipy.
 """
 
 from ._version import __version__
+from .bayesian import BayesianGaussianMixture
 from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
 from .mixture import FitProgress, GaussianMixture, load
 from .segmentation import segment
 from .selection import SelectionTable, select
 
 __all__ = [
+    "BayesianGaussianMixture",
     "ConvergenceWarning",
     "FitProgress",
     "GaussianMixture",

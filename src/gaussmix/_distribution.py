@@ -169,16 +169,21 @@ class FittedMixture(EstimatorBase):
         """A new fitted mixture holding ``params`` with this one's hyper-parameters."""
         if not self.__sklearn_is_fitted__():
             raise not_fitted(self)
-        keep = {name: value for name, value in self.get_params().items()
-                if name not in ("n_components", "weights_init", "means_init", "precisions_init",
-                                "covariance_type")}
-        model = type(self)(n_components=params.n_components,
-                           covariance_type=params.covariance_type, **keep)
+        cls = self._derived_class()
+        accepted = set(cls._get_param_names()) - {
+            "n_components", "weights_init", "means_init", "precisions_init", "covariance_type"}
+        keep = {name: value for name, value in self.get_params().items() if name in accepted}
+        model = cls(n_components=params.n_components, covariance_type=params.covariance_type,
+                    **keep)
         model.n_features_in_ = params.n_features
         if feature_names is not None:
             model.feature_names_in_ = feature_names
         model._set_params(params, self.means_.dtype)
         return model
+
+    def _derived_class(self):
+        """The class of the mixtures the algebra returns (a plain mixture of parameters)."""
+        return type(self)
 
     def _fitted_params(self):
         if not self.__sklearn_is_fitted__():

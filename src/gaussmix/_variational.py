@@ -274,8 +274,7 @@ def lower_bound(entropy, posterior, priors):
                - 0.5 * d * np.log(dof))
     n_components = posterior.means.shape[0]
     log_wishart = _log_wishart_norm(dof, log_det, d)
-    log_wishart = n_components * float(log_wishart) if cov_type == "tied" \
-        else float(np.sum(log_wishart))
+    log_wishart = float(np.sum(log_wishart)) * (n_components if cov_type == "tied" else 1)
     concentration = posterior.weight_concentration
     if isinstance(concentration, tuple):
         log_norm_weight = -float(np.sum(betaln(*concentration)))

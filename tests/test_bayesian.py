@@ -212,3 +212,41 @@ def test_bad_priors_get_one_sentence(kwargs, pattern):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_check_estimator(covariance_type):
     check_estimator(BayesianGaussianMixture(covariance_type=covariance_type, max_iter=20))
+
+
+def test_array_priors_and_the_posterior_survive_a_round_trip(tmp_path):
+    X = make_blobs()
+    bgm = quiet(BayesianGaussianMixture(n_components=3, covariance_type="tied",
+                                        weight_concentration_prior_type="dirichlet_distribution",
+                                        mean_prior=[1.0, 0.0, 0.0], covariance_prior=np.eye(3),
+                                        random_state=0), X.astype(np.float32))
+    bgm.save(tmp_path / "b.npz")
+    back = load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(back.mean_prior, [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(back.covariance_prior, np.eye(3))
+    assert back.degrees_of_freedom_ == bgm.degrees_of_freedom_
+    assert back.means_.dtype == np.float32
+    np.testing.assert_array_equal(back.predict(X), bgm.predict(X))
+
+
+def test_a_forged_posterior_is_refused(tmp_path):
+    import json
+    import zipfile
+
+    bgm = quiet(BayesianGaussianMixture(n_components=3, random_state=0), make_blobs())
+    bgm.save(tmp_path / "b.npz")
+    with np.load(tmp_path / "b.npz") as archive:
+        members = {name: archive[name] for name in archive.files}
+    members["extra_mean_precision"] = -members["extra_mean_precision"]
+    with open(tmp_path / "f.npz", "wb") as f:
+        np.savez(f, **members)
+    with pytest.raises(ValueError, match="posterior has concentrations, mean precisions"):
+        load(tmp_path / "f.npz")
+    meta = json.loads(bytes(members["gaussmix.json"]).decode())
+    meta["extra"]["mean_precision"] = [10**9]
+    members["gaussmix.json"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(tmp_path / "g.npz", "wb") as f:
+        np.savez(f, **members)
+    with pytest.raises(ValueError, match="declares more values than a mixture holds"):
+        load(tmp_path / "g.npz")
+    assert zipfile.is_zipfile(tmp_path / "g.npz")

@@ -21,8 +21,9 @@ PRIVATE_HELPERS = {
     "test_gaussian_suffstat_sk_spherical", "test_compute_log_det_cholesky",
     "test_gaussian_mixture_log_probabilities", "test_gaussian_mixture_estimate_log_prob_resp",
     "test_gaussian_mixture_all_init_does_not_estimate_gaussian_parameters",
-    # These call the estimator's private _set_parameters and _initialize.
-    "test_gaussian_mixture_precisions_init",
+    # These call the estimators' private _set_parameters, _check_parameters and _initialize.
+    "test_gaussian_mixture_precisions_init", "test_compare_covar_type",
+    "test_log_dirichlet_norm", "test_log_wishart_norm",
 }
 ARRAY_API = {"test_gaussian_mixture_array_api_compliance",
              "test_gaussian_mixture_raises_where_array_api_not_implemented"}
@@ -55,9 +56,17 @@ _gaussian = _import_against_gaussmix("sklearn.mixture.tests.test_gaussian_mixtur
                                      {"GaussianMixture": gaussmix.GaussianMixture})
 assert _gaussian.GaussianMixture is gaussmix.GaussianMixture
 
-for _name, _test in vars(_gaussian).items():
-    if _name.startswith("test_") and callable(_test) and _name not in LEFT_OUT:
-        globals()[_name] = _test
+_bayesian = _import_against_gaussmix(
+    "sklearn.mixture.tests.test_bayesian_mixture",
+    {"GaussianMixture": gaussmix.GaussianMixture,
+     "BayesianGaussianMixture": gaussmix.BayesianGaussianMixture})
+assert _bayesian.BayesianGaussianMixture is gaussmix.BayesianGaussianMixture
+
+for _module, _prefix in ((_gaussian, ""), (_bayesian, "bayesian_")):
+    for _name, _test in vars(_module).items():
+        if _name.startswith("test_") and callable(_test) and _name not in LEFT_OUT:
+            globals()[_name if not _prefix or _name.startswith("test_bayesian")
+                      else "test_" + _prefix + _name[5:]] = _test
 
 
 @pytest.fixture(params=[np.float32, np.float64])

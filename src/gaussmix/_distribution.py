@@ -375,9 +375,23 @@ class FittedMixture(EstimatorBase):
             arrays={"weights": self.weights_, "means": self.means_,
                     "covariances": self.covariances_, "precisions": self.precisions_,
                     "precisions_cholesky": self.precisions_cholesky_},
-            fitted={k: getattr(self, k) for k in FITTED_SCALARS if hasattr(self, k)},
+            fitted={k: _plain_scalar(getattr(self, k)) for k in FITTED_SCALARS
+                    if hasattr(self, k)},
             feature_names=None if names is None else [str(n) for n in names],
+            estimator=type(self).__name__,
+            extra=self._state_extra(),
         )
+
+    def _state_extra(self):
+        """Further fitted arrays a model file keeps (none for a plain mixture)."""
+        return {}
+
+    def _restore_extra(self, extra, path):
+        """Set the further fitted arrays read from ``path`` (refusing any a plain mixture
+        does not have)."""
+        if extra:
+            raise ValueError(f"Cannot load {path!r}: it holds arrays ({', '.join(extra)}) that a "
+                             f"{type(self).__name__} does not have.")
 
     def _check_loaded(self, state, path):
         """Refuse a loaded state whose settings no fit of this class writes: values out of
@@ -412,9 +426,15 @@ class FittedMixture(EstimatorBase):
             setattr(model, name + "_", value)
         for name, value in state.fitted.items():
             setattr(model, name, value)
+        model._restore_extra(state.extra, path)
         return model
 
 
+
+
+def _plain_scalar(value):
+    """A fitted scalar as a Python value (numpy scalars become floats or ints)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _scale_noise(z, factors, labels, covariance_type):

@@ -255,6 +255,49 @@ class BayesianGaussianMixture(MixtureEstimator):
             as64(self.covariances_), as64(self.precisions_cholesky_),
             self._arrays_covariance_type)
 
+    def _state_extra(self):
+        concentration = self.weight_concentration_
+        return {
+            "weight_concentration": np.asarray(np.stack(concentration)
+                                               if isinstance(concentration, tuple)
+                                               else concentration),
+            "mean_precision": np.asarray(self.mean_precision_),
+            "degrees_of_freedom": np.asarray(self.degrees_of_freedom_),
+            "mean_prior": np.asarray(self.mean_prior_),
+            "covariance_prior": np.asarray(self.covariance_prior_),
+        }
+
+    def _restore_extra(self, extra, path):
+        k, d = self.means_.shape
+        covariance_type = self._arrays_covariance_type
+        dp = self.weight_concentration_prior_type == "dirichlet_process"
+        shapes = {
+            "weight_concentration": (2, k) if dp else (k,),
+            "mean_precision": (k,),
+            "degrees_of_freedom": () if covariance_type == "tied" else (k,),
+            "mean_prior": (d,),
+            "covariance_prior": {"full": (d, d), "tied": (d, d), "diag": (d,),
+                                 "spherical": ()}[covariance_type],
+        }
+        found = {name: np.shape(value) for name, value in extra.items()}
+        if found != shapes:
+            raise ValueError(f"Cannot load {path!r}: its posterior arrays have shapes {found}, "
+                             f"expected {shapes}.")
+        positive = (np.all(extra["weight_concentration"] > 0)
+                    and np.all(extra["mean_precision"] > 0)
+                    and np.all(extra["degrees_of_freedom"] > d - 1))
+        if not positive:
+            raise ValueError(f"Cannot load {path!r}: its posterior has concentrations, mean "
+                             f"precisions or degrees of freedom (at most {d - 1}) that no fit "
+                             "writes.")
+        concentration = extra["weight_concentration"]
+        self.weight_concentration_ = tuple(concentration) if dp else concentration
+        self.mean_precision_ = extra["mean_precision"]
+        self.degrees_of_freedom_ = extra["degrees_of_freedom"][()]
+        self.mean_prior_ = extra["mean_prior"]
+        covariance = extra["covariance_prior"]
+        self.covariance_prior_ = covariance if covariance.ndim else float(covariance)
+
     def _scoring_params(self):
         """Rows are scored as scikit-learn scores them: under the variational E-step."""
         return expected_params(self._posterior())

@@ -21,6 +21,15 @@ A NumPy ``.npz`` archive (a zip file of ``.npy`` arrays) holding:
 ``init_weights``, ``init_means``, ``init_precisions``
     Present only when the model was constructed with array-valued initial parameters.
 
+``param_<name>``
+    Other array-valued constructor parameters (a Bayesian mixture's ``mean_prior``,
+    ``covariance_prior``), listed with their shapes under ``"param_arrays"`` in the JSON.
+
+``extra_<name>``
+    An estimator's further fitted arrays (a Bayesian mixture's posterior and priors), listed
+    with their shapes under ``"extra"``; ``"estimator"`` names the class (absent: a
+    ``GaussianMixture``).
+
 Loading never executes anything from the file (``allow_pickle=False``) and checks every shape.
 Writes go to a temporary file in the same folder that is renamed over ``path`` once complete,
 so a crash never leaves a half-written model.
@@ -32,7 +41,7 @@ import json
 import os
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,7 +60,9 @@ METADATA = "gaussmix.json"
 PARAM_ARRAYS = {"weights_init": "init_weights", "means_init": "init_means",
                 "precisions_init": "init_precisions"}
 FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_reseeded_",
-                  "n_regularized_")
+                  "n_regularized_", "weight_concentration_prior_", "mean_precision_prior_",
+                  "degrees_of_freedom_prior_")
+ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
 # The JSON metadata is a few kilobytes; a million feature names fit in this.
 MAX_METADATA_BYTES = 64 * 2**20
 ARRAYS = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
@@ -86,6 +97,10 @@ class ModelState:
     fitted : dict
         The fit history attributes present (``converged_``, ``n_iter_``, ...).
     feature_names : list of str or None
+    estimator : str
+        The class's name (one of ``ESTIMATORS``).
+    extra : dict of ndarray
+        The estimator's further fitted arrays, by attribute name without the underscore.
     """
 
     covariance_type: str
@@ -95,6 +110,8 @@ class ModelState:
     arrays: dict
     fitted: dict
     feature_names: list | None = None
+    estimator: str = "GaussianMixture"
+    extra: dict = field(default_factory=dict)
 
 
 def save_state(state, path):
@@ -118,11 +135,18 @@ def save_state(state, path):
         "params": {k: _plain(v) for k, v in state.params.items() if k not in PARAM_ARRAYS},
         "fitted": {k: _fitted_value(v) for k, v in state.fitted.items()
                    if k in FITTED_SCALARS},
+        "estimator": state.estimator,
     }
     arrays = {name: state.arrays[name] for name in ARRAYS}
     for param, member in PARAM_ARRAYS.items():
         if state.params.get(param) is not None:
             arrays[member] = np.asarray(state.params[param], dtype=np.float64)
+    other = {k: np.asarray(v, dtype=np.float64) for k, v in state.params.items()
+             if k not in PARAM_ARRAYS and v is not None and _plain(v) is None}
+    metadata["param_arrays"] = {k: list(v.shape) for k, v in other.items()}
+    arrays.update({f"param_{k}": v for k, v in other.items()})
+    metadata["extra"] = {k: list(np.shape(v)) for k, v in state.extra.items()}
+    arrays.update({f"extra_{k}": np.asarray(v) for k, v in state.extra.items()})
     arrays[METADATA] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -171,13 +195,13 @@ def load_state(path):
             initial = {param: _read_member(path, archive, member, _init_shape(member, metadata))
                        for param, member in PARAM_ARRAYS.items()
                        if _has_member(archive, member)}
+            initial.update(_read_listed(path, archive, metadata, "param_arrays", "param_"))
+            extra = _read_listed(path, archive, metadata, "extra", "extra_")
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError):
         raise _refuse(path, "the file is truncated or corrupt (a broken zip archive)") from None
     _check_mixture(path, arrays, metadata["covariance_type"])
     _check_fitted(path, metadata)
-    params = dict(metadata["params"])
-    for param in PARAM_ARRAYS:
-        params[param] = initial.get(param)
+    params = {**metadata["params"], **initial}
     names = metadata.get("feature_names")
     return ModelState(
         covariance_type=metadata["covariance_type"],
@@ -187,8 +211,32 @@ def load_state(path):
         arrays=arrays,
         fitted={k: v for k, v in metadata.get("fitted", {}).items() if k in FITTED_SCALARS},
         feature_names=None if names is None else list(names),
+        estimator=metadata.get("estimator", "GaussianMixture"),
+        extra=extra,
     )
 
+
+def _read_listed(path, archive, metadata, key, prefix):
+    """The arrays ``metadata[key]`` lists (name: shape), each read as ``prefix + name``;
+    their declared sizes together are bounded by what any mixture of the file's size holds."""
+    listed = metadata.get(key, {})
+    if not isinstance(listed, dict):
+        raise _refuse(path, f"its {key!r} is not a JSON object")
+    k, d = metadata["n_components"], metadata["n_features"]
+    budget = 8 * (k + 1) * (d * d + d + 8)
+    arrays = {}
+    for name, shape in listed.items():
+        if not (isinstance(name, str) and isinstance(shape, list) and len(shape) <= 3
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                        for n in shape)):
+            raise _refuse(path, f"its {key!r} lists {name!r} with an invalid shape")
+        budget -= int(np.prod(shape, dtype=np.int64))
+        if budget < 0:
+            raise _refuse(path, f"its {key!r} declares more values than a mixture holds")
+        arrays[name] = _read_member(path, archive, prefix + name, tuple(shape))
+        if not np.isfinite(arrays[name]).all():
+            raise _refuse(path, f"the array {prefix + name!r} holds NaN or infinity")
+    return arrays
 
 def _read_metadata(path, raw):
     try:
@@ -211,6 +259,9 @@ def _read_metadata(path, raw):
     if isinstance(k, bool) or isinstance(d, bool) or k < 1 or d < 1:
         raise _refuse(path, f"it declares {k} components of {d} features; a mixture has at "
                             "least one of each")
+    if metadata.get("estimator", "GaussianMixture") not in ESTIMATORS:
+        raise _refuse(path, f"it holds an unknown estimator {metadata.get('estimator')!r}; "
+                            "upgrade gaussmix to load it")
     if metadata["covariance_type"] not in COVARIANCE_TYPES:
         raise _refuse(path, f"unknown covariance type {metadata['covariance_type']!r}")
     return metadata
@@ -365,7 +416,15 @@ def _is_bound(value):
             and not np.isnan(value) and value != np.inf)
 
 
+def _is_real(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)))
+
+
 FITTED_KINDS = {
+    "weight_concentration_prior_": _is_real,
+    "mean_precision_prior_": _is_real,
+    "degrees_of_freedom_prior_": _is_real,
     "converged_": lambda v: isinstance(v, bool),
     "n_iter_": _is_count,
     "n_reseeded_": _is_count,

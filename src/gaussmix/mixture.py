@@ -335,7 +335,8 @@ class GaussianMixture(MixtureEstimator):
 
 
 def load(path):
-    """Read a mixture written by ``GaussianMixture.save``.
+    """Read a mixture written by ``save`` (a ``GaussianMixture`` or a
+    ``BayesianGaussianMixture``, as it was saved).
 
     Loading never executes anything from the file and checks every shape (see
     ``gaussmix.io``).
@@ -346,7 +347,7 @@ def load(path):
 
     Returns
     -------
-    GaussianMixture
+    GaussianMixture or BayesianGaussianMixture
         Fitted, with the saved parameters, hyper-parameters and fit history.
 
     Raises
@@ -359,4 +360,9 @@ def load(path):
 
     from .io import load_state
 
-    return GaussianMixture._from_state(load_state(path), os.fspath(path))
+    state = load_state(path)
+    if state.estimator == "BayesianGaussianMixture":
+        from .bayesian import BayesianGaussianMixture as cls
+    else:
+        cls = GaussianMixture
+    return cls._from_state(state, os.fspath(path))

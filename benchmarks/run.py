@@ -26,6 +26,11 @@ Usage::
     python benchmarks/run.py --only camera      # one workload
     python benchmarks/run.py --quick            # small sizes: a smoke test of the harness
     python benchmarks/run.py --out results.md   # also write the table as Markdown
+    python benchmarks/run.py --bayesian         # BayesianGaussianMixture against scikit-learn's
+
+With ``--bayesian`` both libraries fit their ``BayesianGaussianMixture`` (default priors,
+Dirichlet process); the per-iteration fits start from the same ``random_from_data`` rows
+(``random_state=0``) in each library, and the whole fits use the defaults.
 """
 
 from __future__ import annotations
@@ -98,20 +103,25 @@ def worker(task):
     if task.get("quick"):
         X = X[:: max(1, len(X) // 4000)]
         k = max(2, k // 10)
+    bayesian = task.get("bayesian", False)
     if task["library"] == "gaussmix":
-        from gaussmix import GaussianMixture
+        from gaussmix import BayesianGaussianMixture, GaussianMixture
 
         # Load the compiled kernels (numba's cache: 50-90 ms once per process) before
         # measuring; a problem this small would otherwise take the numpy path and load nothing.
         GaussianMixture(2, max_iter=2, backend="numba").fit(X[:500])
     else:
-        from sklearn.mixture import GaussianMixture
+        from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
-    if task["mode"] == "iter":
+    if task["mode"] == "iter" and bayesian:
+        kw = dict(max_iter=task["iterations"], tol=0.0, random_state=0,
+                  init_params="random_from_data")
+    elif task["mode"] == "iter":
         kw = dict(max_iter=task["iterations"], tol=0.0, **workloads.spread_start(X, k))
     else:
         kw = dict(n_init=n_init, random_state=task.get("seed", 0))
-    model = GaussianMixture(k, reg_covar=REG_COVAR, **kw)
+    estimator = BayesianGaussianMixture if bayesian else GaussianMixture
+    model = estimator(n_components=k, reg_covar=REG_COVAR, **kw)
     base_kib = _proc_kib("VmRSS")
     _peak_rss_reset()
     start = time.perf_counter()
@@ -168,11 +178,11 @@ def per_iteration(base, iterations):
             "iterations": [lo, hi], "seconds_lo_hi": [short["seconds"], long["seconds"]]}
 
 
-def measure(name, quick, seeds):
+def measure(name, quick, seeds, bayesian=False):
     _, _, _, _, (iters_ours, iters_theirs), sklearn_fit = WORKLOADS[name]
     row = {"workload": name, "seeds": seeds}
     for library, iterations in (("gaussmix", iters_ours), ("sklearn", iters_theirs)):
-        base = {"library": library, "workload": name, "quick": quick}
+        base = {"library": library, "workload": name, "quick": quick, "bayesian": bayesian}
         row[library] = {"iter": per_iteration(base, iterations)}
         if library == "gaussmix" or sklearn_fit:
             fits = [run_task({**base, "mode": "fit", "seed": seed}) for seed in range(seeds)]
@@ -236,18 +246,21 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds of the whole fits (default 3; 10 for the camera)")
     parser.add_argument("--out", default=None, help="also write the results as Markdown here")
+    parser.add_argument("--bayesian", action="store_true",
+                        help="BayesianGaussianMixture in both libraries")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
         return
     names = list(WORKLOADS) if args.only is None else args.only.split(",")
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {machine()}" + (" (BayesianGaussianMixture)" if args.bayesian else ""),
+          flush=True)
     rows = []
     for name in names:
         start = time.perf_counter()
         seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS.get(name, 3)
-        rows.append(measure(name, args.quick, seeds))
+        rows.append(measure(name, args.quick, seeds, args.bayesian))
         print(f"{name}: measured in {time.perf_counter() - start:.0f} s", flush=True)
         print(json.dumps(rows[-1]), flush=True)
     table = format_rows(rows)

@@ -21,7 +21,8 @@ RENDERS = {
     "astronaut": ["samples", "density-mapped", "conditional-mean", "components", "ellipses",
                   "contour"],
 }
-FIGURES = ["1d-mixture", "1d-weights", "1d-fit", "2d-density", "conditionals"]
+FIGURES = ["1d-mixture", "1d-weights", "1d-fit", "2d-density", "conditionals",
+           "dirichlet-process"]
 FIGURE_HEIGHT = 260
 
 

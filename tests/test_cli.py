@@ -150,8 +150,8 @@ def test_figures_command_writes_every_figure(tmp_path):
     assert code == 0, stderr
     assert sorted(os.listdir(tmp_path / "f")) == sorted([
         "1d-mixture.png", "1d-weights.png", "1d-fit.png", "2d-density.png", "conditionals.png",
-        "sampling.gif"])
-    assert "wrote 6 figures" in stdout
+        "dirichlet-process.png", "sampling.gif"])
+    assert "wrote 7 figures" in stdout
     with Image.open(tmp_path / "f" / "sampling.gif") as gif:
         assert gif.n_frames >= 40
 
@@ -201,3 +201,20 @@ def test_segment_needs_a_box_or_a_mask(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["segment", "x.png"])
     assert info.value.code == 2 and "--box" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("blocked, extra", [(("PIL", "PIL.Image"), "images"),
+                                            (("skimage", "skimage.data"), "images")])
+def test_a_missing_extra_is_one_sentence_naming_the_install(tmp_path, blocked, extra):
+    (tmp_path / "p.png").write_bytes(b"not read")
+    command = "demo" if blocked[0] == "skimage" else "paint"
+    argv = ["demo", "--out", str(tmp_path / "d")] if command == "demo" else \
+        ["paint", str(tmp_path / "p.png"), "--out", str(tmp_path / "o")]
+    script = ("import sys\n"
+              + "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
+              + f"from gaussmix.cli import main\nraise SystemExit(main({argv!r}))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        f"gaussmix {command}: error: this needs {blocked[0]}, which is not installed; install "
+        f"it with pip install \"gaussmix[{extra}]\".")

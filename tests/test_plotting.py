@@ -79,3 +79,12 @@ def test_conditional_slice_of_a_gaussian_is_the_closed_form(models):
     cond = gaussian.condition([0], [1.5])
     assert float(cond.mean()[0]) == pytest.approx(0.8 * 1.5)
     assert float(cond.covariance()[0, 0]) == pytest.approx(1 - 0.8**2)
+
+
+def test_the_dirichlet_process_figure_shows_fewer_components(models):
+    fig = plotting.figure_dirichlet_process(models["data_1d"], models["em_10"], models["dp_10"])
+    em_axis, dp_axis, weights_axis = fig.axes[:3]
+    assert "all 10 components" in em_axis.get_title()
+    kept = models["dp_10"].n_active()
+    assert kept < 10 and f"{kept} of 10 carry weight" in dp_axis.get_title()
+    assert len(weights_axis.patches) == 20

@@ -176,6 +176,9 @@ def _add_paint_options(parser, modes, renders):
     parser.add_argument("--peak", type=_unit_float, default=0.95,
                         help="density renders: quantile of the inked pixels' density shown as "
                         "full ink (1 = the maximum; default 0.95)")
+    parser.add_argument("--bayesian", action="store_true",
+                        help="fit a Bayesian mixture (Dirichlet process) with -k as the upper "
+                        "bound; the renders show the components that carry weight")
     parser.add_argument("--max-iter", type=_positive_int, default=100,
                         help="EM iterations at most (default 100)")
     parser.add_argument("--dask", default=None, metavar="ADDRESS",
@@ -202,10 +205,17 @@ def paint_file(image, out, options, reporter, stdout):
     report = painting.report
     print(f"{report['mode']} picture {report['picture']['width']}x"
           f"{report['picture']['height']}, {report['points']} points, "
-          f"{report['n_components']} components, {report['iterations']} EM iterations "
+          f"{_components(report)}, {report['iterations']} EM iterations "
           f"({report['seconds']['fit']:.1f} s fit); wrote {len(written)} files to {folder}",
           file=stdout)
     return written
+
+
+def _components(report):
+    if report.get("bayesian"):
+        return (f"{report['active_components']} of {report['n_components']} components "
+                "carrying weight")
+    return f"{report['n_components']} components"
 
 
 def _paint_options(args):
@@ -226,6 +236,7 @@ def _paint_options(args):
         peak_quantile=args.peak,
         max_iter=args.max_iter,
         dask_address=args.dask,
+        bayesian=args.bayesian,
     )
 
 
@@ -272,6 +283,8 @@ def run_figures(args, stdout, stderr):
         "1d-fit.png": plotting.figure_1d_fit(models["data_1d"], models["model_1d"]),
         "2d-density.png": plotting.figure_2d(models["data_2d"], models["model_2d"]),
         "conditionals.png": plotting.figure_conditionals(models["gaussian"], models["mixture"]),
+        "dirichlet-process.png": plotting.figure_dirichlet_process(
+            models["data_1d"], models["em_10"], models["dp_10"]),
     }
     for name, figure in figures.items():
         write_figure(os.path.join(folder, name), figure)
@@ -308,6 +321,21 @@ def run_segment(args, stdout, stderr):
           f"overlay.png to {folder}", file=stdout)
 
 
+# The optional dependencies a command may need, by top-level module, and their extra.
+EXTRAS = {"PIL": "images", "skimage": "images", "matplotlib": "images", "rich": "images",
+          "dask": "dask", "distributed": "dask", "torch": "torch"}
+
+
+def missing_extra(exc):
+    """One sentence for a missing optional dependency, or None for any other import error."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return (f"this needs {module}, which is not installed; install it with "
+            f"pip install \"gaussmix[{extra}]\".")
+
+
 COMMANDS = {"paint": run_paint, "demo": run_demo, "figures": run_figures, "segment": run_segment}
 
 
@@ -324,6 +352,12 @@ def main(argv=None, stdout=None, stderr=None):
         COMMANDS[args.command](args, stdout, stderr)
     except (UsageError, PaintError, FileError) as exc:
         print(f"gaussmix {args.command}: error: {exc}", file=stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        sentence = missing_extra(exc)
+        if sentence is None:
+            raise
+        print(f"gaussmix {args.command}: error: {sentence}", file=stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("gaussmix: interrupted", file=stderr)

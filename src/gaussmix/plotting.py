@@ -263,14 +263,59 @@ def figure_conditionals(gaussian, mixture, slices=(-1.5, 0.0, 1.5)):
     return fig
 
 
+def figure_dirichlet_process(data, em_model, dp_model, bins=40):
+    """Ten components by EM against a Dirichlet-process fit with ten at most: both
+    densities over the data, and every component's weight side by side.
+
+    Parameters
+    ----------
+    data : array-like of shape (n,) or (n, 1)
+    em_model : GaussianMixture fitted on one feature
+    dp_model : BayesianGaussianMixture fitted on one feature
+    """
+    data = np.asarray(data, dtype=float).ravel()
+    fig = _figure(13, 3.8)
+    axes = fig.subplots(1, 3, width_ratios=(1, 1, 0.8))
+    active = dp_model.active()
+    shown = ((em_model, f"EM: all {em_model.n_components} components used"),
+             (active, f"Dirichlet process: {active.n_components} of {dp_model.n_components} "
+                      "carry weight"))
+    pad = 3 * float(np.sqrt(np.max(dense_covariances(em_model._params()))))
+    x = np.linspace(data.min() - pad, data.max() + pad, 600)
+    for ax, (model, title) in zip(axes, shown):
+        ax.hist(data, bins=bins, density=True, color="0.85", edgecolor="0.6")
+        weights, means, stds = _model_1d(model)
+        parts, total = mixture_pdf_1d(x, weights, means, stds)
+        for k, part in enumerate(parts):
+            ax.plot(x, part, "--", color=_colour(k), lw=1.1)
+        ax.plot(x, total, "k-", lw=2.0)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("density")
+    order = np.arange(em_model.n_components)
+    axes[2].bar(order - 0.2, np.sort(em_model.weights_)[::-1], width=0.4, color="0.55",
+                label="EM")
+    axes[2].bar(order + 0.2, np.sort(dp_model.weights_)[::-1], width=0.4, color=_colour(0),
+                label="Dirichlet process")
+    axes[2].set_yscale("log")
+    axes[2].set_ylim(1e-6, 1.0)
+    axes[2].set_xlabel("component (by weight)")
+    axes[2].set_ylabel("weight")
+    axes[2].set_title("Weights: unneeded components switched off", fontsize=10)
+    axes[2].legend(fontsize=8, frameon=False)
+    return fig
+
+
 def tutorial_models(seed=0):
     """The data and models the tutorial figures use: a 1-D sample and its 3-component fit,
     2-D blobs and their fit, a correlated 2-D Gaussian and a 2-D mixture for conditionals.
 
     Returns
     -------
-    dict with keys 'data_1d', 'model_1d', 'data_2d', 'model_2d', 'gaussian', 'mixture'
+    dict with keys 'data_1d', 'model_1d', 'data_2d', 'model_2d', 'gaussian', 'mixture',
+    'em_10' and 'dp_10' (ten components by EM and by a Dirichlet process, on 'data_1d')
     """
+    from .bayesian import BayesianGaussianMixture
     from .mixture import GaussianMixture
 
     rng = np.random.RandomState(seed)
@@ -288,5 +333,9 @@ def tutorial_models(seed=0):
         [0.5, 0.3, 0.2], [[-1.0, -1.0], [1.2, 1.5], [0.5, -2.0]],
         [[[0.6, 0.3], [0.3, 0.6]], [[0.5, -0.2], [-0.2, 0.4]], [[0.3, 0.0], [0.0, 0.2]]],
     )
+    column = data_1d[:, np.newaxis]
+    em_10 = GaussianMixture(10, random_state=seed, max_iter=500).fit(column)
+    dp_10 = BayesianGaussianMixture(n_components=10, weight_concentration_prior=1e-2,
+                                    max_iter=1000, random_state=seed).fit(column)
     return dict(data_1d=data_1d, model_1d=model_1d, data_2d=data_2d, model_2d=model_2d,
-                gaussian=gaussian, mixture=mixture)
+                gaussian=gaussian, mixture=mixture, em_10=em_10, dp_10=dp_10)

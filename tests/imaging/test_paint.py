@@ -109,3 +109,14 @@ def test_samples_are_drawn_in_blocks(monkeypatch):
     for result in (small, whole):  # the same number of distinct draws, however drawn
         assert 0 < (result.renders["samples"] == 0).sum() <= 100
     assert (small.renders["samples"] == 0).sum() > 50
+
+
+def test_a_bayesian_painting_keeps_the_components_that_carry_weight():
+    result = paint(disc_and_bar(), n_components=40, bayesian=True,
+                   renders=["density", "components", "samples"])
+    report = result.report
+    assert report["bayesian"] and report["n_components"] == 40
+    assert 1 <= report["active_components"] <= 40
+    assert np.isfinite(report["log_likelihood"])
+    for name in ("density", "components", "samples"):
+        assert result.renders[name].shape[:2] == disc_and_bar().shape

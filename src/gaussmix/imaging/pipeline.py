@@ -11,6 +11,7 @@ import numpy as np
 
 from .._validation import MAX_SEED
 from ..exceptions import ConvergenceWarning
+from ..bayesian import BayesianGaussianMixture
 from ..mixture import GaussianMixture
 from . import render
 from .points import (
@@ -108,7 +109,7 @@ def picture_points(picture, mode, threshold=None, keep="dark", colour_scale=1.0)
 def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None, sharpen=1.0,
           seed=0, max_pixels=None, threshold=None, keep="dark", colour_scale=1.0,
           tone_knots=render.DEFAULT_TONE_KNOTS, peak_quantile=render.DEFAULT_PEAK_QUANTILE,
-          max_iter=100, tol=1e-3, dask_address=None, reporter=None):
+          max_iter=100, tol=1e-3, dask_address=None, reporter=None, bayesian=False):
     """Fit a mixture to a picture and render it back.
 
     Parameters
@@ -143,6 +144,10 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         Address of a dask.distributed scheduler: the fit's E-steps run on that cluster.
     reporter : Reporter, optional
         Progress display (see ``progress.py``).
+    bayesian : bool
+        Fit a :class:`~gaussmix.BayesianGaussianMixture` (Dirichlet process) with
+        ``n_components`` as the upper bound; the renders show the components that carry
+        weight (its :meth:`~gaussmix.BayesianGaussianMixture.active` mixture).
 
     Returns
     -------
@@ -183,12 +188,13 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     seconds["prepare"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = _fit(points, k, seed, max_iter, tol, reporter, dask_address)
+    model = _fit(points, k, seed, max_iter, tol, reporter, dask_address, bayesian)
     seconds["fit"] = time.perf_counter() - start
+    fitted = model.active() if bayesian else model
 
     shape = image.shape[:2]
     painting = Painting(model=model, mode=mode, picture=picture, shape=shape, factor=factor)
-    shown = model if sharpen == 1.0 else model.scale_covariances(sharpen)
+    shown = fitted if sharpen == 1.0 else fitted.scale_covariances(sharpen)
     if n_samples is None:
         n_samples = min(MAX_SAMPLES, len(points) if mode == "bw" else shape[0] * shape[1])
     colours = render.mean_colours(shown, colour_scale) if mode == "color" else render.palette(k)
@@ -209,9 +215,12 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         "points": len(points),
         "threshold": used_threshold,
         "n_components": int(k),
+        "bayesian": bool(bayesian),
+        "active_components": int(fitted.n_components),
         "iterations": int(model.n_iter_),
         "converged": bool(model.converged_),
-        "log_likelihood": float(model.lower_bound_),
+        # A Bayesian fit's bound is not a log-likelihood: score the points under its mixture.
+        "log_likelihood": float(fitted.score(points) if bayesian else model.lower_bound_),
         "sharpen": float(sharpen),
         "peak_quantile": float(peak_quantile),
         "seed": int(seed),
@@ -253,14 +262,19 @@ def _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels
         raise PaintError(f"-k must be at least 1, got {n_components}.")
 
 
-def _fit(points, k, seed, max_iter, tol, reporter, dask_address=None):
+def _fit(points, k, seed, max_iter, tol, reporter, dask_address=None, bayesian=False):
     with reporter.stage("fit", total=max_iter) as advance:
         def on_iteration(progress):
-            advance(note=f"log-likelihood {progress.lower_bound:.4f}")
+            bound = progress.lower_bound / (len(points) if bayesian else 1)
+            advance(note=f"{'lower bound' if bayesian else 'log-likelihood'} {bound:.4f}")
 
-        model = GaussianMixture(k, covariance_type="full", reg_covar=PIXEL_REG_COVAR,
-                                random_state=seed, max_iter=max_iter, tol=tol,
-                                callback=on_iteration)
+        settings = dict(covariance_type="full", reg_covar=PIXEL_REG_COVAR, random_state=seed,
+                        max_iter=max_iter, callback=on_iteration)
+        if bayesian:
+            # Its bound is a sum over the points: the same tolerance per point.
+            model = BayesianGaussianMixture(k, tol=tol * len(points), **settings)
+        else:
+            model = GaussianMixture(k, tol=tol, **settings)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             if dask_address is None:

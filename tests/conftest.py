@@ -1,6 +1,11 @@
 import os
 import warnings
 
+# Kernels compile in this process on first use, so that every test run takes the same path
+# (a fit would otherwise run numpy while they compile in the background; tests/backends/
+# test_warmup.py tests that).
+os.environ.setdefault("GAUSSMIX_COMPILE", "foreground")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

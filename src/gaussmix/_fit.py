@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import backends
-from ._data import sample_size
+from ._data import FitData, StreamData, sample_size
 from ._em import (
     MaximumLikelihood,
     Params,
@@ -51,6 +51,9 @@ class FitPlan:
         Added to every covariance's diagonal.
     jitter_floor : float
         Least extra diagonal for a covariance that fails its factorisation.
+    compile_after : bool
+        Whether the fit ends by starting the numba kernels' background compilation (it ran
+        on numpy because they were not compiled yet; ``backends.warmup``).
     """
 
     data: object
@@ -60,6 +63,7 @@ class FitPlan:
     chunk_size: int
     reg_covar: float
     jitter_floor: float
+    compile_after: bool = False
 
     @property
     def shift(self):
@@ -119,15 +123,60 @@ def plan_fit(data, n_components, *, backend=None, chunk_size=None, reg_covar=0.0
     check_scale(data.variance, data.dtype)
     chosen = data.backend_for(backend, n_components)
     chunk = int(data.chunk_rows(n_components) if chunk_size is None else chunk_size)
+    expectation = data.expectation_for(chosen)
+    n_pairs = data.n_rows * n_components
+    compile_after = chosen == "numpy" and backends.kernels_pending(backend, n_pairs)
+    if compile_after and n_pairs >= backends.HANDOVER_PAIRS and \
+            isinstance(data, (FitData, StreamData)):
+        from .backends import warmup
+
+        warmup.start_compiling()
+        expectation = Handover(data, chunk, expectation)
+        compile_after = False
     return FitPlan(
         data=data,
         backend=chosen,
         source=data.fit_source(chosen, chunk),
-        expectation=data.expectation_for(chosen),
+        expectation=expectation,
         chunk_size=chunk,
         reg_covar=float(reg_covar),
         jitter_floor=data.jitter_floor(reg_covar),
+        compile_after=compile_after,
     )
+
+
+class Handover:
+    """An expectation that runs numpy's E-step until the numba kernels have compiled in the
+    background (``backends.warmup``), then theirs: a first fit never waits for the compiler.
+
+    Parameters
+    ----------
+    data : FitData or StreamData
+    chunk_size : int
+    numpy_expectation : callable (source, params) -> Stats
+    """
+
+    def __init__(self, data, chunk_size, numpy_expectation):
+        self.data = data
+        self.chunk_size = chunk_size
+        self.numpy_expectation = numpy_expectation
+        self.fast = None  # (source, expectation) of the kernels, once compiled
+        self.handed_over_at = None  # how many E-steps ran before the kernels took over
+        self.n_calls = 0
+
+    def __call__(self, source, params):
+        from .backends import warmup
+
+        if self.fast is None and warmup.kernels_ready():
+            self.fast = (self.data.fit_source("numba", self.chunk_size),
+                         self.data.expectation_for("numba"))
+            self.handed_over_at = self.n_calls
+        self.n_calls += 1
+        if self.fast is None:
+            return self.numpy_expectation(source, params)
+        fast_source, fast_expectation = self.fast
+        with backends.kernel_threads():
+            return fast_expectation(fast_source, params)
 
 
 @dataclass(frozen=True)
@@ -302,6 +351,10 @@ def fit_best(plan, starts, *, tol, max_iter, reporter=None, lower_bound=-np.inf,
             if best is None or result.lower_bound > best.lower_bound:
                 best = result
     best.params = best.params.shifted(plan.shift)
+    if plan.compile_after:
+        from .backends import warmup
+
+        warmup.start_compiling()
     return best
 
 

@@ -37,10 +37,11 @@ BLOCK_ROWS = 8192
 
 
 def _kernels():
-    """The numba k-means kernels, or None when numba is not installed."""
-    from .backends import numba_available
+    """The numba k-means kernels, or None when numba is not installed or its kernels are
+    still compiling (``backends.warmup``)."""
+    from .backends import kernels_usable
 
-    if not numba_available():
+    if not kernels_usable():
         return None
     from .backends import kmeans_kernels
 

@@ -192,12 +192,22 @@ def default_out(image_path, suffix="gaussmix"):
     return f"{stem}-{suffix}"
 
 
+def note_first_run(reporter):
+    """Say, on a first run, that numba's kernels compile in the background meanwhile."""
+    from .backends import numba_available, warmup
+
+    if numba_available() and not warmup.kernels_ready() and warmup.can_compile_in_background():
+        reporter.note("compiling fast kernels in the background (first run only); until they "
+                      "are ready, fits run on the numpy path.")
+
+
 def paint_file(image, out, options, reporter, stdout):
     """Read (or take) a picture, paint it, write everything; returns the written paths."""
     from .imaging.files import prepare_output_folder, read_image, write_painting
     from .imaging.pipeline import paint
 
     folder = prepare_output_folder(out)
+    note_first_run(reporter)
     picture = (read_image(image, note=reporter.note) if isinstance(image, (str, os.PathLike))
                else image)
     painting = paint(picture, reporter=reporter, **options)

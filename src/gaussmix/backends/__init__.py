@@ -26,6 +26,30 @@ def numba_available():
     return importlib.util.find_spec("numba") is not None
 
 
+def kernels_usable():
+    """Whether the numba kernels may run now: installed, and compiled or to be compiled in
+    this process (see ``warmup``)."""
+    if not numba_available():
+        return False
+    from . import warmup
+
+    return warmup.kernels_ready() or not warmup.can_compile_in_background()
+
+
+def kernels_pending(backend, n_pairs):
+    """Whether ``backend`` would take the numba kernels once their background compilation
+    is done (a fit hands over to them then)."""
+    from . import warmup
+
+    return (backend in (None, "auto") and n_pairs >= NUMBA_MIN_PAIRS and numba_available()
+            and not warmup.kernels_ready() and warmup.can_compile_in_background())
+
+
+# From this many (row, component) pairs a numpy E-step takes seconds: a first fit starts the
+# kernels' compilation at once and hands over to them (below, it compiles them after the fit).
+HANDOVER_PAIRS = 100_000_000
+
+
 # Below this many (row, component) pairs the numpy path is as fast as launching the kernel.
 NUMBA_MIN_PAIRS = 200_000
 
@@ -33,12 +57,14 @@ NUMBA_MIN_PAIRS = 200_000
 def resolve(backend, n_pairs=None):
     """The backend to use.
 
-    ``None``/'auto' picks numba when it is installed and the problem has at least
-    ``NUMBA_MIN_PAIRS`` (row, component) pairs (``n_pairs`` None: any size), else numpy.
+    ``None``/'auto' picks numba when it is installed, its kernels are compiled (see
+    ``warmup``: until then their compilation runs in the background and numpy serves) and
+    the problem has at least ``NUMBA_MIN_PAIRS`` (row, component) pairs (``n_pairs`` None:
+    any size), else numpy.
     """
     if backend in (None, "auto"):
         big = n_pairs is None or n_pairs >= NUMBA_MIN_PAIRS
-        return "numba" if big and numba_available() else "numpy"
+        return "numba" if big and kernels_usable() else "numpy"
     if backend not in BACKENDS:
         raise ValueError("backend must be None, 'auto', 'numpy', 'numba' or 'torch', got "
                          f"{backend!r}.")

@@ -1,0 +1,162 @@
+"""A quick first fit: numba's kernels compile in a background process, never in a fit.
+
+Compiling the fused kernel and its helpers takes 15-25 s on 2 cores, once per install (numba
+caches the machine code). Until they are compiled, fits, their k-means initialisation and
+scoring take the numpy path, and the compilation runs in a separate process (no lock on this
+one's interpreter): started when a fit ends, so that it does not slow that fit (on 2 cores
+the compiler halves numpy's speed), or at once for a fit large enough that numpy's E-steps
+would take longer than the compiler, which then hands over to the kernels as soon as they
+are ready (``_fit.Handover``).
+
+The compiling process leaves a stamp beside numba's cache, named by gaussmix's and numba's
+versions and the kernels' sources, so a later process knows without compiling. Set
+``GAUSSMIX_COMPILE=foreground`` to compile inside the process instead (on first use, as
+numba does by default): the test suite does, so that every run takes the same path.
+
+``python -m gaussmix.backends.warmup`` compiles (and stamps) in the foreground.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+import time
+
+KERNEL_MODULES = ("fused.py", "tiles.py", "kmeans_kernels.py", "numba_backend.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+# A compiling process that has not finished after this long is taken as gone.
+STALE_LOCK_SECONDS = 600.0
+
+_ready = False
+
+
+def foreground():
+    """Whether kernels compile inside the process (``GAUSSMIX_COMPILE=foreground``)."""
+    return os.environ.get("GAUSSMIX_COMPILE", "").lower() == "foreground"
+
+
+@functools.lru_cache(maxsize=1)
+def _stamp_name():
+    from .._version import __version__
+
+    digest = hashlib.sha256()
+    for name in KERNEL_MODULES:
+        with open(os.path.join(HERE, name), "rb") as f:
+            digest.update(f.read())
+    numba_version = importlib.metadata.version("numba")
+    return f".gaussmix-kernels-{__version__}-numba{numba_version}-{digest.hexdigest()[:16]}"
+
+
+def cache_folder():
+    """Where numba caches this package's kernels (and the stamp lives)."""
+    configured = os.environ.get("NUMBA_CACHE_DIR")
+    return configured if configured else os.path.join(HERE, "__pycache__")
+
+
+def _stamp_path():
+    return os.path.join(cache_folder(), _stamp_name())
+
+
+def kernels_ready():
+    """Whether the kernels can be used without compiling in this process."""
+    global _ready
+    if not _ready:
+        _ready = foreground() or os.path.exists(_stamp_path())
+    return _ready
+
+
+def can_compile_in_background():
+    """Whether a background compilation can leave its cache and stamp (a writable cache
+    folder); where not, kernels compile on first use, as numba does by default."""
+    folder = cache_folder()
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def _lock_path():
+    return _stamp_path() + ".compiling"
+
+
+def _compiling_elsewhere():
+    try:
+        return time.time() - os.path.getmtime(_lock_path()) < STALE_LOCK_SECONDS
+    except OSError:
+        return False
+
+
+def start_compiling():
+    """Start the background compilation unless it is done or under way; returns whether one
+    is running (False where the cache folder cannot be written: kernels then compile on
+    first use, as before)."""
+    if kernels_ready():
+        return False
+    if _compiling_elsewhere():
+        return True
+    try:
+        os.makedirs(cache_folder(), exist_ok=True)
+        with open(_lock_path(), "w") as f:
+            f.write(str(os.getpid()))
+    except OSError:
+        return False
+    subprocess.Popen([sys.executable, "-m", "gaussmix.backends.warmup", "--background"],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    return True
+
+
+def compile_kernels():
+    """Compile every kernel a fit, a score or an initialisation may call, for float32 and
+    float64 and every covariance type, by running them on a small problem."""
+    import numpy as np
+
+    from ..mixture import GaussianMixture
+
+    rng = np.random.RandomState(0)
+    for dtype in (np.float64, np.float32):
+        X = rng.normal(size=(600, 2)).astype(dtype)
+        for covariance_type in ("full", "tied", "diag", "spherical"):
+            gm = GaussianMixture(40, covariance_type=covariance_type, max_iter=2,
+                                 backend="numba", random_state=0)
+            with _quiet():
+                gm.fit(X)
+            gm.score_samples(X)
+            gm.predict_proba(X)
+
+
+@contextlib.contextmanager
+def _quiet():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ["GAUSSMIX_COMPILE"] = "foreground"
+    if "--background" in argv:
+        with contextlib.suppress(OSError):
+            os.nice(19)  # the fit that started it keeps the cores
+    try:
+        compile_kernels()
+        path = _stamp_path()
+        with open(path + ".tmp", "w") as f:
+            f.write("compiled\n")
+        os.replace(path + ".tmp", path)
+    finally:
+        if "--background" in argv:
+            with contextlib.suppress(OSError):
+                os.unlink(_lock_path())
+
+
+if __name__ == "__main__":
+    main()

@@ -250,3 +250,21 @@ def test_a_forged_posterior_is_refused(tmp_path):
     with pytest.raises(ValueError, match="declares more values than a mixture holds"):
         load(tmp_path / "g.npz")
     assert zipfile.is_zipfile(tmp_path / "g.npz")
+
+
+@pytest.mark.parametrize("name", ["duplicated points", "constant column", "collinear points",
+                                  "one distinct point", "large offset float32", "scale 1e8",
+                                  "integer grid"])
+def test_degenerate_data_never_give_nan(name, covariance_type):
+    from gaussmix import RegularizationWarning
+
+    from .test_mixture import DEGENERATE
+
+    X = DEGENERATE[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (ConvergenceWarning, RegularizationWarning))
+        bgm = BayesianGaussianMixture(n_components=4, covariance_type=covariance_type,
+                                      random_state=0).fit(X)
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.isfinite(getattr(bgm, attr)).all(), attr
+    assert np.isfinite(bgm.lower_bound_) and np.isfinite(bgm.score_samples(X)).all()

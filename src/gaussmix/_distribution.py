@@ -85,7 +85,7 @@ class FittedMixture(EstimatorBase):
         if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or (
                 n_samples < 1):
             raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
-                             "requires at least one sample.")  # scikit-learn's words
+                             "requires at least one sample; pass n_samples >= 1.")
         params = self._params()
         rng = check_random_state(self.random_state)
         device = getattr(self, "_output_device", None)  # fitted on a tensor

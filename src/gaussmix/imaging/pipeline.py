@@ -37,6 +37,9 @@ DEFAULT_MAX_PIXELS = {"bw": 1_000_000, "color": 262_144}
 # A pixel is a unit square, not a point: its coordinates (and 0-255 colour levels) carry a
 # variance of 1/12, the floor every covariance gets.
 PIXEL_REG_COVAR = 1.0 / 12.0
+# A Bayesian painting's prior on its components' means: weak enough not to pull them to the
+# picture's centre (scikit-learn's default, 1, stretches them radially towards it).
+WEAK_MEAN_PRECISION = 1e-6
 
 
 class PaintError(ValueError):
@@ -271,8 +274,13 @@ def _fit(points, k, seed, max_iter, tol, reporter, dask_address=None, bayesian=F
         settings = dict(covariance_type="full", reg_covar=PIXEL_REG_COVAR, random_state=seed,
                         max_iter=max_iter, callback=on_iteration)
         if bayesian:
-            # Its bound is a sum over the points: the same tolerance per point.
-            model = BayesianGaussianMixture(k, tol=tol * len(points), **settings)
+            # Its bound is a sum over the points: the same tolerance per point. The default
+            # priors (the whole picture's covariance; means drawn to its centre) would widen
+            # every component towards the picture's size; a picture's prior is a pixel.
+            d = points.shape[1]
+            model = BayesianGaussianMixture(
+                k, tol=tol * len(points), covariance_prior=PIXEL_REG_COVAR * np.eye(d),
+                mean_precision_prior=WEAK_MEAN_PRECISION, **settings)
         else:
             model = GaussianMixture(k, tol=tol, **settings)
         with warnings.catch_warnings(record=True) as caught:

@@ -268,3 +268,19 @@ def test_degenerate_data_never_give_nan(name, covariance_type):
     for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         assert np.isfinite(getattr(bgm, attr)).all(), attr
     assert np.isfinite(bgm.lower_bound_) and np.isfinite(bgm.score_samples(X)).all()
+
+
+def test_tensors_fit_on_the_device_e_step():
+    torch = pytest.importorskip("torch")
+    from .conftest import TORCH_DEVICE
+
+    X = make_blobs()
+    kw = dict(n_components=4, random_state=0, max_iter=30, init_params="random_from_data",
+              tol=0.0)
+    plain = quiet(BayesianGaussianMixture(**kw), X)
+    tensor = torch.as_tensor(X, device=TORCH_DEVICE[0])
+    on_device = quiet(BayesianGaussianMixture(backend="torch", **kw), tensor)
+    assert on_device.lower_bound_ == pytest.approx(plain.lower_bound_, rel=1e-8)
+    labels = on_device.predict(tensor)
+    assert isinstance(labels, torch.Tensor)
+    np.testing.assert_array_equal(labels.cpu().numpy(), plain.predict(X))

@@ -22,7 +22,7 @@ def fitted():
 @pytest.mark.parametrize(
     "data, pattern",
     [
-        (np.where(np.arange(40).reshape(20, 2) % 7 == 0, np.nan, X), r"NaN in 6 rows \(first at row 0\)"),
+        (np.full((20, 2), np.nan), "Feature 0 has no observed entry"),
         (np.where(np.arange(40).reshape(20, 2) == 5, np.inf, X), r"infinity \(inf\) in 1 row \(first at row 2\)"),
         (np.arange(20.0), r"1-D array .*Reshape your data with X.reshape\(-1, 1\)"),
         (np.zeros((2, 3, 4)), r"3-D array .*Pass a 2-D array"),
@@ -32,7 +32,7 @@ def fitted():
         (np.empty((0, 3)), r"0 sample\(s\)"),
         (np.empty((5, 0)), r"0 feature\(s\)"),
     ],
-    ids=["nan", "inf", "1d", "3d", "strings", "complex", "sparse", "no-rows", "no-columns"],
+    ids=["all-missing", "inf", "1d", "3d", "strings", "complex", "sparse", "no-rows", "no-columns"],
 )
 def test_bad_data_at_fit(data, pattern):
     with pytest.raises(ValueError, match=pattern) as info:
@@ -83,9 +83,10 @@ def test_wrong_feature_count_at_predict_time():
             method(np.zeros((4, 3)))
 
 
-def test_nan_at_predict_time():
-    with pytest.raises(ValueError, match="NaN in 1 row"):
-        fitted().predict(np.array([[0.0, np.nan]]))
+def test_nan_at_predict_time_is_a_missing_value_and_inf_is_refused():
+    assert fitted().predict(np.array([[0.0, np.nan]])).shape == (1,)
+    with pytest.raises(ValueError, match=r"infinity \(inf\) in 1 row"):
+        fitted().predict(np.array([[0.0, np.inf]]))
 
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score"])

@@ -54,13 +54,16 @@ class EstimatorBase:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    #: Whether NaN in the input are missing values the estimator handles.
+    _allows_missing = False
+
     def __sklearn_tags__(self):
         from sklearn.utils import InputTags, Tags, TargetTags
 
         return Tags(
             estimator_type="density_estimator",
             target_tags=TargetTags(required=False),
-            input_tags=InputTags(),
+            input_tags=InputTags(allow_nan=self._allows_missing),
         )
 
     def __sklearn_is_fitted__(self):

@@ -330,6 +330,36 @@ class FittedMixture(EstimatorBase):
         return self._derived(algebra.subset(params, components),
                              getattr(self, "feature_names_in_", None))
 
+    def impute(self, X, method="mean", random_state=None):
+        """``X`` with every missing value (NaN) filled from the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        method : {'mean', 'sample'}
+            'mean': ``E[x_m | x_o]``, the conditional mean of the missing entries given the
+            observed ones; 'sample': one draw from that conditional mixture (for multiple
+            imputation, call it once per imputation with different seeds).
+        random_state : int, RandomState or None
+            For 'sample'.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), float64
+            Observed entries unchanged; a row with nothing observed gets the mixture's mean
+            ('mean') or a draw from the mixture ('sample').
+        """
+        from . import _missing
+        from ._validation import as_float_array, has_missing
+
+        params = self._fitted_params()
+        if method not in ("mean", "sample"):
+            raise ValueError(f"method must be 'mean' or 'sample', got {method!r}.")
+        arr = as_float_array(X)
+        self._check_rows(X, arr)
+        has_missing(arr)
+        return _missing.impute(arr, params, method, check_random_state(random_state))
+
     def _tensor_conditional_mean(self, params, given, values):
         """:meth:`conditional_mean` of a query tensor: on its device, or through a numpy
         view on the CPU; a tensor back."""

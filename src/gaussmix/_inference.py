@@ -119,8 +119,34 @@ class Inference:
     check: Callable
 
     def rows(self, arr, what):
-        """``what`` ('log_prob', 'labels' or 'resp') of validated rows ``arr``."""
+        """``what`` ('log_prob', 'labels' or 'resp') of validated rows ``arr``; rows with
+        NaN by the marginal density of their observed entries."""
+        holes = np.isnan(arr).any(axis=1)
+        if holes.any():
+            return self._rows_with_holes(arr, holes, what)
         if what == "resp":
             return responsibilities(self.params, arr, self.chunk_size)
         log_prob, labels = log_prob_and_labels(self.params, arr, self.backend, self.chunk_size)
         return labels if what == "labels" else log_prob.astype(arr.dtype)
+
+    def _rows_with_holes(self, arr, holes, what):
+        from . import _missing
+
+        log_prob, resp = _missing.log_prob_and_resp(np.asarray(arr[holes], dtype=np.float64),
+                                                    self.params)
+        complete = np.flatnonzero(~holes)
+        if what == "resp":
+            out = np.empty((arr.shape[0], self.params.n_components), dtype=arr.dtype)
+            out[holes] = resp
+            if len(complete):
+                out[complete] = self.rows(arr[complete], "resp")
+            return out
+        if what == "labels":
+            out = np.empty(arr.shape[0], dtype=np.intp)
+            out[holes] = resp.argmax(axis=1)
+        else:
+            out = np.empty(arr.shape[0], dtype=arr.dtype)
+            out[holes] = log_prob
+        if len(complete):
+            out[complete] = self.rows(arr[complete], what)
+        return out

@@ -34,6 +34,7 @@ from ._validation import (
     as_float_array,
     check_enough_rows,
     check_finite,
+    has_missing,
     check_sample_weight,
     feature_names,
 )
@@ -66,18 +67,23 @@ class ArrayInput:
     """Arrays held in memory: lists, numpy arrays, DataFrames."""
 
     def prepare(self, X, sample_weight, n_components, backend=None, chunk_size=None):
-        """Validated :class:`~gaussmix._data.FitData` and the column names (or None)."""
+        """Validated :class:`~gaussmix._data.FitData` (:class:`~gaussmix._missing.MissingData`
+        when NaN marks missing values) and the column names (or None)."""
         arr = as_float_array(X)
-        check_finite(arr)
+        missing = has_missing(arr)
         weights = check_sample_weight(sample_weight, arr.shape[0])
         check_enough_rows(n_components, int((weights > 0).sum()), sample_weight is not None)
         chunk = chunk_size or default_chunk_size(n_components, arr.shape[1])
+        if missing:
+            from . import _missing
+
+            return _missing.prepare(arr, weights, chunk), feature_names(X)
         return FitData.prepare(arr, weights, chunk), feature_names(X)
 
     def infer(self, X, inference, what):
         arr = as_float_array(X)
         inference.check(X, arr)
-        check_finite(arr)
+        has_missing(arr)
         return inference.rows(arr, what)
 
     def totals(self, log_prob, sample_weight):

@@ -130,6 +130,24 @@ def check_finite(X, name="X", chunk_size=65536):
         raise non_finite_error(name, n_nan, n_inf, first)
 
 
+def has_missing(X, name="X", chunk_size=65536):
+    """Whether ``X`` holds NaN (missing values); raise if it holds infinity (one sentence)."""
+    found = False
+    for start in range(0, X.shape[0], chunk_size):
+        block = np.asarray(X[start : start + chunk_size])
+        if np.isfinite(block).all():
+            continue
+        inf_rows = np.isinf(block).any(axis=1)
+        if inf_rows.any():
+            first = start + int(np.flatnonzero(inf_rows)[0])
+            raise InputError(f"Input {name} contains infinity (inf) in {int(inf_rows.sum())} "
+                             f"row{'s' if inf_rows.sum() != 1 else ''} (first at row {first}); "
+                             "NaN marks a missing value, but infinity is not a value: remove "
+                             "or replace it.")
+        found = True
+    return found
+
+
 def non_finite_error(name, n_nan, n_inf, first=None):
     """The error for data holding NaN in ``n_nan`` rows and infinity in ``n_inf`` rows."""
     what = " and ".join(

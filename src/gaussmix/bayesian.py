@@ -22,6 +22,7 @@ from ._init import INIT_METHODS, initial_stats
 from ._validation import (
     as_array_of_shape,
     check_choice,
+    check_finite,
     check_int,
     check_positive_definite,
     check_random_state,
@@ -207,6 +208,10 @@ class BayesianGaussianMixture(MixtureEstimator):
             data_scatter=lambda: _data_covariance(plan, self.covariance_type))
 
     def _starts(self, plan, clusterings=None):
+        if getattr(plan.data, "n_missing", 0):
+            raise ValueError("BayesianGaussianMixture does not take missing values (NaN) yet; "
+                             "fill them with GaussianMixture(...).fit(X).impute(X) or drop "
+                             "those rows.")
         update = Variational(self._priors(plan), plan.reg_covar, plan.jitter_floor)
         self._fit_priors = update.priors  # for _set_fitted, without a second pass
         if self.warm_start and hasattr(self, "converged_"):
@@ -297,6 +302,12 @@ class BayesianGaussianMixture(MixtureEstimator):
         self.mean_prior_ = extra["mean_prior"]
         covariance = extra["covariance_prior"]
         self.covariance_prior_ = covariance if covariance.ndim else float(covariance)
+
+    def _check_rows(self, X, arr):
+        """Refuse rows that do not suit the model, and missing values (not taken yet)."""
+        super()._check_rows(X, arr)
+        if isinstance(arr, np.ndarray):
+            check_finite(arr)
 
     def _scoring_params(self):
         """Rows are scored as scikit-learn scores them: under the variational E-step."""

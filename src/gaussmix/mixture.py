@@ -189,6 +189,8 @@ class GaussianMixture(MixtureEstimator):
     # ----------------------------------------------------------------------------------------
     # Validation of the estimator's settings
 
+    _allows_missing = True
+
     def _check_parameters(self):
         self._check_values()
         backends.resolve(self.backend)
@@ -253,6 +255,7 @@ class GaussianMixture(MixtureEstimator):
 
     def _set_fitted(self, best, plan):
         self._set_params(best.params, plan.dtype)
+        self.n_missing_ = int(getattr(plan.data, "n_missing", 0))
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
             self.__dict__.pop(stale, None)
 

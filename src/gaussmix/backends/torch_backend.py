@@ -81,7 +81,12 @@ def check_finite_tensor(X):
     n_nan, n_inf = int(bad_nan.sum()), int(bad_inf.sum())
     if n_nan or n_inf:
         first = int(torch.nonzero(bad_nan | bad_inf)[0, 0])
-        raise non_finite_error("X", n_nan, n_inf, first)
+        error = non_finite_error("X", n_nan, n_inf, first)
+        if n_nan and not n_inf:  # missing values: the host path takes them
+            error = InputError(f"{str(error)[:-1]}, or fit X.cpu() with backend=None: "
+                               "missing values (NaN) are fitted on the CPU, not yet on a "
+                               "device.")
+        raise error
 
 
 def weight_tensor(sample_weight, X):

@@ -1,0 +1,367 @@
+"""Missing values (NaN) as missing at random: exact EM, marginal scores and imputation.
+
+A row with holes is scored by the marginal density of its observed entries, and its
+statistics add, per component, the conditional expectation of the missing entries and the
+conditional covariance of the missing block (Ghahramani and Jordan, 1994), so EM maximises
+the observed-data likelihood exactly. Both come from the same per-component pieces:
+
+    x_m | x_o, k  ~  N(mu_m + B_k (x_o - mu_o), C_k),
+    B_k = S_mo S_oo^-1,  C_k = S_mm - B_k S_om,
+
+which depend only on the row's missingness pattern, so rows are grouped by pattern and each
+pattern's pieces are computed once per component, not once per row. Complete rows never come
+here: they keep the fused kernel. Everything is a pure function of an array and
+:class:`~gaussmix._em.Params` (a plain mixture: a variational one's constants assume every
+feature observed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._covariance import as_full
+from ._data import HeldRows, PreparedData
+from ._stats import Stats
+
+LOG_2PI = math.log(2.0 * math.pi)
+# Rows per block of one pattern: its (rows, K, D) conditional means stay about 32 MB.
+BLOCK_VALUES = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Rows sharing one missingness pattern.
+
+    Attributes
+    ----------
+    observed, missing : ndarray of int
+        Feature indices.
+    rows : ndarray of int
+        Row indices (into the array the pattern was found in).
+    """
+
+    observed: np.ndarray
+    missing: np.ndarray
+    rows: np.ndarray
+
+
+def patterns(x):
+    """The missingness patterns of ``x`` (n, D) with NaN for missing, most rows first."""
+    holes = np.isnan(x)
+    keys, inverse = np.unique(holes, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(keys)))
+    found = []
+    for p, key in enumerate(keys):
+        rows = order[(bounds[p - 1] if p else 0):bounds[p]]
+        found.append(Pattern(np.flatnonzero(~key), np.flatnonzero(key), rows))
+    return sorted(found, key=lambda pat: -len(pat.rows))
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """One pattern's per-component pieces (K components, o observed, m missing features).
+
+    Attributes
+    ----------
+    log_norm : ndarray (K,)
+        ``log w_k - (o log 2 pi + log det S_oo) / 2``.
+    inv_oo : ndarray (K, o, o)
+    regression : ndarray (K, m, o)
+        ``B_k``.
+    covariance : ndarray (K, m, m)
+        ``C_k``.
+    """
+
+    log_norm: np.ndarray
+    inv_oo: np.ndarray
+    regression: np.ndarray
+    covariance: np.ndarray
+
+
+def conditional(params, pattern, dense=None):
+    """:class:`Conditional` of ``params`` for ``pattern`` (``dense``: the (K, D, D)
+    covariances, when already expanded)."""
+    k, d = params.n_components, params.n_features
+    cov = as_full(params.covariances, params.covariance_type, k, d) if dense is None else dense
+    o, m = pattern.observed, pattern.missing
+    s_oo = cov[:, o][:, :, o]
+    chol = np.linalg.cholesky(s_oo)
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    inv_chol = np.linalg.inv(chol)
+    inv_oo = np.swapaxes(inv_chol, 1, 2) @ inv_chol
+    regression = cov[:, m][:, :, o] @ inv_oo
+    covariance = cov[:, m][:, :, m] - regression @ cov[:, o][:, :, m]
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    return Conditional(log_weights - 0.5 * (len(o) * LOG_2PI + log_det), inv_oo, regression,
+                       0.5 * (covariance + np.swapaxes(covariance, 1, 2)))
+
+
+def _blocks(pattern, k, d):
+    rows = max(1, BLOCK_VALUES // max(1, k * d))
+    return [pattern.rows[s:s + rows] for s in range(0, len(pattern.rows), rows)]
+
+
+def _logits_and_fill(x_obs, params, pattern, cond):
+    """Logits (n, K) of the observed entries and the conditional means (n, K, m)."""
+    diff = x_obs[:, None, :] - params.means[None][:, :, pattern.observed]
+    maha = np.einsum("nki,kij,nkj->nk", diff, cond.inv_oo, diff)
+    logits = cond.log_norm - 0.5 * maha
+    fill = params.means[None][:, :, pattern.missing] + np.einsum("kmo,nko->nkm",
+                                                                  cond.regression, diff)
+    return logits, fill
+
+
+def _softmax(logits):
+    top = logits.max(axis=1, keepdims=True)
+    resp = np.exp(logits - top)
+    total = resp.sum(axis=1, keepdims=True)
+    return resp / total, (top + np.log(total))[:, 0]
+
+
+def stats(x, w, params):
+    """Statistics of rows with holes (working coordinates, NaN for missing) under
+    ``params``, about centres at the origin; rows with nothing observed are left out.
+
+    Returns
+    -------
+    Stats
+    """
+    k, d = params.n_components, params.n_features
+    cov_type = params.covariance_type
+    dense = as_full(params.covariances, cov_type, k, d)
+    resp_sum = np.zeros(k)
+    x_sum = np.zeros((k, d))
+    xx_full = np.zeros((k, d, d))
+    log_lik = 0.0
+    weight_sum = 0.0
+    n_rows = 0
+    for pattern in patterns(x):
+        if len(pattern.observed) == 0:
+            continue
+        cond = conditional(params, pattern, dense)
+        o, m = pattern.observed, pattern.missing
+        for rows in _blocks(pattern, k, d):
+            x_obs = x[np.ix_(rows, o)]
+            weights = w[rows]
+            logits, fill = _logits_and_fill(x_obs, params, pattern, cond)
+            resp, log_prob = _softmax(logits)
+            positive = weights > 0
+            log_lik += float(weights[positive] @ log_prob[positive])
+            weight_sum += float(weights.sum())
+            n_rows += int(positive.sum())
+            wr = resp * weights[:, None]  # (n, K)
+            mass = wr.sum(axis=0)
+            resp_sum += mass
+            full = np.empty((len(rows), k, d))
+            full[:, :, o] = x_obs[:, None, :]
+            full[:, :, m] = fill
+            x_sum += np.einsum("nk,nkd->kd", wr, full)
+            xx_full += np.einsum("nk,nki,nkj->kij", wr, full, full)
+            xx_full[:, m[:, None], m[None, :]] += mass[:, None, None] * cond.covariance
+    return Stats(
+        covariance_type=cov_type, center=np.zeros((k, d)), resp_sum=resp_sum, x_sum=x_sum,
+        xx_sum=_second_moments(xx_full, cov_type), log_likelihood=log_lik,
+        weight_sum=weight_sum, n_rows=n_rows, worst_log_prob=np.empty(0),
+        worst_points=np.empty((0, d)))
+
+
+def _second_moments(xx_full, covariance_type):
+    """Full per-component second moments (K, D, D) in the covariance type's shape."""
+    if covariance_type == "full":
+        return xx_full
+    if covariance_type == "tied":
+        return xx_full.sum(axis=0)
+    diagonal = np.diagonal(xx_full, axis1=1, axis2=2)
+    return diagonal.copy() if covariance_type == "diag" else diagonal.sum(axis=1)
+
+
+def log_prob_and_resp(x, params):
+    """Marginal log-density of each row's observed entries (n,) and the responsibilities
+    (n, K); a row with nothing observed has log-density 0 and the weights as
+    responsibilities."""
+    n, k = x.shape[0], params.n_components
+    log_prob = np.zeros(n)
+    resp = np.empty((n, k))
+    dense = as_full(params.covariances, params.covariance_type, k, params.n_features)
+    for pattern in patterns(x):
+        if len(pattern.observed) == 0:
+            resp[pattern.rows] = params.weights / params.weights.sum()
+            continue
+        cond = conditional(params, pattern, dense)
+        for rows in _blocks(pattern, k, params.n_features):
+            logits, _ = _logits_and_fill(x[np.ix_(rows, pattern.observed)], params, pattern,
+                                         cond)
+            resp[rows], log_prob[rows] = _softmax(logits)
+    return log_prob, resp
+
+
+def impute(x, params, method="mean", random_state=None):
+    """``x`` with every NaN filled: ``E[x_m | x_o]`` under the mixture ('mean'), or one draw
+    from the conditional mixture ('sample': a component by its responsibility, then the
+    missing entries from its conditional Gaussian).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D), NaN for missing (data coordinates)
+    params : Params
+    method : {'mean', 'sample'}
+    random_state : numpy RandomState (for 'sample')
+
+    Returns
+    -------
+    ndarray of shape (n, D), float64
+    """
+    out = np.array(x, dtype=np.float64)
+    k, d = params.n_components, params.n_features
+    dense = as_full(params.covariances, params.covariance_type, k, d)
+    weights = params.weights / params.weights.sum()
+    for pattern in patterns(out):
+        if len(pattern.missing) == 0:
+            continue
+        if len(pattern.observed) == 0:
+            cond = None
+        else:
+            cond = conditional(params, pattern, dense)
+        for rows in _blocks(pattern, k, d):
+            if cond is None:  # nothing observed: the mixture itself
+                resp = np.tile(weights, (len(rows), 1))
+                fill = np.broadcast_to(params.means[None], (len(rows), k, d))
+                covariance = dense
+            else:
+                logits, fill = _logits_and_fill(out[np.ix_(rows, pattern.observed)], params,
+                                                pattern, cond)
+                resp, _ = _softmax(logits)
+                covariance = cond.covariance
+            if method == "mean":
+                values = np.einsum("nk,nkm->nm", resp, fill)
+            else:
+                values = _draw(resp, fill, covariance, random_state)
+            out[np.ix_(rows, pattern.missing)] = values
+    return out
+
+
+def _draw(resp, fill, covariance, random_state):
+    """One draw per row: a component by ``resp``, then ``N(fill[k], covariance[k])``."""
+    cumulative = np.cumsum(resp, axis=1)
+    u = random_state.uniform(size=(len(resp), 1)) * cumulative[:, -1:]
+    labels = np.minimum((cumulative < u).sum(axis=1), resp.shape[1] - 1)
+    eigenvalues, vectors = np.linalg.eigh(covariance)
+    factors = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]
+    z = random_state.standard_normal((len(resp), covariance.shape[1]))
+    rows = np.arange(len(resp))
+    return fill[rows, labels] + np.einsum("nij,nj->ni", factors[labels], z)
+
+
+@dataclass(frozen=True)
+class MissingData(PreparedData):
+    """Training data with holes: the complete rows as ordinary prepared data (the fused
+    kernel serves them), and the rows with holes, in working coordinates, for this module.
+
+    Attributes
+    ----------
+    complete : FitData or None
+        None when every row has a hole.
+    holes : ndarray of shape (M, D)
+        The rows with at least one NaN, minus ``shift``.
+    hole_weights : ndarray of shape (M,)
+    shift, variance : ndarray of shape (D,)
+        Weighted mean and variance of each feature's observed entries.
+    n_missing : int
+        Missing entries.
+    n_unobserved : int
+        Rows with nothing observed (left out of the fit: they carry no information).
+    """
+
+    complete: object
+    holes: np.ndarray
+    hole_weights: np.ndarray
+    shift: np.ndarray
+    variance: np.ndarray
+    dtype: np.dtype
+    n_missing: int
+    n_unobserved: int
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def n_features(self):
+        return self.holes.shape[1]
+
+    @property
+    def n_rows(self):
+        return self.holes.shape[0] + (0 if self.complete is None else self.complete.n_rows)
+
+    def backend_for(self, requested, n_components):
+        if self.complete is None:
+            return "numpy"
+        return self.complete.backend_for(requested, n_components)
+
+    def fit_source(self, backend, chunk_size):
+        return [] if self.complete is None else self.complete.fit_source(backend, chunk_size)
+
+    def expectation_for(self, backend):
+        complete = None if self.complete is None else self.complete.expectation_for(backend)
+        holes, weights = self.holes, self.hole_weights
+
+        def expectation(source, params):
+            part = stats(holes, weights, params)
+            if complete is None:
+                return part
+            whole = complete(source, params)
+            return whole + part.recentered(whole.center)
+
+        return expectation
+
+    def sample(self, n, random_state):
+        """Rows to initialise from: every row with its holes at the observed mean (the
+        origin), as many as ``n`` (all complete rows first)."""
+        parts = [] if self.complete is None else [
+            (self.complete.X - self.shift, self.complete.sample_weight)]
+        filled = np.where(np.isnan(self.holes), 0.0, self.holes)
+        parts.append((filled, self.hole_weights))
+        x = np.concatenate([p[0] for p in parts]).astype(np.float64)
+        w = np.concatenate([p[1] for p in parts])
+        if len(x) > n:
+            keep = np.sort(random_state.choice(len(x), n, replace=False))
+            x, w = x[keep], w[keep]
+        return _Rows(x, w)
+
+
+class _Rows(HeldRows):
+    def __init__(self, x, sample_weight, chunk_size=65536):
+        self.x = np.ascontiguousarray(x)
+        self.sample_weight = sample_weight
+        self.chunk_size = chunk_size
+
+
+def prepare(arr, weights, chunk_size):
+    """:class:`MissingData` of an array with NaN (no infinity) and its weights."""
+    from ._data import FitData
+
+    holes_mask = np.isnan(arr)
+    has_hole = holes_mask.any(axis=1)
+    observed = ~holes_mask
+    unobserved = int((~observed.any(axis=1)).sum())
+    w = weights[:, None] * observed
+    total = w.sum(axis=0)
+    if not (total > 0).all():
+        empty = int(np.flatnonzero(~(total > 0))[0])
+        raise ValueError(f"Feature {empty} has no observed entry with a positive weight; drop "
+                         "that column or give it at least one value.")
+    filled = np.where(observed, arr, 0.0).astype(np.float64)
+    shift = (w * filled).sum(axis=0) / total
+    with np.errstate(over="ignore", invalid="ignore"):
+        variance = (w * np.where(observed, filled - shift, 0.0) ** 2).sum(axis=0) / total
+    complete = None
+    if not has_hole.all():
+        rows = arr[~has_hole]
+        complete = FitData(rows, weights[~has_hole], shift, variance)
+    holes = np.asarray(arr[has_hole], dtype=np.float64) - shift
+    return MissingData(complete=complete, holes=holes, hole_weights=weights[has_hole],
+                       shift=shift, variance=variance, dtype=arr.dtype,
+                       n_missing=int(holes_mask.sum()), n_unobserved=unobserved)

@@ -1,0 +1,196 @@
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from gaussmix import BayesianGaussianMixture, GaussianMixture, RegularizationWarning
+from gaussmix import _missing
+from gaussmix._covariance import as_full
+from gaussmix._em import run_em
+from gaussmix._fit import plan_fit
+from gaussmix.exceptions import ConvergenceWarning
+
+from .conftest import COVARIANCE_TYPES, make_blobs
+
+
+def with_holes(X, share=0.2, seed=0):
+    rng = np.random.RandomState(seed)
+    out = np.array(X, dtype=np.float64)
+    out[rng.uniform(size=X.shape) < share] = np.nan
+    return out
+
+
+def reference_em(X, weights, means, covariances, covariance_type, n_iter, reg_covar):
+    """Obviously-correct EM with missing values: a loop over rows and components."""
+    n, d = X.shape
+    k = len(weights)
+    for _ in range(n_iter):
+        resp = np.zeros((n, k))
+        filled = np.zeros((n, k, d))
+        extra = np.zeros((n, k, d, d))
+        for i in range(n):
+            o = ~np.isnan(X[i])
+            m = ~o
+            logp = np.empty(k)
+            for j in range(k):
+                s = covariances[j]
+                logp[j] = np.log(weights[j]) + multivariate_normal(
+                    means[j][o], s[np.ix_(o, o)]).logpdf(X[i][o])
+                b = s[np.ix_(m, o)] @ np.linalg.inv(s[np.ix_(o, o)])
+                filled[i, j][o] = X[i][o]
+                filled[i, j][m] = means[j][m] + b @ (X[i][o] - means[j][o])
+                extra[i, j][np.ix_(m, m)] = s[np.ix_(m, m)] - b @ s[np.ix_(o, m)]
+            resp[i] = np.exp(logp - logsumexp(logp))
+        nk = resp.sum(axis=0)
+        weights = nk / n
+        means = np.einsum("nk,nkd->kd", resp, filled) / nk[:, None]
+        full = np.empty((k, d, d))
+        for j in range(k):
+            diff = filled[:, j] - means[j]
+            full[j] = (np.einsum("n,ni,nj->ij", resp[:, j], diff, diff)
+                       + np.einsum("n,nij->ij", resp[:, j], extra[:, j])) / nk[j]
+        if covariance_type == "full":
+            covariances = full + reg_covar * np.eye(d)
+        elif covariance_type == "tied":
+            covariances = np.tile(np.einsum("k,kij->ij", nk, full) / n + reg_covar * np.eye(d),
+                                  (k, 1, 1))
+        elif covariance_type == "diag":
+            covariances = np.array([np.diag(np.diag(c)) for c in full]) + reg_covar * np.eye(d)
+        else:
+            covariances = np.array([np.trace(c) / d * np.eye(d) for c in full]) \
+                + reg_covar * np.eye(d)
+    return weights, means, covariances
+
+
+def gaussmix_em(X, params, n_iter, backend, reg_covar):
+    data = _missing.prepare(X, np.ones(len(X)), 4096)
+    plan = plan_fit(data, params.n_components, backend=backend, reg_covar=reg_covar)
+    result = run_em(plan.source, params.shifted(-plan.shift), plan.maximum_likelihood(),
+                    tol=0.0, max_iter=n_iter, expectation=plan.expectation)
+    return result.params.shifted(plan.shift)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("n_iter", [1, 10])
+def test_iterations_equal_a_plain_reference_em(covariance_type, n_iter, backend):
+    X = with_holes(make_blobs(n_per=40), 0.25)
+    X[3] = np.nan  # a row with nothing observed: left out
+    X[5, :2] = np.nan
+    start = GaussianMixture(3, covariance_type=covariance_type, max_iter=0,
+                            random_state=0).fit(np.nan_to_num(X, nan=0.5))._params()
+    d = X.shape[1]
+    dense = as_full(start.covariances, covariance_type, 3, d)
+    rows = ~np.isnan(X).all(axis=1)
+    ref = reference_em(X[rows], start.weights, start.means, dense, covariance_type, n_iter,
+                       1e-6)
+    ours = gaussmix_em(X, start, n_iter, backend, 1e-6)
+    np.testing.assert_allclose(ours.weights, ref[0], rtol=1e-6)
+    np.testing.assert_allclose(ours.means, ref[1], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(as_full(ours.covariances, covariance_type, 3, d), ref[2],
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_scores_of_rows_with_holes_are_the_marginal_densities(covariance_type):
+    X = make_blobs()
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    rows = np.array([[np.nan, 1.0, 0.5], [2.0, np.nan, np.nan], [0.1, 5.0, 3.0],
+                     [np.nan, np.nan, np.nan]])
+    dense = as_full(gm.covariances_, covariance_type, 3, 3)
+    expected = []
+    for row in rows:
+        o = ~np.isnan(row)
+        if not o.any():
+            expected.append(0.0)
+            continue
+        expected.append(logsumexp([np.log(w) + multivariate_normal(m[o], c[np.ix_(o, o)])
+                                   .logpdf(row[o])
+                                   for w, m, c in zip(gm.weights_, gm.means_, dense)]))
+    np.testing.assert_allclose(gm.score_samples(rows), expected, rtol=1e-10)
+    resp = gm.predict_proba(rows)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(gm.predict(rows), resp.argmax(axis=1))
+    np.testing.assert_allclose(resp[3], gm.weights_)
+    assert np.isfinite(gm.score(rows)) and np.isfinite(gm.bic(rows))
+
+
+def test_mean_imputation_is_the_conditional_mean():
+    rng = np.random.RandomState(0)
+    cov = np.array([[2.0, 0.8, 0.3], [0.8, 1.0, 0.2], [0.3, 0.2, 0.5]])
+    gm = GaussianMixture.from_params([1.0], [[1.0, -1.0, 2.0]], [cov])
+    x = np.array([[np.nan, 0.0, 2.5], [0.5, np.nan, np.nan], [1.0, 2.0, 3.0]])
+    filled = gm.impute(x)
+    b = cov[0, 1:] @ np.linalg.inv(cov[1:, 1:])
+    assert filled[0, 0] == pytest.approx(1.0 + b @ (x[0, 1:] - [-1.0, 2.0]))
+    b2 = cov[1:, :1] / cov[0, 0]
+    np.testing.assert_allclose(filled[1, 1:], [-1.0, 2.0] + (b2 * (0.5 - 1.0)).ravel())
+    np.testing.assert_array_equal(filled[2], x[2])
+    draws = np.array([gm.impute(x[:1], method="sample", random_state=s)[0, 0]
+                      for s in range(400)])
+    conditional_var = cov[0, 0] - b @ cov[1:, 0]
+    assert abs(draws.mean() - filled[0, 0]) < 4 * np.sqrt(conditional_var / 400)
+    assert np.all(gm.impute(x, method="sample", random_state=rng)[:, 1:][0] == x[0, 1:])
+    with pytest.raises(ValueError, match="method must be 'mean' or 'sample'"):
+        gm.impute(x, method="median")
+
+
+def test_fits_with_holes_report_them_and_impute_better_than_column_means():
+    X = np.concatenate([make_blobs(seed=s) + 7 * s for s in range(2)])
+    holes = with_holes(X, 0.2, seed=1)
+    gm = GaussianMixture(6, random_state=0).fit(holes)
+    assert gm.n_missing_ == int(np.isnan(holes).sum())
+    assert GaussianMixture(6, random_state=0).fit(X).n_missing_ == 0
+    mask = np.isnan(holes)
+    rmse = np.sqrt(np.mean((gm.impute(holes)[mask] - X[mask]) ** 2))
+    column_means = np.where(mask, np.nanmean(holes, axis=0), holes)
+    assert rmse < 0.75 * np.sqrt(np.mean((column_means[mask] - X[mask]) ** 2))
+
+
+def test_infinity_is_still_refused_and_an_empty_column_too():
+    X = make_blobs()
+    X[4, 1] = np.inf
+    with pytest.raises(ValueError, match=r"infinity \(inf\) in 1 row \(first at row 4\); NaN "
+                                         "marks a missing value"):
+        GaussianMixture(2).fit(X)
+    Y = make_blobs()
+    Y[:, 2] = np.nan
+    with pytest.raises(ValueError, match="Feature 2 has no observed entry"):
+        GaussianMixture(2).fit(Y)
+    with pytest.raises(ValueError, match="BayesianGaussianMixture does not take missing"):
+        BayesianGaussianMixture(n_components=2).fit(with_holes(make_blobs()))
+
+
+def test_every_row_with_a_hole_still_fits():
+    X = make_blobs()
+    holes = X.copy()
+    holes[np.arange(len(X)), np.arange(len(X)) % 3] = np.nan
+    gm = GaussianMixture(3, random_state=0).fit(holes)
+    assert np.isfinite(gm.means_).all() and gm.n_missing_ == len(X)
+
+
+@given(share=st.sampled_from([0.05, 0.3, 0.6]), seed=st.integers(0, 10**6),
+       covariance_type=st.sampled_from(COVARIANCE_TYPES),
+       column=st.sampled_from([None, 0, 2]))
+def test_random_holes_never_give_nan_and_the_bound_does_not_decrease(share, seed,
+                                                                      covariance_type, column):
+    X = with_holes(make_blobs(n_per=30), share, seed)
+    if column is not None:  # a column almost all missing
+        keep = np.random.RandomState(seed).randint(len(X))
+        X[np.arange(len(X)) != keep, column] = np.nan
+    if column is not None and np.isnan(X[:, column]).all():
+        X[0, column] = 0.0
+    # reg_covar=0: EM with a regularised M-step need not increase the likelihood itself (a
+    # column with one observed value is all regularisation); repairs are reported.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (ConvergenceWarning, RegularizationWarning))
+        gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0, tol=0,
+                             max_iter=15, reg_covar=0.0).fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.isfinite(getattr(gm, name)).all(), name
+    bounds = np.array(gm.lower_bounds_)
+    assert np.isfinite(bounds).all()
+    if not gm.n_reseeded_ and not gm.n_regularized_:
+        assert np.all(np.diff(bounds) >= -1e-9 * np.maximum(np.abs(bounds[1:]), 1.0))

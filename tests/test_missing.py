@@ -194,3 +194,26 @@ def test_random_holes_never_give_nan_and_the_bound_does_not_decrease(share, seed
     assert np.isfinite(bounds).all()
     if not gm.n_reseeded_ and not gm.n_regularized_:
         assert np.all(np.diff(bounds) >= -1e-9 * np.maximum(np.abs(bounds[1:]), 1.0))
+
+
+def test_the_imputer_is_a_scikit_learn_transformer():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from gaussmix import GaussianMixtureImputer
+
+    check_estimator(GaussianMixtureImputer(n_components=2, max_iter=20))
+    X = np.concatenate([make_blobs(seed=s) + 7 * s for s in range(2)])
+    holes = with_holes(X, 0.2, seed=2)
+    imputer = GaussianMixtureImputer(random_state=0).fit(holes)
+    assert imputer.n_components_ == min(imputer.bic_, key=imputer.bic_.get)
+    assert 3 <= imputer.n_components_ <= 10
+    filled = imputer.transform(holes)
+    assert not np.isnan(filled).any()
+    np.testing.assert_array_equal(filled[~np.isnan(holes)], holes[~np.isnan(holes)])
+    pipeline = make_pipeline(GaussianMixtureImputer(n_components=[6], random_state=0),
+                             StandardScaler()).fit(holes)
+    assert np.isfinite(pipeline.transform(holes)).all()
+    with pytest.raises(ValueError, match="method must be one of"):
+        GaussianMixtureImputer(method="median").fit(holes)

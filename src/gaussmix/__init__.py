@@ -7,6 +7,7 @@ and scipy.
 from ._version import __version__
 from .bayesian import BayesianGaussianMixture
 from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
+from .imputation import GaussianMixtureImputer
 from .mixture import FitProgress, GaussianMixture, load
 from .segmentation import segment
 from .selection import SelectionTable, select
@@ -16,6 +17,7 @@ __all__ = [
     "ConvergenceWarning",
     "FitProgress",
     "GaussianMixture",
+    "GaussianMixtureImputer",
     "NotFittedError",
     "RegularizationWarning",
     "SelectionTable",

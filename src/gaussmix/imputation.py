@@ -1,0 +1,144 @@
+"""``GaussianMixtureImputer``: missing values filled from a Gaussian mixture of the data.
+
+A scikit-learn transformer: ``fit`` learns a mixture from the observed entries (exact EM with
+missing values, ``_missing``), choosing the number of components by BIC on the observed-data
+likelihood unless told; ``transform`` fills every NaN with its conditional mean given the
+row's observed entries (or a draw, for multiple imputation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import EstimatorBase
+from ._validation import as_float_array, check_choice, check_int, has_missing
+from .exceptions import not_fitted
+from .mixture import GaussianMixture
+
+__all__ = ["GaussianMixtureImputer"]
+
+
+class GaussianMixtureImputer(EstimatorBase):
+    """Fill missing values (NaN) with their conditional expectation under a Gaussian mixture.
+
+    Parameters
+    ----------
+    n_components : int, sequence of int or None, default=None
+        The mixture's components; a sequence is searched by BIC on the observed-data
+        likelihood; None searches 1 to 10 (fewer with few rows).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    method : {'mean', 'sample'}, default='mean'
+        'mean': ``E[x_m | x_o]``; 'sample': one draw from the conditional mixture per call
+        (multiple imputation: transform with several ``random_state``s).
+    reg_covar, max_iter, n_init, tol : as :class:`~gaussmix.GaussianMixture`'s
+    random_state : int, RandomState or None
+
+    Attributes
+    ----------
+    mixture_ : GaussianMixture
+        The fitted mixture.
+    n_components_ : int
+    n_iter_ : int
+        EM iterations of the chosen mixture.
+    bic_ : dict
+        BIC of each number of components tried.
+    n_features_in_ : int
+    """
+
+    _allows_missing = True
+
+    def __init__(self, n_components=None, *, covariance_type="full", method="mean",
+                 reg_covar=1e-6, max_iter=200, n_init=1, tol=1e-3, random_state=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.method = method
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.tol = tol
+        self.random_state = random_state
+
+    def _candidates(self, n_rows):
+        if self.n_components is None:
+            return list(range(1, max(1, min(10, n_rows // 10)) + 1))
+        if isinstance(self.n_components, (list, tuple, range, np.ndarray)):
+            candidates = [int(k) for k in self.n_components]
+            if not candidates:
+                raise ValueError("n_components must name at least one number of components.")
+            for k in candidates:
+                check_int(k, "n_components", 1)
+            return candidates
+        check_int(self.n_components, "n_components", 1)
+        return [self.n_components]
+
+    def fit(self, X, y=None):
+        """Fit the mixture (and choose its size) on the observed entries of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), NaN for missing
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        check_choice(self.method, "method", ("mean", "sample"))
+        arr = as_float_array(X)
+        has_missing(arr)
+        candidates = [k for k in self._candidates(arr.shape[0]) if k <= arr.shape[0]] or [1]
+        self.bic_ = {}
+        best = None
+        for k in candidates:
+            model = GaussianMixture(k, covariance_type=self.covariance_type,
+                                    reg_covar=self.reg_covar, max_iter=self.max_iter,
+                                    n_init=self.n_init, tol=self.tol,
+                                    random_state=self.random_state)
+            _quietly(model.fit, arr)
+            self.bic_[k] = float(model.bic(arr))
+            if best is None or self.bic_[k] < self.bic_[best.n_components]:
+                best = model
+        self.mixture_ = best
+        self.n_components_ = best.n_components
+        self.n_iter_ = best.n_iter_
+        self.n_features_in_ = arr.shape[1]
+        return self
+
+    def transform(self, X):
+        """``X`` with its missing values filled.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        if not hasattr(self, "mixture_"):
+            raise not_fitted(self)
+        return self.mixture_.impute(X, method=self.method, random_state=self.random_state)
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "mixture_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = None
+        tags.transformer_tags = _transformer_tags()
+        return tags
+
+
+def _transformer_tags():
+    from sklearn.utils import TransformerTags
+
+    return TransformerTags()
+
+
+def _quietly(function, *args):
+    import warnings
+
+    from .exceptions import ConvergenceWarning, RegularizationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (ConvergenceWarning, RegularizationWarning))
+        return function(*args)

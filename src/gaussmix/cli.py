@@ -176,6 +176,9 @@ def _add_paint_options(parser, modes, renders):
     parser.add_argument("--peak", type=_unit_float, default=0.95,
                         help="density renders: quantile of the inked pixels' density shown as "
                         "full ink (1 = the maximum; default 0.95)")
+    parser.add_argument("--mask", default=None, metavar="MASK",
+                        help="inpaint: a picture of the same size whose white pixels' colours "
+                        "are missing and filled in from the mixture (colour mode)")
     parser.add_argument("--bayesian", action="store_true",
                         help="fit a Bayesian mixture (Dirichlet process) with -k as the upper "
                         "bound; the renders show the components that carry weight")
@@ -210,6 +213,10 @@ def paint_file(image, out, options, reporter, stdout):
     note_first_run(reporter)
     picture = (read_image(image, note=reporter.note) if isinstance(image, (str, os.PathLike))
                else image)
+    mask_path = options.pop("mask", None)
+    if mask_path is not None:
+        # Read at the picture's own reduction, so that the two keep one size.
+        options["mask"] = read_image(mask_path, max_pixels=picture.shape[0] * picture.shape[1])
     painting = paint(picture, reporter=reporter, **options)
     written = write_painting(painting, folder)
     report = painting.report
@@ -247,6 +254,7 @@ def _paint_options(args):
         max_iter=args.max_iter,
         dask_address=args.dask,
         bayesian=args.bayesian,
+        mask=args.mask,
     )
 
 

@@ -120,3 +120,33 @@ def test_a_bayesian_painting_keeps_the_components_that_carry_weight():
     assert np.isfinite(report["log_likelihood"])
     for name in ("density", "components", "samples"):
         assert result.renders[name].shape[:2] == disc_and_bar().shape
+
+
+def test_inpainting_fills_the_masked_colours_from_their_surroundings():
+    from .pictures import colour_quadrants
+
+    picture = colour_quadrants()
+    mask = np.zeros(picture.shape[:2], bool)
+    mask[4:12, 4:14] = True  # inside the top-left quadrant
+    damaged = picture.copy()
+    damaged[mask] = [0, 255, 0]  # what is under the mask must not matter
+    result = paint(damaged, mode="color", n_components=12, mask=mask,
+                   renders=["conditional-mean"])
+    filled = result.renders["conditional-mean"][mask].astype(float)
+    truth = picture[mask].astype(float)
+    assert np.abs(filled - truth).mean() < 25  # the quadrant's colour, not the green paint
+    assert result.report["masked_pixels"] == mask.sum()
+    assert result.model.n_missing_ == 3 * mask.sum()
+
+
+@pytest.mark.parametrize("mask, kwargs, pattern", [
+    (np.zeros((5, 5), bool), {}, "The mask is 5x5 pixels but the picture is 48x40"),
+    (np.ones((40, 48), bool), {}, "covers the whole picture"),
+    (np.eye(40, 48, dtype=bool), {"mode": "bw"}, "needs colour mode"),
+    (np.eye(40, 48, dtype=bool), {"bayesian": True}, "leave out --bayesian"),
+])
+def test_bad_masks_get_one_sentence(mask, kwargs, pattern):
+    from .pictures import colour_quadrants
+
+    with pytest.raises(PaintError, match=pattern):
+        paint(colour_quadrants(), **{"mode": "color", **kwargs}, mask=mask)

@@ -112,7 +112,8 @@ def picture_points(picture, mode, threshold=None, keep="dark", colour_scale=1.0)
 def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None, sharpen=1.0,
           seed=0, max_pixels=None, threshold=None, keep="dark", colour_scale=1.0,
           tone_knots=render.DEFAULT_TONE_KNOTS, peak_quantile=render.DEFAULT_PEAK_QUANTILE,
-          max_iter=100, tol=1e-3, dask_address=None, reporter=None, bayesian=False):
+          max_iter=100, tol=1e-3, dask_address=None, reporter=None, bayesian=False,
+          mask=None):
     """Fit a mixture to a picture and render it back.
 
     Parameters
@@ -147,6 +148,10 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         Address of a dask.distributed scheduler: the fit's E-steps run on that cluster.
     reporter : Reporter, optional
         Progress display (see ``progress.py``).
+    mask : ndarray of shape (H, W), bool, optional
+        Inpainting: the colours of these pixels are missing values (their (x, y) are known);
+        the 5-D mixture is fitted with those holes, and E[r, g, b | x, y] fills them in the
+        conditional-mean render. Colour mode only.
     bayesian : bool
         Fit a :class:`~gaussmix.BayesianGaussianMixture` (Dirichlet process) with
         ``n_components`` as the upper bound; the renders show the components that carry
@@ -165,6 +170,7 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         raise PaintError(f"The picture is {image.shape[1]}x{image.shape[0]} pixels; painting "
                          "needs at least 2x2.")
     mode = choose_mode(image, mode)
+    mask = _check_mask(mask, image.shape[:2], mode, bayesian)
     renders = check_renders(renders, mode)
     _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components,
                    seed)
@@ -179,11 +185,18 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     start = time.perf_counter()
     budget = DEFAULT_MAX_PIXELS[mode] if max_pixels is None else max_pixels
     picture, factor = downscale_to_budget(image, budget)
+    if mask is not None and factor != 1.0:
+        small, _ = downscale_to_budget(mask.astype(np.float64), budget)
+        fitted_mask = small >= 0.5
+    else:
+        fitted_mask = mask
     if factor != 1.0:
         reporter.note(f"Downscaled {image.shape[1]}x{image.shape[0]} to "
                       f"{picture.shape[1]}x{picture.shape[0]} pixels for fitting "
                       f"(--max-pixels {budget}); renders keep the full size.")
     points, used_threshold = picture_points(picture, mode, threshold, keep, colour_scale)
+    if fitted_mask is not None:
+        points[fitted_mask.ravel(), 2:] = np.nan  # the colours under the mask are missing
     k = DEFAULT_COMPONENTS[mode] if n_components is None else n_components
     if k > len(points):
         raise PaintError(f"Asked for {k} components but the picture gives only {len(points)} "
@@ -219,6 +232,7 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         "threshold": used_threshold,
         "n_components": int(k),
         "bayesian": bool(bayesian),
+        "masked_pixels": 0 if mask is None else int(mask.sum()),
         "active_components": int(fitted.n_components),
         "iterations": int(model.n_iter_),
         "converged": bool(model.converged_),
@@ -239,6 +253,27 @@ SHARPEN_RANGE = (1e-3, 1e3)
 COLOUR_SCALE_RANGE = (1e-3, 1e3)
 # Dots in the samples render at most: 100 million is already ~400 per pixel of a 512x512 render.
 MAX_SAMPLES = 10**8
+
+
+def _check_mask(mask, shape, mode, bayesian):
+    """The inpainting mask as booleans of the picture's shape, or None."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[:, :, :3].mean(axis=2)
+    if mask.shape != tuple(shape):
+        raise PaintError(f"The mask is {mask.shape[1]}x{mask.shape[0]} pixels but the picture "
+                         f"is {shape[1]}x{shape[0]}; draw the mask on a copy of the picture.")
+    if mode != "color":
+        raise PaintError("Inpainting (--mask) needs colour mode: the masked pixels' colours "
+                         "are what is filled in.")
+    if bayesian:
+        raise PaintError("Inpainting (--mask) needs the plain mixture; leave out --bayesian.")
+    mask = mask > (mask.max() / 2 if mask.max() > 0 else 0)
+    if mask.all():
+        raise PaintError("The mask covers the whole picture: no colour is left to learn from.")
+    return mask
 
 
 def _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels, n_components,

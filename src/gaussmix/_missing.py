@@ -318,12 +318,17 @@ class MissingData(PreparedData):
         return expectation
 
     def sample(self, n, random_state):
-        """Rows to initialise from: every row with its holes at the observed mean (the
-        origin), as many as ``n`` (all complete rows first)."""
+        """Rows to initialise from, as many as ``n``: the complete rows when they are at
+        least half of all, else every row with its holes at the observed mean (the origin).
+
+        Rows with holes filled by the mean would seed components of the mean's colour on
+        the holes (an inpainting mask's strokes), which EM cannot recolour: their colours are
+        never observed."""
+        complete_rows = 0 if self.complete is None else self.complete.n_rows
         parts = [] if self.complete is None else [
             (self.complete.X - self.shift, self.complete.sample_weight)]
-        filled = np.where(np.isnan(self.holes), 0.0, self.holes)
-        parts.append((filled, self.hole_weights))
+        if complete_rows < self.holes.shape[0]:
+            parts.append((np.where(np.isnan(self.holes), 0.0, self.holes), self.hole_weights))
         x = np.concatenate([p[0] for p in parts]).astype(np.float64)
         w = np.concatenate([p[1] for p in parts])
         if len(x) > n:

@@ -217,3 +217,14 @@ def test_the_imputer_is_a_scikit_learn_transformer():
     assert np.isfinite(pipeline.transform(holes)).all()
     with pytest.raises(ValueError, match="method must be one of"):
         GaussianMixtureImputer(method="median").fit(holes)
+
+
+def test_initialisation_rows_are_the_complete_ones_when_they_are_most():
+    X = make_blobs()
+    few = with_holes(X, 0.02, seed=3)
+    data = _missing.prepare(few, np.ones(len(X)), 4096)
+    rows = data.sample(10**6, np.random.RandomState(0))
+    assert rows.n_rows == data.complete.n_rows and not np.isnan(rows.x).any()
+    many = with_holes(X, 0.5, seed=3)
+    data = _missing.prepare(many, np.ones(len(X)), 4096)
+    assert data.sample(10**6, np.random.RandomState(0)).n_rows == len(X)

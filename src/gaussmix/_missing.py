@@ -124,9 +124,19 @@ def _softmax(logits):
     return resp / total, (top + np.log(total))[:, 0]
 
 
-def stats(x, w, params):
+def stats(x, w, params, cache=None):
     """Statistics of rows with holes (working coordinates, NaN for missing) under
-    ``params``, about centres at the origin; rows with nothing observed are left out.
+    ``params``, about the components' means; rows with nothing observed are left out.
+
+    Each pattern's rows go through the ordinary E-step of the marginal mixture of their
+    observed features (the fused, pruned kernel when the pattern is large), which gives the
+    responsibilities and the observed moments ``N_k``, ``S1 = sum w r y_o`` and
+    ``S2 = sum w r y_o y_o^T`` about the means (``y = x - mu_k``). The missing part follows
+    from ``E[y_m | x_o, k] = B_k y_o`` and ``Cov[y_m | x_o, k] = C_k``: first moments
+    ``B_k S1``, second moments ``S2 B_k^T`` and ``B_k S2 B_k^T + N_k C_k``.
+
+    ``cache`` (a dict, for rows that stay the same across a fit's E-steps) keeps the patterns
+    and each pattern's rows, tiled once for the fused kernel.
 
     Returns
     -------
@@ -135,40 +145,91 @@ def stats(x, w, params):
     k, d = params.n_components, params.n_features
     cov_type = params.covariance_type
     dense = as_full(params.covariances, cov_type, k, d)
-    resp_sum = np.zeros(k)
-    x_sum = np.zeros((k, d))
-    xx_full = np.zeros((k, d, d))
-    log_lik = 0.0
-    weight_sum = 0.0
-    n_rows = 0
-    for pattern in patterns(x):
+    cache = {} if cache is None else cache
+    if "patterns" not in cache:
+        cache["patterns"] = patterns(x)
+    total = None
+    for index, pattern in enumerate(cache["patterns"]):
         if len(pattern.observed) == 0:
             continue
-        cond = conditional(params, pattern, dense)
-        o, m = pattern.observed, pattern.missing
-        for rows in _blocks(pattern, k, d):
-            x_obs = x[np.ix_(rows, o)]
-            weights = w[rows]
-            logits, fill = _logits_and_fill(x_obs, params, pattern, cond)
-            resp, log_prob = _softmax(logits)
-            positive = weights > 0
-            log_lik += float(weights[positive] @ log_prob[positive])
-            weight_sum += float(weights.sum())
-            n_rows += int(positive.sum())
-            wr = resp * weights[:, None]  # (n, K)
-            mass = wr.sum(axis=0)
-            resp_sum += mass
-            full = np.empty((len(rows), k, d))
-            full[:, :, o] = x_obs[:, None, :]
-            full[:, :, m] = fill
-            x_sum += np.einsum("nk,nkd->kd", wr, full)
-            xx_full += np.einsum("nk,nki,nkj->kij", wr, full, full)
-            xx_full[:, m[:, None], m[None, :]] += mass[:, None, None] * cond.covariance
-    return Stats(
-        covariance_type=cov_type, center=np.zeros((k, d)), resp_sum=resp_sum, x_sum=x_sum,
-        xx_sum=_second_moments(xx_full, cov_type), log_likelihood=log_lik,
-        weight_sum=weight_sum, n_rows=n_rows, worst_log_prob=np.empty(0),
-        worst_points=np.empty((0, d)))
+        rows = cache.get(index)
+        if rows is None:
+            rows = cache[index] = PatternRows(x, w, pattern)
+        part = _pattern_stats(rows, params, pattern, conditional(params, pattern, dense))
+        total = part if total is None else total + part
+    if total is None:
+        total = Stats(covariance_type=cov_type, center=params.means.copy(),
+                      resp_sum=np.zeros(k), x_sum=np.zeros((k, d)),
+                      xx_sum=_second_moments(np.zeros((k, d, d)), cov_type),
+                      log_likelihood=0.0, weight_sum=0.0, n_rows=0,
+                      worst_log_prob=np.empty(0), worst_points=np.empty((0, d)))
+    return total
+
+
+class PatternRows:
+    """One pattern's rows: their observed entries and weights, and (built on first use) the
+    same rows tiled for the fused kernel, kept for every E-step of a fit."""
+
+    def __init__(self, x, w, pattern):
+        self.x = np.ascontiguousarray(x[np.ix_(pattern.rows, pattern.observed)])
+        self.w = np.ascontiguousarray(w[pattern.rows])
+        self.tiled = None
+
+    def expectation(self, params):
+        """The observed-feature statistics under the marginal mixture ``params``."""
+        from . import backends
+
+        if backends.resolve(None, len(self.w) * params.n_components) != "numba":
+            return backends.rows_expectation(self.x, self.w, params, "numpy")
+        from ._data import ArrayChunks
+        from .backends.numba_backend import TiledSource, fused_expectation
+
+        if self.tiled is None:
+            self.tiled = TiledSource(ArrayChunks(self.x, self.w, np.zeros(self.x.shape[1]),
+                                                 max(1, len(self.w))))
+        with backends.kernel_threads():
+            return fused_expectation(self.tiled, params)
+
+
+def _pattern_stats(rows, params, pattern, cond):
+    """One pattern's statistics in full dimension, about the components' means."""
+    from . import _algebra
+
+    o, m = pattern.observed, pattern.missing
+    k, d = params.n_components, params.n_features
+    cov_type = params.covariance_type
+    observed = _algebra.marginal(params, o)
+    part = rows.expectation(observed).recentered(observed.means)
+    n_k, s1, s2 = part.resp_sum, part.x_sum, part.xx_sum
+    b = cond.regression  # (K, m, o)
+    x_sum = np.zeros((k, d))
+    x_sum[:, o] = s1
+    if cov_type in ("full", "tied"):
+        x_sum[:, m] = np.einsum("kmo,ko->km", b, s1)
+        full = np.zeros((k, d, d)) if cov_type == "full" else np.zeros((d, d))
+        if cov_type == "full":
+            cross = s2 @ np.swapaxes(b, 1, 2)  # (K, o, m)
+            full[:, o[:, None], o[None, :]] = s2
+            full[:, o[:, None], m[None, :]] = cross
+            full[:, m[:, None], o[None, :]] = np.swapaxes(cross, 1, 2)
+            full[:, m[:, None], m[None, :]] = (b @ cross + n_k[:, None, None] * cond.covariance)
+        else:  # one covariance: B and C are the same for every component
+            cross = s2 @ b[0].T
+            full[np.ix_(o, o)] = s2
+            full[np.ix_(o, m)] = cross
+            full[np.ix_(m, o)] = cross.T
+            full[np.ix_(m, m)] = b[0] @ cross + n_k.sum() * cond.covariance[0]
+        xx = full
+    elif cov_type == "diag":  # independent features: nothing to regress on
+        xx = np.zeros((k, d))
+        xx[:, o] = s2
+        xx[:, m] = n_k[:, None] * np.diagonal(cond.covariance, axis1=1, axis2=2)
+    else:
+        xx = s2 + n_k * np.trace(cond.covariance, axis1=1, axis2=2)
+    return Stats(covariance_type=cov_type, center=params.means.copy(), resp_sum=n_k,
+                 x_sum=x_sum, xx_sum=xx, log_likelihood=part.log_likelihood,
+                 weight_sum=part.weight_sum, n_rows=part.n_rows,
+                 worst_log_prob=np.empty(0), worst_points=np.empty((0, d)))
 
 
 def _second_moments(xx_full, covariance_type):
@@ -308,8 +369,10 @@ class MissingData(PreparedData):
         complete = None if self.complete is None else self.complete.expectation_for(backend)
         holes, weights = self.holes, self.hole_weights
 
+        cache = self._cache.setdefault("holes", {})
+
         def expectation(source, params):
-            part = stats(holes, weights, params)
+            part = stats(holes, weights, params, cache)
             if complete is None:
                 return part
             whole = complete(source, params)

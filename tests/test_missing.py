@@ -74,9 +74,13 @@ def gaussmix_em(X, params, n_iter, backend, reg_covar):
     return result.params.shifted(plan.shift)
 
 
+@pytest.mark.parametrize("path", ["direct", "marginal E-step"])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("n_iter", [1, 10])
-def test_iterations_equal_a_plain_reference_em(covariance_type, n_iter, backend):
+def test_iterations_equal_a_plain_reference_em(covariance_type, n_iter, backend, path,
+                                                monkeypatch):
+    if path != "direct":  # every pattern through the marginal mixture's E-step
+        monkeypatch.setattr(_missing, "DIRECT_PAIRS", 0)
     X = with_holes(make_blobs(n_per=40), 0.25)
     X[3] = np.nan  # a row with nothing observed: left out
     X[5, :2] = np.nan

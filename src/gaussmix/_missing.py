@@ -191,10 +191,17 @@ class PatternRows:
             return fused_expectation(self.tiled, params)
 
 
+# Below this many (row, component) pairs a pattern's statistics are computed directly: the
+# marginal mixture and its E-step cost more to set up than they save.
+DIRECT_PAIRS = 2_000
+
+
 def _pattern_stats(rows, params, pattern, cond):
     """One pattern's statistics in full dimension, about the components' means."""
     from . import _algebra
 
+    if len(rows.w) * params.n_components < DIRECT_PAIRS:
+        return _direct_stats(rows, params, pattern, cond)
     o, m = pattern.observed, pattern.missing
     k, d = params.n_components, params.n_features
     cov_type = params.covariance_type
@@ -229,6 +236,30 @@ def _pattern_stats(rows, params, pattern, cond):
     return Stats(covariance_type=cov_type, center=params.means.copy(), resp_sum=n_k,
                  x_sum=x_sum, xx_sum=xx, log_likelihood=part.log_likelihood,
                  weight_sum=part.weight_sum, n_rows=part.n_rows,
+                 worst_log_prob=np.empty(0), worst_points=np.empty((0, d)))
+
+
+def _direct_stats(rows, params, pattern, cond):
+    """:func:`_pattern_stats` for a few rows: responsibilities and filled rows at once."""
+    k, d = params.n_components, params.n_features
+    o, m = pattern.observed, pattern.missing
+    logits, fill = _logits_and_fill(rows.x, params, pattern, cond)
+    resp, log_prob = _softmax(logits)
+    positive = rows.w > 0
+    wr = resp * rows.w[:, None]
+    mass = wr.sum(axis=0)
+    full = np.empty((len(rows.w), k, d))
+    full[:, :, o] = rows.x[:, None, :]
+    full[:, :, m] = fill
+    full -= params.means[None]  # moments about the means, as the kernel's
+    x_sum = np.einsum("nk,nkd->kd", wr, full)
+    xx_full = np.einsum("nk,nki,nkj->kij", wr, full, full)
+    xx_full[:, m[:, None], m[None, :]] += mass[:, None, None] * cond.covariance
+    return Stats(covariance_type=params.covariance_type, center=params.means.copy(),
+                 resp_sum=mass, x_sum=x_sum,
+                 xx_sum=_second_moments(xx_full, params.covariance_type),
+                 log_likelihood=float(rows.w[positive] @ log_prob[positive]),
+                 weight_sum=float(rows.w.sum()), n_rows=int(positive.sum()),
                  worst_log_prob=np.empty(0), worst_points=np.empty((0, d)))
 
 

@@ -9,11 +9,22 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
+from . import _covariance as cov
+from . import backends
 from ._distribution import FittedMixture
 from ._fit import Reporter, fit_best, plan_fit
 from ._inference import Inference
+from ._init import INIT_METHODS
 from ._inputs import input_for
-from ._validation import FeatureChecker
+from ._validation import (
+    FeatureChecker,
+    check_choice,
+    check_finite,
+    check_int,
+    check_real,
+)
 from .exceptions import (
     ConvergenceWarning,
     RegularizationWarning,
@@ -26,9 +37,42 @@ class MixtureEstimator(FittedMixture):
     """Base of :class:`~gaussmix.GaussianMixture` and
     :class:`~gaussmix.BayesianGaussianMixture`."""
 
+    def _check_parameters(self):
+        self._check_values()
+        backends.resolve(self.backend)
+
+    def _check_values(self):
+        """Refuse settings of the wrong kind or range (what a loaded model is checked for too;
+        whether the chosen backend is installed matters only to a fit). Estimators add their
+        own settings' checks."""
+        check_int(self.n_components, "n_components", 1)
+        check_choice(self.covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
+        check_real(self.tol, "tol", 0.0)
+        check_real(self.reg_covar, "reg_covar", 0.0, finite=True)
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
+        check_choice(self.init_params, "init_params", INIT_METHODS)
+        check_int(self.verbose, "verbose", 0)
+        check_int(self.verbose_interval, "verbose_interval", 1)
+        check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
+        if self.backend not in (None, "auto", *backends.BACKENDS):
+            backends.resolve(self.backend)  # says which values are allowed
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
+
     def _check_rows(self, X, arr):
-        """Refuse rows that do not suit the fitted model (feature count and names)."""
+        """Refuse rows that do not suit the fitted model (feature count and names; NaN
+        where the estimator does not take missing values)."""
         FeatureChecker.check(self, X, arr)
+        if not self._allows_missing and isinstance(arr, np.ndarray):
+            check_finite(arr)
+
+    def _refuse_missing(self, data):
+        """One sentence for data with holes given to an estimator that does not take them."""
+        if getattr(data, "n_missing", 0) and not self._allows_missing:
+            raise ValueError(f"{type(self).__name__} does not take missing values (NaN) yet; "
+                             "fill them with GaussianMixture(...).fit(X).impute(X) or drop "
+                             "those rows.")
 
     # ----------------------------------------------------------------------------------------
     # Fitting
@@ -80,6 +124,7 @@ class MixtureEstimator(FittedMixture):
         ``clusterings``: k-means ``(labels, centres)`` of the data computed once for several
         fits (see ``_fit.kmeans_clusterings``), or None.
         """
+        self._refuse_missing(data)
         plan = plan_fit(data, self.n_components, backend=self.backend,
                         chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
         self._remember_features(data.n_features, names)

@@ -14,19 +14,14 @@ import numbers
 
 import numpy as np
 
-from . import _covariance as cov
-from . import backends
 from ._em import Params
 from ._estimator import MixtureEstimator
-from ._init import INIT_METHODS, initial_stats
+from ._init import initial_stats
 from ._validation import (
     as_array_of_shape,
     check_choice,
-    check_finite,
-    check_int,
     check_positive_definite,
     check_random_state,
-    check_real,
 )
 from ._variational import (
     PRIOR_TYPES,
@@ -137,18 +132,8 @@ class BayesianGaussianMixture(MixtureEstimator):
     # ----------------------------------------------------------------------------------------
     # Validation of the estimator's settings
 
-    def _check_parameters(self):
-        self._check_values()
-        backends.resolve(self.backend)
-
     def _check_values(self):
-        check_int(self.n_components, "n_components", 1)
-        check_choice(self.covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
-        check_real(self.tol, "tol", 0.0)
-        check_real(self.reg_covar, "reg_covar", 0.0, finite=True)
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
-        check_choice(self.init_params, "init_params", INIT_METHODS)
+        super()._check_values()
         check_choice(self.weight_concentration_prior_type, "weight_concentration_prior_type",
                      PRIOR_TYPES)
         for name in ("weight_concentration_prior", "mean_precision_prior"):
@@ -158,13 +143,6 @@ class BayesianGaussianMixture(MixtureEstimator):
         dof = self.degrees_of_freedom_prior
         if dof is not None and not (_real(dof) and math.isfinite(dof)):
             raise ValueError(f"degrees_of_freedom_prior must be a number or None, got {dof!r}.")
-        check_int(self.verbose, "verbose", 0)
-        check_int(self.verbose_interval, "verbose_interval", 1)
-        check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
-        if self.backend not in (None, "auto", *backends.BACKENDS):
-            backends.resolve(self.backend)  # says which values are allowed
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
 
     def _init_spec(self, n_features):
         """Validate the priors given as arrays against the data's width (loaded models too)."""
@@ -208,10 +186,6 @@ class BayesianGaussianMixture(MixtureEstimator):
             data_scatter=lambda: _data_covariance(plan, self.covariance_type))
 
     def _starts(self, plan, clusterings=None):
-        if getattr(plan.data, "n_missing", 0):
-            raise ValueError("BayesianGaussianMixture does not take missing values (NaN) yet; "
-                             "fill them with GaussianMixture(...).fit(X).impute(X) or drop "
-                             "those rows.")
         update = Variational(self._priors(plan), plan.reg_covar, plan.jitter_floor)
         self._fit_priors = update.priors  # for _set_fitted, without a second pass
         if self.warm_start and hasattr(self, "converged_"):
@@ -302,12 +276,6 @@ class BayesianGaussianMixture(MixtureEstimator):
         self.mean_prior_ = extra["mean_prior"]
         covariance = extra["covariance_prior"]
         self.covariance_prior_ = covariance if covariance.ndim else float(covariance)
-
-    def _check_rows(self, X, arr):
-        """Refuse rows that do not suit the model, and missing values (not taken yet)."""
-        super()._check_rows(X, arr)
-        if isinstance(arr, np.ndarray):
-            check_finite(arr)
 
     def _scoring_params(self):
         """Rows are scored as scikit-learn scores them: under the variational E-step."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 from . import _covariance as cov
-from . import backends
 from ._data import default_chunk_size
 from ._em import m_step
 from ._estimator import MixtureEstimator
@@ -24,12 +23,9 @@ from ._fit import (
     starts_from_clusterings,
     warm_start,
 )
-from ._init import INIT_METHODS
 from ._inputs import input_for
 from ._validation import (
     as_array_of_shape,
-    check_choice,
-    check_int,
     check_n_features,
     check_positive_definite,
     check_random_state,
@@ -191,32 +187,13 @@ class GaussianMixture(MixtureEstimator):
 
     _allows_missing = True
 
-    def _check_parameters(self):
-        self._check_values()
-        backends.resolve(self.backend)
-
     def _check_values(self):
-        """Refuse settings of the wrong kind or range (what a loaded model is checked for too;
-        whether the chosen backend is installed matters only to a fit)."""
-        check_int(self.n_components, "n_components", 1)
-        check_choice(self.covariance_type, "covariance_type", cov.COVARIANCE_TYPES)
-        check_real(self.tol, "tol", 0.0)
-        check_real(self.reg_covar, "reg_covar", 0.0, finite=True)
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
-        check_choice(self.init_params, "init_params", INIT_METHODS)
-        check_int(self.verbose, "verbose", 0)
-        check_int(self.verbose_interval, "verbose_interval", 1)
-        check_int(self.chunk_size, "chunk_size", 1, allow_none=True)
-        if self.backend not in (None, "auto", *backends.BACKENDS):
-            backends.resolve(self.backend)  # says which values are allowed
+        super()._check_values()
         check_real(self.learning_offset, "learning_offset", 0.0)
         check_real(self.learning_decay, "learning_decay", 0.0)
         if not 0.5 < self.learning_decay <= 1.0:
             raise ValueError(f"learning_decay must lie in (0.5, 1], got {self.learning_decay!r}; "
                              "0.7 is a good default.")
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
 
     def _init_spec(self, n_features):
         """:class:`~gaussmix._fit.InitSpec` with the validated ``weights_init``,

@@ -648,6 +648,28 @@ def average_covariance(covariances, weights, covariance_type):
     return np.tensordot(weights / total, covariances, axes=1)
 
 
+def empirical_moments(stats, reg_covar):
+    """Each component's mass, mean and covariance (plus ``reg_covar``) from the statistics:
+    what every M-step starts from (EM's here, the variational one in ``_variational``).
+
+    Returns
+    -------
+    nk : ndarray of shape (K,)
+        Responsibility mass plus scikit-learn's 10 eps, in units of a row's mean weight (so
+        that scaling every weight by the same factor leaves the fit unchanged).
+    means : ndarray of shape (K, D)
+    covariances : ndarray
+        Shaped by covariance type.
+    row_mass : float
+        A row's mean weight.
+    """
+    row_mass = stats.weight_sum / max(stats.n_rows, 1)
+    nk = stats.resp_sum + 10.0 * np.finfo(np.float64).eps * row_mass
+    offsets = stats.x_sum / nk[:, np.newaxis]
+    return nk, stats.center + offsets, estimate_covariances(stats, nk, offsets, reg_covar), \
+        row_mass
+
+
 def m_step(stats, reg_covar, jitter_floor, reseed=True):
     """Parameters maximising the expected log-likelihood given the statistics.
 
@@ -672,13 +694,7 @@ def m_step(stats, reg_covar, jitter_floor, reseed=True):
     report : MStepReport
     """
     cov_type = stats.covariance_type
-    row_mass = stats.weight_sum / max(stats.n_rows, 1)
-    # scikit-learn's 10 eps of mass, in units of a row's mean weight: scaling every weight
-    # by the same factor leaves the fit unchanged.
-    nk = stats.resp_sum + 10.0 * np.finfo(np.float64).eps * row_mass
-    offsets = stats.x_sum / nk[:, np.newaxis]
-    means = stats.center + offsets
-    covariances = estimate_covariances(stats, nk, offsets, reg_covar)
+    nk, means, covariances, row_mass = empirical_moments(stats, reg_covar)
     weights = nk / nk.sum()
 
     n_reseeded = 0

@@ -23,7 +23,7 @@ responsibilities every iteration equals its own.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
@@ -33,7 +33,7 @@ from ._covariance import (
     precision_cholesky,
     precisions_from_precision_cholesky,
 )
-from ._em import MStepReport, Params, Step, estimate_covariances, log_normaliser
+from ._em import MStepReport, Params, Step, empirical_moments, log_normaliser
 
 PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
@@ -88,8 +88,6 @@ class Posterior:
 
     def shifted(self, offset):
         """The same posterior with the means moved by ``offset`` (priors are not moved)."""
-        from dataclasses import replace
-
         return replace(self, means=self.means + offset)
 
 
@@ -117,11 +115,7 @@ def posterior_from_stats(stats, priors, reg_covar, jitter_floor):
         mixture switches off the components it does not need).
     """
     cov_type = stats.covariance_type
-    row_mass = stats.weight_sum / max(stats.n_rows, 1)
-    nk = stats.resp_sum + 10.0 * np.finfo(np.float64).eps * row_mass
-    offsets = stats.x_sum / nk[:, np.newaxis]
-    xk = stats.center + offsets
-    sk = estimate_covariances(stats, nk, offsets, reg_covar)
+    nk, xk, sk, _ = empirical_moments(stats, reg_covar)
     concentration = _weight_concentration(nk, priors)
     mean_precision = priors.mean_precision + nk
     means = (priors.mean_precision * priors.mean + nk[:, np.newaxis] * xk) \

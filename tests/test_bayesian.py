@@ -55,7 +55,7 @@ def gaussmix_iterations(model, X, resp, n_iter, backend):
                                                source, model.covariance_type))
     result = run_em(plan.source, params, update, tol=0.0, max_iter=n_iter,
                     expectation=plan.expectation, posterior=posterior)
-    model._set_fitted(result, plan)
+    model._set_fitted(result, plan, update)
     return result.lower_bounds
 
 

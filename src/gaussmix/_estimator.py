@@ -153,7 +153,7 @@ class MixtureEstimator(FittedMixture):
         reporter = Reporter(self.verbose, self.verbose_interval, self.callback, self.max_iter)
         best = fit_best(plan, starts, tol=self.tol, max_iter=self.max_iter, reporter=reporter,
                         lower_bound=previous_bound, update=update)
-        self._set_fitted(best, plan)
+        self._set_fitted(best, plan, update)
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound

@@ -187,7 +187,6 @@ class BayesianGaussianMixture(MixtureEstimator):
 
     def _starts(self, plan, clusterings=None):
         update = Variational(self._priors(plan), plan.reg_covar, plan.jitter_floor)
-        self._fit_priors = update.priors  # for _set_fitted, without a second pass
         if self.warm_start and hasattr(self, "converged_"):
             self._check_warm(plan.n_features)
             posterior = self._posterior().shifted(-plan.shift)
@@ -203,9 +202,9 @@ class BayesianGaussianMixture(MixtureEstimator):
 
         return [start] * self.n_init, update, -math.inf
 
-    def _set_fitted(self, best, plan):
+    def _set_fitted(self, best, plan, update):
         posterior = best.posterior.shifted(plan.shift)
-        priors = self.__dict__.pop("_fit_priors")
+        priors = update.priors
         dtype = np.dtype(plan.dtype)
         self._set_params(Params(mean_weights(posterior), posterior.means,
                                 posterior.precisions_cholesky, posterior.covariances,

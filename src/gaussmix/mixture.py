@@ -230,7 +230,7 @@ class GaussianMixture(MixtureEstimator):
         return (initial_starts(plan, spec, check_random_state(self.random_state), self.n_init),
                 None, -math.inf)
 
-    def _set_fitted(self, best, plan):
+    def _set_fitted(self, best, plan, update=None):
         self._set_params(best.params, plan.dtype)
         self.n_missing_ = int(getattr(plan.data, "n_missing", 0))
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream

@@ -151,3 +151,15 @@ def test_feature_names_must_match(recwarn):
     mixed = pd.DataFrame(X, columns=["a", 1])
     with pytest.raises(TypeError, match="all input features have string names"):
         GaussianMixture(1).fit(mixed)
+
+
+def test_infinity_is_counted_over_every_chunk():
+    from gaussmix._validation import has_missing
+
+    X = np.zeros((10, 2))
+    X[[1, 7], 0] = np.inf
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"infinity \(inf\) in 2 rows \(first at row 1\)"):
+        has_missing(X, chunk_size=4)
+    X[[1, 7], 0] = 0.0
+    assert has_missing(X, chunk_size=4) and not has_missing(np.zeros((3, 2)))

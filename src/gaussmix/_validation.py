@@ -111,41 +111,43 @@ def as_array_view(X, name="X"):
     return X
 
 
-def check_finite(X, name="X", chunk_size=65536):
-    """Raise if ``X`` holds NaN or infinity, saying how many rows and where the first is."""
+def _non_finite_rows(X, chunk_size):
+    """Rows with NaN and rows with infinity in ``X`` (counted chunk by chunk), and the first
+    row of each kind (None when there is none)."""
     n_nan = n_inf = 0
-    first = None
+    first_nan = first_inf = None
     for start in range(0, X.shape[0], chunk_size):
         block = np.asarray(X[start : start + chunk_size])
         if np.isfinite(block).all():
             continue
-        nan_rows = np.isnan(block).any(axis=1)
-        inf_rows = np.isinf(block).any(axis=1)
-        n_nan += int(nan_rows.sum())
-        n_inf += int(inf_rows.sum())
-        bad = np.flatnonzero(nan_rows | inf_rows)
-        if first is None and len(bad):
-            first = start + int(bad[0])
+        nan_rows = np.flatnonzero(np.isnan(block).any(axis=1))
+        inf_rows = np.flatnonzero(np.isinf(block).any(axis=1))
+        n_nan += len(nan_rows)
+        n_inf += len(inf_rows)
+        if first_nan is None and len(nan_rows):
+            first_nan = start + int(nan_rows[0])
+        if first_inf is None and len(inf_rows):
+            first_inf = start + int(inf_rows[0])
+    return n_nan, n_inf, first_nan, first_inf
+
+
+def check_finite(X, name="X", chunk_size=65536):
+    """Raise if ``X`` holds NaN or infinity, saying how many rows and where the first is."""
+    n_nan, n_inf, first_nan, first_inf = _non_finite_rows(X, chunk_size)
     if n_nan or n_inf:
+        first = min(row for row in (first_nan, first_inf) if row is not None)
         raise non_finite_error(name, n_nan, n_inf, first)
 
 
 def has_missing(X, name="X", chunk_size=65536):
     """Whether ``X`` holds NaN (missing values); raise if it holds infinity (one sentence)."""
-    found = False
-    for start in range(0, X.shape[0], chunk_size):
-        block = np.asarray(X[start : start + chunk_size])
-        if np.isfinite(block).all():
-            continue
-        inf_rows = np.isinf(block).any(axis=1)
-        if inf_rows.any():
-            first = start + int(np.flatnonzero(inf_rows)[0])
-            raise InputError(f"Input {name} contains infinity (inf) in {int(inf_rows.sum())} "
-                             f"row{'s' if inf_rows.sum() != 1 else ''} (first at row {first}); "
-                             "NaN marks a missing value, but infinity is not a value: remove "
-                             "or replace it.")
-        found = True
-    return found
+    n_nan, n_inf, _, first_inf = _non_finite_rows(X, chunk_size)
+    if n_inf:
+        raise InputError(f"Input {name} contains infinity (inf) in {n_inf} "
+                         f"row{'s' if n_inf != 1 else ''} (first at row {first_inf}); NaN "
+                         "marks a missing value, but infinity is not a value: remove or "
+                         "replace it.")
+    return n_nan > 0
 
 
 def non_finite_error(name, n_nan, n_inf, first=None):

@@ -419,15 +419,20 @@ class MissingData(PreparedData):
         the holes (an inpainting mask's strokes), which EM cannot recolour: their colours are
         never observed."""
         complete_rows = 0 if self.complete is None else self.complete.n_rows
+        use_holes = complete_rows < self.holes.shape[0]
+        available = complete_rows + (self.holes.shape[0] if use_holes else 0)
+        picked = np.arange(available) if available <= n else np.sort(
+            random_state.choice(available, n, replace=False))
+        from_complete = picked[picked < complete_rows]  # only the picked rows are copied
+        from_holes = picked[picked >= complete_rows] - complete_rows
         parts = [] if self.complete is None else [
-            (self.complete.X - self.shift, self.complete.sample_weight)]
-        if complete_rows < self.holes.shape[0]:
-            parts.append((np.where(np.isnan(self.holes), 0.0, self.holes), self.hole_weights))
-        x = np.concatenate([p[0] for p in parts]).astype(np.float64)
+            (np.asarray(self.complete.X[from_complete], dtype=np.float64) - self.shift,
+             self.complete.sample_weight[from_complete])]
+        if use_holes:
+            filled = np.nan_to_num(self.holes[from_holes], nan=0.0)
+            parts.append((filled, self.hole_weights[from_holes]))
+        x = np.concatenate([p[0] for p in parts])
         w = np.concatenate([p[1] for p in parts])
-        if len(x) > n:
-            keep = np.sort(random_state.choice(len(x), n, replace=False))
-            x, w = x[keep], w[keep]
         return _Rows(x, w)
 
 

@@ -73,7 +73,12 @@ def kernels_ready():
 def can_compile_in_background():
     """Whether a background compilation can leave its cache and stamp (a writable cache
     folder); where not, kernels compile on first use, as numba does by default."""
-    folder = cache_folder()
+    return _writable(cache_folder())
+
+
+@functools.lru_cache(maxsize=8)
+def _writable(folder):
+    # Asked by every k-means step until the kernels are ready: the answer is kept per folder.
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError:

@@ -317,15 +317,14 @@ def run_segment(args, stdout, stderr):
     import numpy as np
 
     from .imaging.files import prepare_output_folder, read_image, write_png
+    from .imaging.points import mask_from_picture
     from .segmentation import SegmentationError, overlay, segment
 
     folder = prepare_output_folder(args.out or default_out(args.image, "segment"))
     picture = read_image(args.image)
     mask = None
     if args.mask is not None:
-        rough = read_image(args.mask)
-        grey = rough if rough.ndim == 2 else rough[:, :, :3].mean(axis=2)
-        mask = grey > (grey.max() / 2 if grey.max() > 0 else 0)
+        mask = mask_from_picture(read_image(args.mask))
     try:
         foreground = segment(picture, box=args.box, mask=mask, n_components=args.components,
                              iterations=args.iterations, coherence=args.coherence,

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import MAX_SEED
-from ..exceptions import ConvergenceWarning
 from ..bayesian import BayesianGaussianMixture
+from ..exceptions import ConvergenceWarning
 from ..mixture import GaussianMixture
 from . import render
 from .points import (
@@ -20,6 +20,7 @@ from .points import (
     dark_pixel_points,
     downscale_to_budget,
     is_colour,
+    mask_from_picture,
 )
 from .progress import QuietReporter
 
@@ -260,9 +261,7 @@ def _check_mask(mask, shape, mode, bayesian):
     if mask is None:
         return None
     mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask[:, :, :3].mean(axis=2)
-    if mask.shape != tuple(shape):
+    if mask.shape[:2] != tuple(shape):
         raise PaintError(f"The mask is {mask.shape[1]}x{mask.shape[0]} pixels but the picture "
                          f"is {shape[1]}x{shape[0]}; draw the mask on a copy of the picture.")
     if mode != "color":
@@ -270,7 +269,7 @@ def _check_mask(mask, shape, mode, bayesian):
                          "are what is filled in.")
     if bayesian:
         raise PaintError("Inpainting (--mask) needs the plain mixture; leave out --bayesian.")
-    mask = mask > (mask.max() / 2 if mask.max() > 0 else 0)
+    mask = mask_from_picture(mask)
     if mask.all():
         raise PaintError("The mask covers the whole picture: no colour is left to learn from.")
     return mask

@@ -42,6 +42,15 @@ def as_float_image(image):
     return out
 
 
+def mask_from_picture(image):
+    """A picture's light pixels (above half its brightest grey level) as a boolean mask of
+    shape (H, W): how a hand-drawn mask (white on black) reads."""
+    arr = np.asarray(image)
+    grey = arr if arr.ndim == 2 else arr[:, :, :3].mean(axis=2)
+    top = grey.max()
+    return grey > (top / 2 if top > 0 else 0)
+
+
 def is_colour(image, tolerance=2.0 / 255.0):
     """Whether a picture has real colour (not grey stored as RGB)."""
     img = as_float_image(image)

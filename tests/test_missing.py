@@ -139,6 +139,9 @@ def test_mean_imputation_is_the_conditional_mean():
     assert np.all(gm.impute(x, method="sample", random_state=rng)[:, 1:][0] == x[0, 1:])
     with pytest.raises(ValueError, match="method must be 'mean' or 'sample'"):
         gm.impute(x, method="median")
+    nothing = np.full((2, 3), np.nan)  # nothing observed: the mixture's mean, or a draw
+    np.testing.assert_allclose(gm.impute(nothing), np.tile(gm.mean(), (2, 1)))
+    assert np.isfinite(gm.impute(nothing, method="sample", random_state=0)).all()
 
 
 def test_fits_with_holes_report_them_and_impute_better_than_column_means():

@@ -191,6 +191,10 @@ class PatternRows:
             return fused_expectation(self.tiled, params)
 
 
+# What one pattern of holes costs numpy's E-step to set up (its conditional pieces and
+# marginal mixture, about half a millisecond), in (row, component) pairs of its E-step.
+NUMPY_PATTERN_PAIRS = 20_000
+
 # Below this many (row, component) pairs a pattern's statistics are computed directly: the
 # marginal mixture and its E-step cost more to set up than they save.
 DIRECT_PAIRS = 2_000
@@ -389,21 +393,45 @@ class MissingData(PreparedData):
         return self.holes.shape[0] + (0 if self.complete is None else self.complete.n_rows)
 
     def backend_for(self, requested, n_components):
-        if self.complete is None:
-            return "numpy"
-        return self.complete.backend_for(requested, n_components)
+        """As for complete data, counting each pattern of holes as ``NUMPY_PATTERN_PAIRS``
+        pairs: numpy's E-step pays a set-up per pattern that the kernel does not."""
+        from . import backends
+
+        n_patterns = len(self._hole_patterns())
+        return backends.resolve(requested, self.n_rows * n_components
+                                + n_patterns * NUMPY_PATTERN_PAIRS)
 
     def fit_source(self, backend, chunk_size):
         return [] if self.complete is None else self.complete.fit_source(backend, chunk_size)
 
+    def _hole_patterns(self):
+        """The missingness patterns of the rows with holes that observe something."""
+        if "patterns" not in self._cache:
+            self._cache["patterns"] = [p for p in patterns(self.holes) if len(p.observed)]
+        return self._cache["patterns"]
+
+    def hole_expectation(self, backend):
+        """``params -> Stats`` of the rows with holes: the fused kernel over every pattern
+        at once (``backends.holes``) for numba, else pattern by pattern (:func:`stats`)."""
+        if backend == "numba":
+            if "tiles" not in self._cache:
+                from .backends.holes import HoleTiles
+
+                self._cache["tiles"] = HoleTiles(self._hole_patterns(), self.holes,
+                                                 self.hole_weights)
+            from .backends.holes import hole_stats
+
+            tiles = self._cache["tiles"]
+            return lambda params: hole_stats(tiles, params)
+        cache = self._cache.setdefault("holes", {"patterns": self._hole_patterns()})
+        return lambda params: stats(self.holes, self.hole_weights, params, cache)
+
     def expectation_for(self, backend):
         complete = None if self.complete is None else self.complete.expectation_for(backend)
-        holes, weights = self.holes, self.hole_weights
-
-        cache = self._cache.setdefault("holes", {})
+        holes = self.hole_expectation(backend)
 
         def expectation(source, params):
-            part = stats(holes, weights, params, cache)
+            part = holes(params)
             if complete is None:
                 return part
             whole = complete(source, params)

@@ -215,28 +215,40 @@ def precision_facts(prec_chol, covariances, power_steps=3):
 
 
 @njit(cache=True)
-def bound_layout(means, prec_chol, diagonal):
-    """The components as the bounds read them: one row per coordinate, components along it.
+def bound_layout(means, prec_chol, diagonal, group_size):
+    """The components as the bounds read them: one row per coordinate, components along it,
+    each group of ``group_size`` components in its own block of rows (see
+    :func:`fused_e_step`).
 
     Returns
     -------
-    means_t : (D, K) means
-    u_t : (Q, K) the upper Cholesky factors' entries ``U[i, j]``, i <= j, by columns j
+    means_t : (G D, K) means (K = group_size, G groups)
+    u_t : (G Q, K) the upper Cholesky factors' entries ``U[i, j]``, i <= j, by columns j
         (Q = D(D+1)/2), or their diagonals (Q = D) when ``diagonal``
-    abs_u_t : (Q, K) their absolute values
+    abs_u_t : (G Q, K) their absolute values
     """
-    k_total, d = means.shape
+    k_all, d = means.shape
+    n_groups = k_all // group_size
     q = d if diagonal else d * (d + 1) // 2
-    means_t = np.empty((d, k_total))
-    u_t = np.empty((q, k_total))
-    for k in range(k_total):
-        p = 0
-        for j in range(d):
-            means_t[j, k] = means[k, j]
-            for i in range(j if diagonal else 0, j + 1):
-                u_t[p, k] = prec_chol[k, i, j]
-                p += 1
+    means_t = np.empty((n_groups * d, group_size))
+    u_t = np.empty((n_groups * q, group_size))
+    for g in range(n_groups):
+        for c in range(group_size):
+            k = g * group_size + c
+            p = g * q
+            for j in range(d):
+                means_t[g * d + j, c] = means[k, j]
+                for i in range(j if diagonal else 0, j + 1):
+                    u_t[p, c] = prec_chol[k, i, j]
+                    p += 1
     return means_t, u_t, np.abs(u_t)
+
+
+@njit(cache=True, inline="always")
+def _group_layout(layout, g, d, q):
+    """Group g's rows of a :func:`bound_layout` (C-contiguous views)."""
+    means_t, u_t, abs_u_t = layout
+    return means_t[g * d:(g + 1) * d], u_t[g * q:(g + 1) * q], abs_u_t[g * q:(g + 1) * q]
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -634,40 +646,52 @@ def _tile_scratch(k_total, d, n_feat, max_rows, x):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def fused_e_step(x, w, hints, starts, boxes, means, prec_chol, precisions, log_norm, lam_min,
-                 diagonal, threshold, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
+def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec_chol,
+                 precisions, log_norm, lam_min, diagonal, threshold, resp_sum, x_sum, xx_sum,
+                 log_prob, log_lik, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
+
+    The components come in G groups of ``group_size`` and each tile's rows see only the
+    components of its group (one group: an ordinary mixture; more: the marginal mixtures of
+    rows with missing entries, one per missingness pattern, see ``_missing``).
 
     Parameters
     ----------
     x : (N, D) float64 or float32, working coordinates, tiles contiguous; logits, softmax
         and per-tile moments run in this precision, the accumulators in float64
     w : (N,) float64 weights
-    hints : (N,) int64 in/out, each row's most likely component at the last E-step (-1: not
-        known), which makes the pruning tight; overwritten with this E-step's
+    hints : (N,) int64 in/out, each row's most likely component of its group at the last
+        E-step (-1: not known), which makes the pruning tight; overwritten with this
+        E-step's
     starts : (n_tiles + 1,) int64 tile boundaries
     boxes : (n_tiles, 2, D) float64 tile bounding boxes
-    means : (K, D) float64
-    prec_chol : (K, D, D) float64, upper Cholesky factors of the precisions (for the bounds)
-    precisions : (K, D, D) float64, the precision matrices (for the logits)
-    log_norm : (K,) float64, log w_k + log det U_k - D log(2 pi) / 2
-    lam_min : (K,) float64, a lower bound of each precision's smallest eigenvalue
+    tile_group : (n_tiles,) int64, each tile's group
+    group_size : int, K components per group
+    means : (G K, D) float64
+    prec_chol : (G K, D, D) float64, upper Cholesky factors of the precisions (for the bounds)
+    precisions : (G K, D, D) float64, the precision matrices (for the logits)
+    log_norm : (G K,) float64, log w_k + log det U_k - D log(2 pi) / 2
+    lam_min : (G K,) float64, a lower bound of each precision's smallest eigenvalue
     diagonal : bool, whether the precisions are diagonal
     threshold : float, pruning margin in nats; ``inf``: no pruning (tiles not spatial)
-    resp_sum : (B, K) float64 out, zeroed; B blocks of tiles run in parallel
-    x_sum : (B, K, D) float64 out, about the means
-    xx_sum : (B, K, Q) float64 out, about the means: packed upper triangle by rows
+    resp_sum : (G + B - 1, K) float64 out, zeroed: B blocks of consecutive tiles run in
+        parallel, and block b adds group g's sums to slot ``g + b`` (groups never decrease
+        along the tiles, so no two blocks share a slot; one group: a slot per block)
+    x_sum : (G + B - 1, K, D) float64 out, about the means
+    xx_sum : (G + B - 1, K, Q) float64 out, about the means: packed upper triangle by rows
         (Q = D(D+1)/2), or the diagonal (Q = D) when ``diagonal``
     log_prob : (N,) float64 out, log p(x_n) (-inf for zero-weight rows)
     log_lik : (B,) float64 out, sum of w_n log p(x_n) over each block's positive-weight rows
     pairs : (B,) int64 out, (row, component) pairs evaluated
     """
-    n_blocks = resp_sum.shape[0]
+    k_total = group_size
+    d = means.shape[1]
+    n_blocks = resp_sum.shape[0] - means.shape[0] // group_size + 1
     n_tiles = starts.shape[0] - 1
-    k_total, d = means.shape
-    n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
+    q = d if diagonal else d * (d + 1) // 2
+    n_feat = 1 + q + d
     max_rows = _max_tile_rows(starts)
-    layout = bound_layout(means, prec_chol, diagonal)
+    layout = bound_layout(means, prec_chol, diagonal, group_size)
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, logits, bits, row_log_prob, top,
          total, best) = _tile_scratch(k_total, d, n_feat, max_rows, x)
@@ -678,10 +702,17 @@ def fused_e_step(x, w, hints, starts, boxes, means, prec_chol, precisions, log_n
             s = starts[t]
             e = starts[t + 1]
             n_rows = e - s
+            g = tile_group[t]
+            lo = g * group_size
+            hi = lo + group_size
+            g_means = means[lo:hi]
+            g_precisions = precisions[lo:hi]
+            g_log_norm = log_norm[lo:hi]
             phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
-            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout,
-                                        precisions, log_norm, lam_min, diagonal, threshold,
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means, prec_chol[lo:hi],
+                                        _group_layout(layout, g, d, q), g_precisions,
+                                        g_log_norm, lam_min[lo:hi], diagonal, threshold,
                                         bound, centre, half, work, seeds, cand, phi, coef,
                                         logits, m, row_log_prob)
             if n_cand == 0:
@@ -689,8 +720,8 @@ def fused_e_step(x, w, hints, starts, boxes, means, prec_chol, precisions, log_n
                     log_prob[n] = -np.inf
                 continue
             block_pairs += n_rows * n_cand
-            _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
-                               coef, m)
+            _tile_coefficients(cand, n_cand, centre, g_means, g_precisions, g_log_norm,
+                               diagonal, coef, m)
             _candidate_logits(phi, n_rows, coef, n_cand, logits)
             n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
                                    row_log_prob, top, total, bits, best)
@@ -702,8 +733,8 @@ def fused_e_step(x, w, hints, starts, boxes, means, prec_chol, precisions, log_n
                 else:
                     log_prob[s + r] = -np.inf
             _candidate_moments(phi, n_rows, logits, n_cand, moments)
-            _scatter(b, cand, n_cand, centre, means, diagonal, moments, resp_sum, x_sum, xx_sum,
-                     m)
+            _scatter(g + b, cand, n_cand, centre, g_means, diagonal, moments, resp_sum, x_sum,
+                     xx_sum, m)
         pairs[b] = block_pairs
         log_lik[b] = block_log_lik
 
@@ -718,7 +749,7 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
     k_total, d = means.shape
     n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
     max_rows = _max_tile_rows(starts)
-    layout = bound_layout(means, prec_chol, diagonal)
+    layout = bound_layout(means, prec_chol, diagonal, k_total)
     w = np.ones(x.shape[0])
     hints = np.full(x.shape[0], -1, dtype=np.int64)
     for b in prange(n_blocks):

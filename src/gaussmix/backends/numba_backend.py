@@ -144,6 +144,71 @@ def _n_blocks(n_tiles, k, q):
     return max(1, min(blocks, max(threads, ACCUMULATOR_BYTES // per_block)))
 
 
+@dataclass(frozen=True)
+class KernelSums:
+    """One kernel pass's statistics, summed over its blocks (G K components).
+
+    Attributes
+    ----------
+    resp_sum : (G K,)
+    x_sum : (G K, D), about the means
+    xx_sum : (G K, Q), about the means, packed as the kernel writes them
+    log_likelihood : float
+    pairs : int
+        (row, component) pairs evaluated.
+    log_prob : (N,)
+        Each row's log-density.
+    """
+
+    resp_sum: np.ndarray
+    x_sum: np.ndarray
+    xx_sum: np.ndarray
+    log_likelihood: float
+    pairs: int
+    log_prob: np.ndarray
+
+
+def grouped_e_step(source, kp, group_size, tile_group, threshold):
+    """:class:`KernelSums` of the fused kernel over a tiled source whose tiles each see one
+    group of ``group_size`` components of ``kp`` (``tile_group``, non-decreasing; see
+    ``fused_e_step``)."""
+    k_all, d = kp.means.shape
+    n_groups = k_all // group_size
+    n_tiles = len(source.starts) - 1
+    q = d if kp.diagonal else d * (d + 1) // 2
+    blocks = _n_blocks(n_tiles, group_size, q)
+    slots = n_groups + blocks - 1
+    resp_sum = np.zeros((slots, group_size))
+    x_sum = np.zeros((slots, group_size, d))
+    xx_sum = np.zeros((slots, group_size, q))
+    log_prob = np.empty(source.n_rows)
+    log_lik = np.zeros(blocks)
+    pairs = np.zeros(blocks, dtype=np.int64)
+    fused_e_step(source.kernel_x, source.sample_weight, source.hints(group_size),
+                 source.starts, source.boxes, tile_group, group_size, kp.means, kp.prec_chol,
+                 kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, resp_sum,
+                 x_sum, xx_sum, log_prob, log_lik, pairs)
+    if n_groups == 1:
+        sums = resp_sum.sum(axis=0), x_sum.sum(axis=0), xx_sum.sum(axis=0)
+    else:
+        sums = _slots_to_groups((resp_sum, x_sum, xx_sum), tile_group, n_groups, blocks)
+    return KernelSums(*sums, float(log_lik.sum()), int(pairs.sum()), log_prob)
+
+
+def _slots_to_groups(accumulators, tile_group, n_groups, n_blocks):
+    """Each group's sums (G K, ...) from the kernel's slots (block b, group g at g + b)."""
+    n_tiles = len(tile_group)
+    out = [np.zeros((n_groups,) + a.shape[1:]) for a in accumulators]
+    for b in range(n_blocks):
+        first, stop = b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks
+        if stop == first:
+            continue
+        lo, hi = tile_group[first], tile_group[stop - 1] + 1
+        for total, slots in zip(out, accumulators):
+            total[lo:hi] += slots[lo + b:hi + b]
+    return [total.reshape((-1,) + total.shape[2:]) for total in out]
+
+
 def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
     """Statistics of all rows of a :class:`TiledSource` under ``params``, about the means.
 
@@ -160,30 +225,21 @@ def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
     """
     kp = kernel_params(params)
     k, d = kp.means.shape
-    q = d if kp.diagonal else d * (d + 1) // 2
-    blocks = _n_blocks(len(source.starts) - 1, k, q)
-    resp_sum = np.zeros((blocks, k))
-    x_sum = np.zeros((blocks, k, d))
-    xx_sum = np.zeros((blocks, k, q))
-    log_prob = np.empty(source.n_rows)
-    log_lik = np.zeros(blocks)
-    pairs = np.zeros(blocks, dtype=np.int64)
-    fused_e_step(source.kernel_x, source.sample_weight, source.hints(k), source.starts,
-                 source.boxes, kp.means, kp.prec_chol, kp.precisions, kp.log_norm, kp.lam_min,
-                 kp.diagonal, threshold, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
+    sums = grouped_e_step(source, kp, k, np.zeros(len(source.starts) - 1, dtype=np.int64),
+                          threshold)
     weights = source.weight_facts
-    worst_log_prob, worst_points = worst_rows(source.x, log_prob,
+    worst_log_prob, worst_points = worst_rows(source.x, sums.log_prob,
                                               min(k, MAX_RESEED_CANDIDATES),
                                               weights.positive_rows)
     if report is not None:
-        report["pair_fraction"] = pairs.sum() / max(1, source.n_rows * k)
+        report["pair_fraction"] = sums.pairs / max(1, source.n_rows * k)
     return Stats(
         covariance_type=params.covariance_type,
         center=kp.means.copy(),
-        resp_sum=resp_sum.sum(axis=0),
-        x_sum=x_sum.sum(axis=0),
-        xx_sum=second_moments_from_packed(xx_sum.sum(axis=0), params.covariance_type, d),
-        log_likelihood=float(log_lik.sum()),
+        resp_sum=sums.resp_sum,
+        x_sum=sums.x_sum,
+        xx_sum=second_moments_from_packed(sums.xx_sum, params.covariance_type, d),
+        log_likelihood=sums.log_likelihood,
         weight_sum=weights.total,
         n_rows=weights.n_positive,
         worst_log_prob=worst_log_prob,

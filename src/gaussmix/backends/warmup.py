@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-KERNEL_MODULES = ("fused.py", "tiles.py", "kmeans_kernels.py", "numba_backend.py")
+KERNEL_MODULES = ("fused.py", "tiles.py", "kmeans_kernels.py", "numba_backend.py", "holes.py")
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A compiling process that has not finished after this long is taken as gone.
 STALE_LOCK_SECONDS = 600.0
@@ -127,11 +127,14 @@ def compile_kernels():
     rng = np.random.RandomState(0)
     for dtype in (np.float64, np.float32):
         X = rng.normal(size=(600, 2)).astype(dtype)
+        holes = X.copy()
+        holes[::7, 1] = np.nan
         for covariance_type in ("full", "tied", "diag", "spherical"):
-            gm = GaussianMixture(40, covariance_type=covariance_type, max_iter=2,
-                                 backend="numba", random_state=0)
-            with _quiet():
-                gm.fit(X)
+            for data in (X, holes):
+                gm = GaussianMixture(40, covariance_type=covariance_type, max_iter=2,
+                                     backend="numba", random_state=0)
+                with _quiet():
+                    gm.fit(data)
             gm.score_samples(X)
             gm.predict_proba(X)
 

@@ -1,0 +1,98 @@
+"""The fused kernel over rows with holes (every pattern in one pass) against the numpy path
+of ``_missing``, which is itself proven against a plain reference EM (tests/test_missing.py).
+"""
+
+import numpy as np
+import pytest
+
+from gaussmix import GaussianMixture, _missing
+from gaussmix.backends import holes
+from gaussmix.backends.fused import PRUNE_MIN_K
+from gaussmix.exceptions import ConvergenceWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore", category=ConvergenceWarning)
+
+
+def clustered_with_holes(n=3000, d=4, k=12, share=0.2, seed=0):
+    rng = np.random.RandomState(seed)
+    centres = rng.normal(scale=6.0, size=(k, d))
+    x = centres[rng.randint(k, size=n)] + rng.normal(size=(n, d)) * rng.uniform(0.3, 1.5, d)
+    x[rng.uniform(size=x.shape) < share] = np.nan
+    x[rng.uniform(size=n) < 0.3, 1:] = np.nan  # many rows observe only the first feature
+    return x
+
+
+def start_params(x, k, covariance_type):
+    """Parameters near a fit (so that pruning has far components to skip), in the working
+    coordinates of the prepared data."""
+    data = _missing.prepare(x, np.ones(len(x)), 4096)
+    model = GaussianMixture(k, covariance_type=covariance_type, max_iter=3, random_state=0)
+    model.fit(x)
+    return data, model._params().shifted(-data.shift)
+
+
+def assert_same_stats(ours, ref):
+    np.testing.assert_allclose(ours.resp_sum, ref.resp_sum, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours.x_sum, ref.x_sum, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(ours.xx_sum, ref.xx_sum, rtol=1e-9, atol=1e-7)
+    assert ours.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-12)
+    assert ours.weight_sum == pytest.approx(ref.weight_sum)
+    assert ours.n_rows == ref.n_rows
+
+
+@pytest.mark.parametrize("k", [3, 2 * PRUNE_MIN_K])
+def test_kernel_statistics_equal_the_pattern_by_pattern_ones(covariance_type, k):
+    x = clustered_with_holes()
+    data, params = start_params(x, k, covariance_type)
+    patterns = data._hole_patterns()
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    ref = _missing.stats(data.holes, data.hole_weights, params, {"patterns": patterns})
+    first = holes.hole_stats(tiles, params)
+    assert_same_stats(first, ref)
+    assert_same_stats(holes.hole_stats(tiles, params), ref)  # now with hints
+
+
+def test_pruning_skips_pairs_and_batches_change_nothing(monkeypatch):
+    x = clustered_with_holes(n=6000, k=40)
+    data, params = start_params(x, 2 * PRUNE_MIN_K, "full")
+    patterns = data._hole_patterns()
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    whole = holes.hole_stats(tiles, params)
+    from gaussmix.backends import numba_backend
+
+    evaluated = []
+    original = numba_backend.grouped_e_step
+
+    def counting(*args):
+        sums = original(*args)
+        evaluated.append(sums.pairs)
+        return sums
+
+    monkeypatch.setattr(holes, "grouped_e_step", counting)
+    monkeypatch.setattr(holes, "BATCH_VALUES", 1)  # one pattern per batch
+    assert_same_stats(holes.hole_stats(tiles, params), whole)
+    assert len(evaluated) == len(patterns) > 1
+    assert sum(evaluated) < 0.5 * len(tiles.x) * params.n_components
+
+
+def test_zero_weight_rows_count_for_nothing():
+    x = clustered_with_holes(n=800)
+    w = np.random.RandomState(1).choice([0.0, 0.5, 3.0], size=len(x))
+    data = _missing.prepare(x, w, 4096)
+    params = GaussianMixture(4, random_state=0, max_iter=2).fit(x)._params().shifted(
+        -data.shift)
+    patterns = data._hole_patterns()
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    assert_same_stats(holes.hole_stats(tiles, params),
+                      _missing.stats(data.holes, data.hole_weights, params,
+                                     {"patterns": patterns}))
+
+
+def test_fits_with_holes_are_the_same_on_both_backends(covariance_type):
+    x = clustered_with_holes(n=2000, k=6)
+    fits = [GaussianMixture(30, covariance_type=covariance_type, backend=backend, max_iter=5,
+                            tol=0.0, random_state=0).fit(x) for backend in ("numpy", "numba")]
+    np.testing.assert_allclose(fits[1].means_, fits[0].means_, rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(fits[1].covariances_, fits[0].covariances_, rtol=1e-7,
+                               atol=1e-8)
+    assert fits[1].lower_bound_ == pytest.approx(fits[0].lower_bound_, rel=1e-10)

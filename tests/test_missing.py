@@ -235,3 +235,69 @@ def test_initialisation_rows_are_the_complete_ones_when_they_are_most():
     many = with_holes(X, 0.5, seed=3)
     data = _missing.prepare(many, np.ones(len(X)), 4096)
     assert data.sample(10**6, np.random.RandomState(0)).n_rows == len(X)
+
+
+def stream_kinds(X, folder):
+    """The same rows as every input kind that reads them chunk by chunk."""
+    import dask.array as da
+
+    path = folder / "x.npy"
+    np.save(path, X)
+    return {
+        "npy path": str(path),
+        "memory map": np.load(path, mmap_mode="r"),
+        "chunk function": lambda: (X[i:i + 250] for i in range(0, len(X), 250)),
+        "dask": da.from_array(X, chunks=300),
+    }
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("share", [0.1, 0.6])  # init from the complete rows, or from all
+def test_streams_and_dask_with_holes_fit_as_arrays_do(backend, share, tmp_path):
+    X = with_holes(np.concatenate([make_blobs(seed=s) + 7 * s for s in range(2)]), share, 2)
+    X[3] = np.nan
+    settings = {"n_components": 4, "random_state": 0, "backend": backend, "max_iter": 15,
+                "tol": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(**settings).fit(X)
+        for name, data in stream_kinds(X, tmp_path).items():
+            gm = GaussianMixture(**settings).fit(data)
+            assert gm.n_missing_ == ref.n_missing_ == int(np.isnan(X).sum()), name
+            assert gm.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-9), name
+            np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-7, atol=1e-9,
+                                       err_msg=name)
+            scores = np.asarray(gm.score_samples(data))
+            np.testing.assert_allclose(scores, ref.score_samples(X), rtol=1e-7, err_msg=name)
+            assert scores[3] == 0.0  # nothing observed: log-density of nothing
+
+
+def test_streams_refuse_infinity_an_unseen_feature_and_bayesian_holes(tmp_path):
+    X = with_holes(make_blobs(), 0.1)
+    inf = X.copy()
+    inf[5, 0] = np.inf
+    for data in stream_kinds(inf, tmp_path).values():
+        with pytest.raises(ValueError, match=r"infinity \(inf\) in 1 row .*NaN marks a "
+                                             "missing value"):
+            GaussianMixture(2).fit(data)
+    unseen = X.copy()
+    unseen[:, 1] = np.nan
+    for data in stream_kinds(unseen, tmp_path).values():
+        with pytest.raises(ValueError, match="Feature 1 has no observed entry"):
+            GaussianMixture(2).fit(data)
+    for data in stream_kinds(X, tmp_path).values():
+        with pytest.raises(ValueError, match="BayesianGaussianMixture does not take missing"):
+            BayesianGaussianMixture(n_components=2).fit(data)
+
+
+def test_partial_fit_takes_chunks_with_holes():
+    X = with_holes(np.concatenate([make_blobs(seed=s) + 7 * s for s in range(2)]), 0.2, 3)
+    X = X[np.random.RandomState(0).permutation(len(X))]  # every chunk from every blob
+    gm = GaussianMixture(4, random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for part in np.array_split(X, 4):
+            gm.partial_fit(part)
+    assert np.isfinite(gm.means_).all() and gm.n_missing_ > 0
+    whole = GaussianMixture(4, random_state=0).fit(X)
+    assert gm.score(X) == pytest.approx(whole.score(X), abs=0.1)

@@ -113,10 +113,22 @@ def weighted_moments(X, sample_weight, chunk_size):
 
 
 def squared_deviations(chunks, mean):
-    """``sum_i w_i (x_i - mean)**2`` over ``(x, w)`` chunks, shape (D,); inf where the sum
-    overflows (refused with a sentence by ``_validation.check_scale``)."""
+    """``sum_i w_i (x_i - mean)**2`` over ``(x, w)`` chunks, shape (D,), over the observed
+    entries (NaN marks a missing one); inf where the sum overflows (refused with a sentence
+    by ``_validation.check_scale``)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return sum(w @ ((x - mean) ** 2) for x, w in chunks)
+        return sum(w @ np.nan_to_num((x - mean) ** 2, nan=0.0, posinf=np.inf)
+                   if np.isnan(x).any() else w @ ((x - mean) ** 2) for x, w in chunks)
+
+
+def observed_sums(x, w):
+    """Per-feature ``sum w x`` and ``sum w`` over the observed (not NaN) entries of a chunk,
+    each of shape (D,); a chunk without NaN gives ``w @ x`` and its total weight."""
+    holes = np.isnan(x)
+    if not holes.any():
+        return w @ x, np.full(x.shape[1], float(w.sum()))
+    weights = w[:, None] * ~holes
+    return (weights * np.where(holes, 0.0, x)).sum(axis=0), weights.sum(axis=0)
 
 
 class PreparedData:
@@ -134,7 +146,12 @@ class PreparedData:
         """The E-step backend for the estimator's ``backend`` parameter."""
         from . import backends
 
-        return backends.resolve(requested, self.n_rows * n_components)
+        return backends.resolve(requested, self.e_step_pairs(n_components))
+
+    def e_step_pairs(self, n_components):
+        """What one numpy E-step costs, in (row, component) pairs: what choosing a backend
+        weighs."""
+        return self.n_rows * n_components
 
     def chunk_rows(self, n_components):
         """Rows per E-step chunk when the user gives none."""
@@ -274,7 +291,7 @@ class CallableChunks:
             InputError,
             as_float_array,
             check_chunk_weights,
-            check_finite,
+            has_missing,
         )
 
         try:
@@ -289,7 +306,7 @@ class CallableChunks:
             else:
                 rows, weights = chunk, None
             x = as_float_array(rows, name=f"chunk {index}")
-            check_finite(x, name=f"chunk {index}")
+            has_missing(x, name=f"chunk {index}")
             if self.n_features is None:
                 self.n_features = x.shape[1]
             elif x.shape[1] != self.n_features:
@@ -312,23 +329,29 @@ class CallableChunks:
 
 
 def stream_moments(source):
-    """Rows, positive-weight rows, total weight, weighted mean and variance of a stream, in
-    two passes (the second about the mean, so nothing cancels).
+    """Sizes and moments of a stream, in two passes (the second about the mean, so nothing
+    cancels); NaN marks a missing entry (see ``_missing``).
 
     Returns
     -------
     n_rows, n_positive : int
     total_weight : float
     mean, variance : ndarray of shape (D,)
+        Of each feature's observed entries.
+    holes : HoleCounts
     """
     n_rows = n_positive = 0
     total = 0.0
-    first = None
+    first = observed = None
+    holes = HoleCounts()
     for x, w in source:
         n_rows += len(x)
         n_positive += int((w > 0).sum())
         total += float(w.sum())
-        first = w @ x if first is None else first + w @ x
+        sums, weights = observed_sums(x, w)
+        first = sums if first is None else first + sums
+        observed = weights if observed is None else observed + weights
+        holes = holes + HoleCounts.of(x, w)
     if n_rows == 0 or first is None:
         from ._validation import InputError
 
@@ -337,8 +360,45 @@ def stream_moments(source):
         from ._validation import NO_POSITIVE_WEIGHT, InputError
 
         raise InputError(NO_POSITIVE_WEIGHT)
-    mean = first / total
-    return n_rows, n_positive, total, mean, squared_deviations(source, mean) / total
+    if holes.n_missing:
+        from ._missing import check_observed
+
+        check_observed(observed)
+    mean = first / observed
+    return (n_rows, n_positive, total, mean, squared_deviations(source, mean) / observed,
+            holes)
+
+
+@dataclass(frozen=True)
+class HoleCounts:
+    """Missing entries (NaN) of data measured chunk by chunk.
+
+    Attributes
+    ----------
+    n_missing : int
+        Missing entries.
+    n_complete : int
+        Rows with a positive weight and no missing entry.
+    n_unobserved : int
+        Rows with nothing observed.
+    """
+
+    n_missing: int = 0
+    n_complete: int = 0
+    n_unobserved: int = 0
+
+    @classmethod
+    def of(cls, x, w):
+        holes = np.isnan(x)
+        if not holes.any():
+            return cls(0, int((w > 0).sum()), 0)
+        rows = holes.any(axis=1)
+        return cls(int(holes.sum()), int(((w > 0) & ~rows).sum()),
+                   int(holes.all(axis=1).sum()))
+
+    def __add__(self, other):
+        return HoleCounts(self.n_missing + other.n_missing, self.n_complete + other.n_complete,
+                          self.n_unobserved + other.n_unobserved)
 
 
 @dataclass(frozen=True)
@@ -361,13 +421,22 @@ class StreamData(MeasuredData):
     ``source`` yields (rows, weights) chunks in working coordinates."""
 
     source: object
+    holes: HoleCounts = field(default_factory=HoleCounts)
+
+    @property
+    def n_missing(self):
+        return self.holes.n_missing
 
     def fit_source(self, backend, chunk_size):
         return self.source
 
     def expectation_for(self, backend):
         """The seam's ``expectation`` over the stream: each chunk tiled on its own for the
-        numba kernel, plain chunks for numpy."""
+        numba kernel, plain chunks for numpy; chunks with holes split (see ``_missing``)."""
+        if self.n_missing:
+            from ._missing import streaming_expectation
+
+            return streaming_expectation(backend)
         if backend == "numba":
             from .backends.numba_backend import streaming_fused_expectation
 
@@ -377,8 +446,15 @@ class StreamData(MeasuredData):
         return expectation
 
     def sample(self, n_rows, random_state):
-        """About ``n_rows`` of the positive-weight rows, in memory (see :func:`stream_sample`)."""
-        return stream_sample(self, n_rows, random_state)
+        """About ``n_rows`` of the positive-weight rows, in memory (see :func:`stream_sample`;
+        rows with holes as ``_missing.seed_rows`` says)."""
+        sample = stream_sample(self, n_rows, random_state)
+        if not self.n_missing:
+            return sample
+        from ._missing import seed_rows
+
+        x, w = seed_rows(sample.X, sample.sample_weight, self.holes, self.n_positive)
+        return ArrayChunks(x, w, np.zeros(self.n_features), max(1, len(x)))
 
 
 # Rows an initialisation samples from a stream: this many per component, within bounds.

@@ -124,7 +124,7 @@ def plan_fit(data, n_components, *, backend=None, chunk_size=None, reg_covar=0.0
     chosen = data.backend_for(backend, n_components)
     chunk = int(data.chunk_rows(n_components) if chunk_size is None else chunk_size)
     expectation = data.expectation_for(chosen)
-    n_pairs = data.n_rows * n_components
+    n_pairs = data.e_step_pairs(n_components)
     compile_after = chosen == "numpy" and backends.kernels_pending(backend, n_pairs)
     if compile_after and n_pairs >= backends.HANDOVER_PAIRS and \
             isinstance(data, (FitData, StreamData)):

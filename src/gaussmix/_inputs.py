@@ -33,10 +33,9 @@ from ._validation import (
     as_array_view,
     as_float_array,
     check_enough_rows,
-    check_finite,
-    has_missing,
     check_sample_weight,
     feature_names,
+    has_missing,
 )
 from .backends.detect import is_dask_array, is_torch_tensor
 
@@ -91,7 +90,7 @@ class ArrayInput:
 
     def device(self, X):
         """Where results for this input live: None for numpy."""
-        return None
+        return
 
 
 class StreamInput(ArrayInput):
@@ -103,7 +102,7 @@ class StreamInput(ArrayInput):
             X = load_npy(X)
         if isinstance(X, np.memmap):
             arr = as_array_view(X)
-            check_finite(arr)
+            has_missing(arr)
             weights = (None if sample_weight is None
                        else check_sample_weight(sample_weight, arr.shape[0]))
             chunk = chunk_size or default_chunk_size(n_components, arr.shape[1])
@@ -115,13 +114,13 @@ class StreamInput(ArrayInput):
                                  "pairs instead of passing sample_weight.")
             source = CallableChunks(X)
             dtype = np.dtype(np.float64)
-        n_rows, n_positive, total, mean, variance = stream_moments(source)
+        n_rows, n_positive, total, mean, variance, holes = stream_moments(source)
         check_enough_rows(n_components, n_positive)
         shifted = (ArrayChunks(source.X, source.sample_weight, mean, source.chunk_size)
                    if isinstance(source, ArrayChunks) else source.with_shift(mean))
         data = StreamData(n_rows=n_rows, n_positive=n_positive, n_features=source.n_features,
                           dtype=dtype, total_weight=total, shift=mean, variance=variance,
-                          source=shifted)
+                          source=shifted, holes=holes)
         return data, None
 
     def infer(self, X, inference, what):
@@ -139,7 +138,7 @@ class StreamInput(ArrayInput):
         for block in blocks:
             block = block if block.dtype in (np.float32, np.float64) else block.astype(
                 np.float64)
-            check_finite(block)
+            has_missing(block)
             parts.append(inference.rows(block, what))
         if not parts:
             raise InputError("The data yielded no rows; pass at least one chunk with rows.")

@@ -392,14 +392,10 @@ class MissingData(PreparedData):
     def n_rows(self):
         return self.holes.shape[0] + (0 if self.complete is None else self.complete.n_rows)
 
-    def backend_for(self, requested, n_components):
-        """As for complete data, counting each pattern of holes as ``NUMPY_PATTERN_PAIRS``
-        pairs: numpy's E-step pays a set-up per pattern that the kernel does not."""
-        from . import backends
-
-        n_patterns = len(self._hole_patterns())
-        return backends.resolve(requested, self.n_rows * n_components
-                                + n_patterns * NUMPY_PATTERN_PAIRS)
+    def e_step_pairs(self, n_components):
+        """As for complete data, each pattern of holes counting ``NUMPY_PATTERN_PAIRS``:
+        numpy's E-step pays a set-up per pattern that the kernel does not."""
+        return self.n_rows * n_components + len(self._hole_patterns()) * NUMPY_PATTERN_PAIRS
 
     def fit_source(self, backend, chunk_size):
         return [] if self.complete is None else self.complete.fit_source(backend, chunk_size)
@@ -447,7 +443,7 @@ class MissingData(PreparedData):
         the holes (an inpainting mask's strokes), which EM cannot recolour: their colours are
         never observed."""
         complete_rows = 0 if self.complete is None else self.complete.n_rows
-        use_holes = complete_rows < self.holes.shape[0]
+        use_holes = not complete_rows_suffice(complete_rows, self.n_rows)
         available = complete_rows + (self.holes.shape[0] if use_holes else 0)
         picked = np.arange(available) if available <= n else np.sort(
             random_state.choice(available, n, replace=False))
@@ -481,10 +477,7 @@ def prepare(arr, weights, chunk_size):
     unobserved = int((~observed.any(axis=1)).sum())
     w = weights[:, None] * observed
     total = w.sum(axis=0)
-    if not (total > 0).all():
-        empty = int(np.flatnonzero(~(total > 0))[0])
-        raise ValueError(f"Feature {empty} has no observed entry with a positive weight; drop "
-                         "that column or give it at least one value.")
+    check_observed(total)
     filled = np.where(observed, arr, 0.0).astype(np.float64)
     shift = (w * filled).sum(axis=0) / total
     with np.errstate(over="ignore", invalid="ignore"):
@@ -497,3 +490,68 @@ def prepare(arr, weights, chunk_size):
     return MissingData(complete=complete, holes=holes, hole_weights=weights[has_hole],
                        shift=shift, variance=variance, dtype=arr.dtype,
                        n_missing=int(holes_mask.sum()), n_unobserved=unobserved)
+
+
+def check_observed(observed_weight):
+    """Refuse data with a feature that is never observed (with a positive weight): nothing
+    could be learnt about it. ``observed_weight``: (D,) sums of the observed entries'
+    weights."""
+    if not (observed_weight > 0).all():
+        empty = int(np.flatnonzero(~(observed_weight > 0))[0])
+        raise ValueError(f"Feature {empty} has no observed entry with a positive weight; drop "
+                         "that column or give it at least one value.")
+
+
+def complete_rows_suffice(n_complete, n_rows):
+    """Whether initialisation should draw from the complete rows only: when they are at least
+    half of the rows (see :meth:`MissingData.sample`)."""
+    return 2 * n_complete >= n_rows
+
+
+def seed_rows(x, w, holes, n_positive):
+    """Sampled rows (working coordinates, NaN for missing) made fit for initialisation: the
+    complete ones when :func:`complete_rows_suffice` (``holes``: the data's
+    ``HoleCounts``), else all, their holes at the observed mean (the origin)."""
+    hole = np.isnan(x).any(axis=1)
+    if complete_rows_suffice(holes.n_complete, n_positive) and not hole.all():
+        return x[~hole], w[~hole]
+    return np.nan_to_num(x, nan=0.0), w
+
+
+def rows_stats(x, w, params, backend):
+    """Statistics (about the means) of rows held in memory that may have holes (working
+    coordinates): a chunk of a stream or a block of a Dask array. Complete rows take
+    ``backends.rows_expectation``; rows with holes the kernel over their patterns (numba) or
+    :func:`stats`."""
+    from . import backends
+
+    hole = np.isnan(x).any(axis=1)
+    if not hole.any():
+        return backends.rows_expectation(x, w, params, backend)
+    found = [p for p in patterns(x[hole]) if len(p.observed)]
+    if backend == "numba":
+        from .backends.holes import HoleTiles, hole_stats
+
+        part = hole_stats(HoleTiles(found, x[hole], w[hole]), params)
+    else:
+        part = stats(x[hole], w[hole], params, {"patterns": found})
+    if hole.all():
+        return part
+    whole = backends.rows_expectation(x[~hole], w[~hole], params, backend)
+    return whole + part.recentered(whole.center)
+
+
+def streaming_expectation(backend):
+    """The seam's ``expectation`` over a stream whose chunks may have holes
+    (:func:`rows_stats` chunk by chunk)."""
+
+    def expectation(source, params):
+        total = None
+        for x, w in source:
+            part = rows_stats(x, w, params, backend)
+            total = part if total is None else total + part.recentered(total.center)
+        if total is None:
+            raise ValueError("No data: the chunk iterator yielded no rows.")
+        return total
+
+    return expectation

@@ -143,11 +143,15 @@ def has_missing(X, name="X", chunk_size=65536):
     """Whether ``X`` holds NaN (missing values); raise if it holds infinity (one sentence)."""
     n_nan, n_inf, _, first_inf = _non_finite_rows(X, chunk_size)
     if n_inf:
-        raise InputError(f"Input {name} contains infinity (inf) in {n_inf} "
-                         f"row{'s' if n_inf != 1 else ''} (first at row {first_inf}); NaN "
-                         "marks a missing value, but infinity is not a value: remove or "
-                         "replace it.")
+        raise infinity_error(name, n_inf, first_inf)
     return n_nan > 0
+
+
+def infinity_error(name, n_inf, first):
+    """The error for data holding infinity in ``n_inf`` rows where NaN may mark holes."""
+    return InputError(f"Input {name} contains infinity (inf) in {n_inf} "
+                      f"row{'s' if n_inf != 1 else ''} (first at row {first}); NaN marks a "
+                      "missing value, but infinity is not a value: remove or replace it.")
 
 
 def non_finite_error(name, n_nan, n_inf, first=None):

@@ -74,8 +74,8 @@ def test_inference_on_dask_arrays_is_lazy_and_equal():
 
 def test_bad_dask_input():
     X = make_blobs()
-    X[5, 1] = np.nan
-    with pytest.raises(ValueError, match=r"NaN in 1 row \(first at row 5\);"):
+    X[5, 1] = np.inf  # NaN marks a missing value (tests/test_missing.py); inf is refused
+    with pytest.raises(ValueError, match=r"infinity \(inf\) in 1 row \(first at row 5\);"):
         GaussianMixture(2).fit(da.from_array(X, chunks=50))
     with pytest.raises(ValueError, match="larger than the number of samples"):
         GaussianMixture(500).fit(da.from_array(make_blobs(), chunks=50))

@@ -9,11 +9,11 @@ Imported only when the user passes a dask array.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._data import ArrayChunks, MeasuredData
+from .._data import ArrayChunks, HoleCounts, MeasuredData, observed_sums
 
 
 def _row_blocks(X):
@@ -51,16 +51,16 @@ def _block_summary(block, weights):
         raise InputError("X contains non-numeric values; convert or drop those columns so "
                          "that every value is a number.") from None
     x, w = _block_rows(raw, weights)
-    finite_rows = np.isfinite(x).all(axis=1)
+    infinite_rows = np.isinf(x).any(axis=1)
     bad_w = int((~np.isfinite(w)).sum() + (w < 0).sum())
-    ok = finite_rows
-    bad_rows = np.flatnonzero(~finite_rows)
-    return dict(n_rows=len(x), n_nan=int(np.isnan(x).any(axis=1).sum()),
-                first_bad=int(bad_rows[0]) if bad_rows.size else None,
-                largest_weight=float(w.max()) if w.size else 0.0,
-                n_inf=int(np.isinf(x).any(axis=1).sum()), bad_weights=bad_w,
-                n_positive=int(((w > 0) & ok).sum()), total=float(w[ok].sum()),
-                first=w[ok] @ x[ok])
+    ok = ~infinite_rows
+    bad_rows = np.flatnonzero(infinite_rows)
+    first, observed = observed_sums(x[ok], w[ok])
+    return {"n_rows": len(x), "n_inf": int(infinite_rows.sum()),
+            "first_bad": int(bad_rows[0]) if bad_rows.size else None,
+            "largest_weight": float(w.max()) if w.size else 0.0, "bad_weights": bad_w,
+            "n_positive": int(((w > 0) & ok).sum()), "total": float(w[ok].sum()),
+            "first": first, "observed": observed, "holes": HoleCounts.of(x[ok], w[ok])}
 
 
 def _block_second(block, weights, mean):
@@ -78,11 +78,11 @@ def _block_sample(block, weights, shift, p, seed):
 
 
 def _block_stats(block, weights, shift, params, backend):
-    """Statistics of one block under ``params`` (working coordinates)."""
-    from . import rows_expectation
+    """Statistics of one block under ``params`` (working coordinates; NaN: missing)."""
+    from .._missing import rows_stats
 
     x, w = _block_rows(block, weights)
-    return rows_expectation(x - shift, w, params, backend)
+    return rows_stats(x - shift, w, params, backend)
 
 
 def _tree_sum(parts):
@@ -104,6 +104,11 @@ class DaskData(MeasuredData):
     blocks: list
     weight_blocks: list
     backend: str
+    holes: HoleCounts = field(default_factory=HoleCounts)
+
+    @property
+    def n_missing(self):
+        return self.holes.n_missing
 
     def backend_for(self, requested, n_components):
         """The backend of the per-block E-steps, chosen when the data were prepared."""
@@ -139,6 +144,10 @@ class DaskData(MeasuredData):
                                for b, w, s in zip(self.blocks, self.weight_blocks, seeds)])
         x = np.concatenate([part[0] for part in parts])
         w = np.concatenate([part[1] for part in parts])
+        if self.n_missing:
+            from .._missing import seed_rows
+
+            x, w = seed_rows(x, w, self.holes, self.n_positive)
         return ArrayChunks(x, w, np.zeros(self.n_features), max(1, len(x)))
 
 
@@ -153,7 +162,7 @@ def prepare(X, sample_weight, n_components, backend):
         InputError,
         check_enough_rows,
         check_weight_size,
-        non_finite_error,
+        infinity_error,
     )
 
     if X.ndim != 2:
@@ -165,13 +174,12 @@ def prepare(X, sample_weight, n_components, backend):
     weight_blocks = _weight_blocks(sample_weight, X)
     summaries = dask.compute(*[delayed(_block_summary, pure=True)(b, w)
                                for b, w in zip(blocks, weight_blocks)])
-    n_nan = sum(s["n_nan"] for s in summaries)
     n_inf = sum(s["n_inf"] for s in summaries)
-    if n_nan or n_inf:
+    if n_inf:
         offsets = np.cumsum([0, *X.chunks[0]])
         first = min(offset + s["first_bad"] for offset, s in zip(offsets, summaries)
                     if s["first_bad"] is not None)
-        raise non_finite_error("X", n_nan, n_inf, first)
+        raise infinity_error("X", n_inf, first)
     if any(s["bad_weights"] for s in summaries):
         raise InputError(BAD_WEIGHTS)
     check_weight_size(max(s["largest_weight"] for s in summaries))
@@ -181,7 +189,13 @@ def prepare(X, sample_weight, n_components, backend):
     if not total > 0:
         raise InputError(NO_POSITIVE_WEIGHT)
     check_enough_rows(n_components, n_positive, sample_weight is not None)
-    mean = sum(s["first"] for s in summaries) / total
+    holes = sum((s["holes"] for s in summaries), HoleCounts())
+    observed = sum(s["observed"] for s in summaries)
+    if holes.n_missing:
+        from .._missing import check_observed
+
+        check_observed(observed)
+    mean = sum(s["first"] for s in summaries) / observed
     second = dask.compute(*[delayed(_block_second, pure=True)(b, w, mean)
                             for b, w in zip(blocks, weight_blocks)])
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -189,8 +203,8 @@ def prepare(X, sample_weight, n_components, backend):
 
     chosen = resolve(backend, n_rows * n_components)
     return DaskData(n_rows=n_rows, n_positive=n_positive, n_features=X.shape[1], dtype=dtype,
-                    total_weight=total, shift=mean, variance=sum(second) / total,
-                    blocks=blocks, weight_blocks=weight_blocks, backend=chosen)
+                    total_weight=total, shift=mean, variance=sum(second) / observed,
+                    blocks=blocks, weight_blocks=weight_blocks, backend=chosen, holes=holes)
 
 
 def map_rows(rows_function, X, n_columns=None, dtype=np.float64):

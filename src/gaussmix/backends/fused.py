@@ -691,7 +691,10 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     q = d if diagonal else d * (d + 1) // 2
     n_feat = 1 + q + d
     max_rows = _max_tile_rows(starts)
-    layout = bound_layout(means, prec_chol, diagonal, group_size)
+    if group_size <= PRUNE_MIN_K or threshold == np.inf:  # no bounds: all candidates
+        layout = bound_layout(means[:0], prec_chol[:0], diagonal, group_size)
+    else:
+        layout = bound_layout(means, prec_chol, diagonal, group_size)
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, logits, bits, row_log_prob, top,
          total, best) = _tile_scratch(k_total, d, n_feat, max_rows, x)

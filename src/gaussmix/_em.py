@@ -832,7 +832,7 @@ def run_em(source, params, update, *, tol, max_iter, expectation=expectation,
         if step.report.n_reseeded:
             result.reseed_iterations.append(n_iter)
         if on_iteration is not None:
-            on_iteration(n_iter, step.lower_bound, change)
+            on_iteration(n_iter, step.lower_bound, change, step.params)
         if abs(change) < tol:
             result.converged = True
             break

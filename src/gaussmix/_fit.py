@@ -263,13 +263,25 @@ def starts_from_clusterings(plan, clusterings, spec):
 
 
 class FitProgress(NamedTuple):
-    """What a ``callback`` receives after each EM iteration."""
+    """What a ``callback`` receives after each EM iteration: the initialisation, the
+    iteration, ``max_iter``, the lower bound, its change, and the parameters so far (see
+    :meth:`mixture`)."""
 
     init: int
     iteration: int
     max_iter: int
     lower_bound: float
     change: float
+    params: object = None
+
+    def mixture(self):
+        """The mixture after this iteration, as a fitted
+        :class:`~gaussmix.GaussianMixture` (a preview: e.g. to draw while EM runs)."""
+        from .mixture import GaussianMixture
+
+        p = self.params
+        return GaussianMixture.from_params(p.weights, p.means, p.covariances,
+                                           p.covariance_type)
 
 
 class Reporter:
@@ -287,16 +299,18 @@ class Reporter:
             print(f"Initialization {init}")
             self._init_start = self._iter_start = time.perf_counter()
 
-    def for_init(self, init):
-        """What ``run_em`` calls after each iteration of initialisation ``init`` (or None)."""
+    def for_init(self, init, shift):
+        """What ``run_em`` calls after each iteration of initialisation ``init`` (or None);
+        ``shift``: the origin of the working coordinates."""
         if not self.verbose and self.callback is None:
             return None
 
-        def report(n_iter, lower_bound, change):
+        def report(n_iter, lower_bound, change, params):
             if self.verbose:
                 self._iteration(n_iter, change)
             if self.callback is not None:
-                self.callback(FitProgress(init, n_iter, self.max_iter, lower_bound, change))
+                self.callback(FitProgress(init, n_iter, self.max_iter, lower_bound, change,
+                                          params.shifted(shift)))
 
         return report
 
@@ -345,7 +359,7 @@ def fit_best(plan, starts, *, tol, max_iter, reporter=None, lower_bound=-np.inf,
             params, posterior = start if isinstance(start, tuple) else (start, None)
             result = run_em(plan.source, params, update or plan.maximum_likelihood(),
                             tol=tol, max_iter=max_iter, expectation=plan.expectation,
-                            on_iteration=reporter.for_init(init), lower_bound=lower_bound,
+                            on_iteration=reporter.for_init(init, plan.shift), lower_bound=lower_bound,
                             posterior=posterior)
             reporter.end(result)
             if best is None or result.lower_bound > best.lower_bound:

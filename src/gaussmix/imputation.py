@@ -4,6 +4,11 @@ A scikit-learn transformer: ``fit`` learns a mixture from the observed entries (
 missing values, ``_missing``), choosing the number of components by BIC on the observed-data
 likelihood unless told; ``transform`` fills every NaN with its conditional mean given the
 row's observed entries (or a draw, for multiple imputation).
+
+The mixture is fitted to standardised columns, so that ``reg_covar`` is a share of each
+column's variance: a column of a few discrete values (a 0/1 code) would otherwise let
+components collapse onto its values, which BIC rewards and imputation pays for (diabetes,
+20% missing: RMSE 0.733 with an absolute 1e-6, 0.701 with 1e-2 of each variance).
 """
 
 from __future__ import annotations
@@ -30,13 +35,17 @@ class GaussianMixtureImputer(EstimatorBase):
     method : {'mean', 'sample'}, default='mean'
         'mean': ``E[x_m | x_o]``; 'sample': one draw from the conditional mixture per call
         (multiple imputation: transform with several ``random_state``s).
-    reg_covar, max_iter, n_init, tol : as :class:`~gaussmix.GaussianMixture`'s
+    reg_covar : float, default=1e-2
+        Added to the covariances' diagonals, as a share of each column's observed variance.
+    max_iter, n_init, tol : as :class:`~gaussmix.GaussianMixture`'s
     random_state : int, RandomState or None
 
     Attributes
     ----------
     mixture_ : GaussianMixture
-        The fitted mixture.
+        The fitted mixture, of the standardised columns ``(X - mean_) / scale_``.
+    mean_, scale_ : ndarray of shape (n_features,)
+        Each column's observed mean and standard deviation (1 for a constant column).
     n_components_ : int
     n_iter_ : int
         EM iterations of the chosen mixture.
@@ -48,7 +57,7 @@ class GaussianMixtureImputer(EstimatorBase):
     _allows_missing = True
 
     def __init__(self, n_components=None, *, covariance_type="full", method="mean",
-                 reg_covar=1e-6, max_iter=200, n_init=1, tol=1e-3, random_state=None):
+                 reg_covar=1e-2, max_iter=200, n_init=1, tol=1e-3, random_state=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.method = method
@@ -86,6 +95,8 @@ class GaussianMixtureImputer(EstimatorBase):
         check_choice(self.method, "method", ("mean", "sample"))
         arr = as_float_array(X)
         has_missing(arr)
+        self.mean_, self.scale_ = _column_scales(arr)
+        arr = (arr - self.mean_) / self.scale_
         candidates = [k for k in self._candidates(arr.shape[0]) if k <= arr.shape[0]] or [1]
         self.bic_ = {}
         best = None
@@ -113,7 +124,17 @@ class GaussianMixtureImputer(EstimatorBase):
         """
         if not hasattr(self, "mixture_"):
             raise not_fitted(self)
-        return self.mixture_.impute(X, method=self.method, random_state=self.random_state)
+        arr = as_float_array(X)
+        if arr.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {arr.shape[1]} features, but GaussianMixtureImputer is "
+                             f"expecting {self.n_features_in_} features as input.")
+        standard = (arr - self.mean_) / self.scale_
+        filled = self.mixture_.impute(standard, method=self.method,
+                                      random_state=self.random_state)
+        out = np.array(arr, dtype=np.float64)  # observed entries exactly as given
+        holes = np.isnan(out)
+        out[holes] = (filled * self.scale_ + self.mean_)[holes]
+        return out
 
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
@@ -126,6 +147,20 @@ class GaussianMixtureImputer(EstimatorBase):
         tags.estimator_type = None
         tags.transformer_tags = _transformer_tags()
         return tags
+
+
+def _column_scales(arr):
+    """Observed mean and standard deviation of each column (NaN ignored; 1 for a constant
+    column or one with a single value)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns with nothing observed
+        mean = np.nanmean(arr, axis=0)
+        scale = np.nanstd(arr, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return mean, scale
 
 
 def _transformer_tags():

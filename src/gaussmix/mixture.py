@@ -85,7 +85,8 @@ class GaussianMixture(MixtureEstimator):
         n_samples.
     callback : callable or None, default=None
         Called after every EM iteration with a :class:`FitProgress` (initialisation index,
-        iteration, ``max_iter``, lower bound, change): progress bars, logging, early looks.
+        iteration, ``max_iter``, lower bound, change, and the parameters so far, as a mixture
+        by ``progress.mixture()``): progress bars, logging, early looks.
     backend : {None, 'numpy', 'numba', 'torch'}, default=None
         E-step implementation. None uses the fused, multi-threaded numba kernel when numba is
         installed and the problem is large enough to gain from it (it skips components that

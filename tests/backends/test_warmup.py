@@ -59,7 +59,7 @@ def test_a_large_cold_fit_hands_over_once_the_kernels_are_compiled(cold_cache, m
     params = GaussianMixture(40, random_state=0, max_iter=0, backend="numpy").fit(X)._params()
     params = params.shifted(-plan.shift)
 
-    def compiled_after_two(n_iter, bound, change):
+    def compiled_after_two(n_iter, bound, change, params):
         if n_iter == 2:
             stamp()
 

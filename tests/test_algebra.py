@@ -223,3 +223,26 @@ def test_algebra_needs_a_fitted_model():
 def test_from_params_refuses_bad_parameters(args, pattern):
     with pytest.raises(ValueError, match=pattern):
         GaussianMixture.from_params(*args)
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_conditional_mean_on_the_pruned_kernel_equals_the_direct_one(covariance_type, tiled,
+                                                                    monkeypatch):
+    from gaussmix import _algebra, _inference
+    from gaussmix.imaging.points import pixel_grid, pixel_tiles
+
+    rng = np.random.RandomState(3)
+    k, shape = 60, (40, 50)  # more components than the kernel's pruning starts at
+    means = np.column_stack([rng.uniform(0, 50, k), rng.uniform(0, 40, k),
+                             rng.uniform(0, 255, (k, 2))])
+    covariances = {"full": np.stack([random_spd(4, rng) * 4 for _ in range(k)]),
+                   "tied": random_spd(4, rng) * 4, "diag": rng.uniform(1, 9, (k, 4)),
+                   "spherical": rng.uniform(1, 9, k)}[covariance_type]
+    gm = GaussianMixture.from_params(rng.dirichlet(np.ones(k)), means, covariances,
+                                     covariance_type)
+    grid = pixel_grid(shape)
+    direct, _ = gm.conditional_mean([0, 1], grid, return_weights=True)  # the chunked path
+    monkeypatch.setattr(_inference, "FUSED_INFERENCE_PAIRS", 0)
+    fast = _algebra.conditional_mean(gm._params(), np.array([0, 1]), grid, backend="numba",
+                                     tiles=pixel_tiles(shape) if tiled else None)
+    np.testing.assert_allclose(fast, direct, rtol=1e-9, atol=1e-9)

@@ -166,8 +166,13 @@ def condition(params, given, values):
 
 
 def conditional_mean(params, given, values, chunk_size=None, return_covariance=False,
-                     return_weights=False):
+                     return_weights=False, backend=None, tiles=None):
     """``E[x_rest | x[given] = v]`` for many queries at once, chunked over queries.
+
+    The mean alone is ``sum_k r_k(v) (c_k + B_k v)``: the responsibilities of the given
+    features' marginal average each component's intercept and regression, which the
+    scoring pass does in one go (the pruned kernel for large problems: ``backend`` as the
+    estimator's, ``tiles`` the queries' spatial tiles when known, e.g. a pixel grid's).
 
     Parameters
     ----------
@@ -206,6 +211,10 @@ def conditional_mean(params, given, values, chunk_size=None, return_covariance=F
             params.covariance_type,
         )
         cond_cov = as_full(cond_cov, params.covariance_type, k, b).reshape(k, -1)
+    if not (return_covariance or return_weights):
+        return _mean_by_scoring(params, given, values, centre, intercept,
+                                None if regression is None else flat_regression, backend,
+                                chunk_size, tiles)
     if chunk_size is None:
         chunk_size = max(1, CONDITIONAL_CHUNK_ELEMENTS // (k * max(b, 1)))
     given_density = _GivenDensity(params, given)
@@ -235,6 +244,23 @@ def conditional_mean(params, given, values, chunk_size=None, return_covariance=F
         (out_weights,) if return_weights else ()
     )
     return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _mean_by_scoring(params, given, values, centre, intercept, flat_regression, backend,
+                     chunk_size, tiles):
+    """:func:`conditional_mean`'s mean: ``sum_k r_k [c_k, B_k]`` from the scoring pass over
+    the given features' marginal, then ``c + B (v - centre)``."""
+    from ._inference import scores
+
+    pieces = intercept if flat_regression is None else np.concatenate(
+        [intercept, flat_regression], axis=1)
+    _, _, sums = scores(marginal(params, given), values, pieces, backend, chunk_size, tiles)
+    b = intercept.shape[1]
+    mean = sums[:, :b]
+    if flat_regression is not None:
+        slope = sums[:, b:].reshape(len(values), b, -1)
+        mean = mean + np.einsum("mba,ma->mb", slope, values - centre)
+    return mean
 
 
 def scale_covariances(params, factor):

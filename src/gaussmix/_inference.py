@@ -41,7 +41,7 @@ def centred(params, arr, chunk_size):
     return params.shifted(-centre), source
 
 
-def log_prob_and_labels(params, arr, backend=None, chunk_size=None):
+def log_prob_and_labels(params, arr, backend=None, chunk_size=None, tiles=None):
     """Log-density and most likely component of each row, in one pass.
 
     Large problems go through the pruned numba kernel when that backend is active.
@@ -53,12 +53,22 @@ def log_prob_and_labels(params, arr, backend=None, chunk_size=None):
     arr : ndarray of shape (N, D), validated
     backend : {None, 'auto', 'numpy', 'numba', 'torch'}
     chunk_size : int or None
+    tiles : (order, starts), optional
+        The rows' spatial tiles when known (a pixel grid: ``backends.tiles.grid_tiles``).
 
     Returns
     -------
     log_prob : ndarray of shape (N,), float64
     labels : ndarray of shape (N,), intp
     """
+    log_prob, labels, _ = scores(params, arr, None, backend, chunk_size, tiles)
+    return log_prob, labels
+
+
+def scores(params, arr, values=None, backend=None, chunk_size=None, tiles=None):
+    """:func:`log_prob_and_labels` and each row's responsibility-weighted sum of
+    per-component ``values`` (K, M), ``sum_k r_nk values[k]``, shape (N, M) (None without
+    ``values``): what a conditional mean needs, in the same pass."""
     n, k = arr.shape[0], params.n_components
     fused = n * k >= FUSED_INFERENCE_PAIRS and (
         backend != "torch" and backends.resolve(backend, n * k) == "numba")
@@ -67,21 +77,61 @@ def log_prob_and_labels(params, arr, backend=None, chunk_size=None):
     params, source = centred(params, arr, rows)
     log_prob = np.empty(n)
     labels = np.empty(n, dtype=np.intp)
+    sums = None if values is None else np.empty((n, values.shape[1]))
     if fused:
-        from .backends.numba_backend import fused_log_prob
+        from .backends.numba_backend import fused_scores
 
         with backends.kernel_threads():
-            for start, stop in source.bounds():
-                x, _ = source.chunk(start, stop)
-                log_prob[start:stop], labels[start:stop] = fused_log_prob(x, params)
-        return log_prob, labels
+            for start, stop, part, part_tiles in _tile_chunks(source, tiles):
+                x = part if part is not None else source.chunk(start, stop)[0]
+                lp, lab, sm = fused_scores(x, params, values, part_tiles)
+                log_prob[start:stop], labels[start:stop] = lp, lab
+                if sums is not None:
+                    sums[start:stop] = sm
+        return _unpermuted(log_prob, labels, sums, tiles)
     plan = plan_e_step(params)
     for start, stop in source.bounds():
         x, _ = source.chunk(start, stop)
         logits = weighted_log_prob(x, params, plan)
         labels[start:stop] = logits.argmax(axis=1)
         log_prob[start:stop] = softmax_inplace(logits)
-    return log_prob, labels
+        if sums is not None:
+            sums[start:stop] = logits @ values  # the responsibilities, after the softmax
+    return log_prob, labels, sums
+
+
+def _tile_chunks(source, tiles):
+    """``(start, stop, rows, tiles)`` of each chunk the kernel takes: the source's chunks
+    (rows None: read from the source), or, with known tiles, whole tiles in tile order of
+    about ``source.chunk_size`` rows each (positions in that order)."""
+    if tiles is None:
+        for start, stop in source.bounds():
+            yield start, stop, None, None
+        return
+    order, starts = tiles
+    first = 0
+    while first < len(starts) - 1:
+        last = int(np.searchsorted(starts, starts[first] + source.chunk_size, side="right")) - 1
+        last = max(last, first + 1)
+        start, stop = int(starts[first]), int(starts[last])
+        x = source.take(order[start:stop]) if hasattr(source, "take") else None
+        yield start, stop, x, (np.arange(stop - start), starts[first:last + 1] - start)
+        first = last
+
+
+def _unpermuted(log_prob, labels, sums, tiles):
+    """Results computed in tile order, back in row order."""
+    if tiles is None:
+        return log_prob, labels, sums
+    order = tiles[0]
+    out = [np.empty_like(log_prob), np.empty_like(labels)]
+    out[0][order], out[1][order] = log_prob, labels
+    if sums is not None:
+        out.append(np.empty_like(sums))
+        out[2][order] = sums
+    else:
+        out.append(None)
+    return tuple(out)
 
 
 def responsibilities(params, arr, chunk_size=None):

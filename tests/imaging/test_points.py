@@ -72,3 +72,16 @@ def test_pixel_grid_maps_output_pixels_into_model_coordinates():
     half = pixel_grid((4, 4), factor=0.5)
     np.testing.assert_allclose(half[:2], [[-0.25, -0.25], [0.25, -0.25]])
     np.testing.assert_allclose(to_pixels(half, 0.5), pixel_grid((4, 4)))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (17, 30), (8, 12), (9, 25)])
+def test_pixel_tiles_are_blocks_that_cover_every_pixel_once(shape):
+    from gaussmix.imaging.points import TILE_HEIGHT, TILE_WIDTH, pixel_grid, pixel_tiles
+
+    order, starts = pixel_tiles(shape)
+    assert sorted(order) == list(range(shape[0] * shape[1]))
+    assert starts[0] == 0 and starts[-1] == len(order) and (np.diff(starts) > 0).all()
+    grid = pixel_grid(shape)[order]
+    for s, e in zip(starts[:-1], starts[1:]):
+        extent = grid[s:e].max(axis=0) - grid[s:e].min(axis=0)
+        assert extent[0] < TILE_WIDTH and extent[1] < TILE_HEIGHT

@@ -121,3 +121,20 @@ def test_ellipse_parameters():
     half = render.ellipse_parameters(gm, factor=0.5)
     np.testing.assert_allclose(half[0], [[10.5, 12.5]])
     assert half[1][0] == pytest.approx(32.0)
+
+
+def test_the_grid_on_pixel_tiles_equals_the_grid_row_by_row(monkeypatch):
+    from gaussmix import GaussianMixture, _inference
+    from gaussmix.imaging.points import pixel_grid
+
+    rng = np.random.RandomState(0)
+    k, shape = 80, (30, 45)
+    model = GaussianMixture.from_params(
+        rng.dirichlet(np.ones(k)), np.column_stack([rng.uniform(0, 45, k), rng.uniform(0, 30, k)]),
+        rng.uniform(0.5, 6.0, (k, 2)), "diag")
+    plain = _inference.log_prob_and_labels(model._params(), pixel_grid(shape))
+    monkeypatch.setattr(_inference, "FUSED_INFERENCE_PAIRS", 0)
+    model.backend = "numba"
+    grid = render.evaluate_grid(model, shape)
+    np.testing.assert_allclose(grid.log_density.ravel(), plain[0], rtol=1e-10)
+    np.testing.assert_array_equal(grid.labels.ravel(), plain[1])

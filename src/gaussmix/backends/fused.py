@@ -744,12 +744,18 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
 
 @njit(parallel=True, cache=True, nogil=True)
 def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, lam_min,
-                      diagonal, threshold, n_blocks, log_prob, labels):
-    """``log p(x_n)`` and the most likely component of tiled rows, with the same pruning;
-    ``n_blocks`` blocks of consecutive tiles run in parallel, each with one set of work
-    arrays."""
+                      diagonal, threshold, n_blocks, values, log_prob, labels, sums):
+    """``log p(x_n)``, the most likely component and ``sum_k r_nk values[k]`` of tiled rows
+    (responsibilities ``r``), with the same pruning; ``n_blocks`` blocks of consecutive
+    tiles run in parallel, each with one set of work arrays.
+
+    ``values`` (K, M) and ``sums`` (N, M) out: per-component values averaged by each row's
+    responsibilities (M = 0: none), e.g. the pieces of a conditional mean. Components the
+    pruning skips have responsibilities below ``exp(-threshold)``.
+    """
     n_tiles = starts.shape[0] - 1
     k_total, d = means.shape
+    n_values = values.shape[1]
     n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
     max_rows = _max_tile_rows(starts)
     layout = bound_layout(means, prec_chol, diagonal, k_total)
@@ -758,6 +764,7 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, logits, bits, row_log_prob, top,
          total, best) = _tile_scratch(k_total, d, n_feat, max_rows, x)
+        acc = np.empty(max_rows)
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
@@ -771,8 +778,18 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
             _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
                                coef, m)
             _candidate_logits(phi, n_rows, coef, n_cand, logits)
-            _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e], row_log_prob, top,
-                          total, bits, best)
+            n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
+                                   row_log_prob, top, total, bits, best)
             for r in range(n_rows):
                 labels[s + r] = best[r]
                 log_prob[s + r] = row_log_prob[r]
+            for v in range(n_values):
+                for r in range(n_rows):
+                    acc[r] = 0.0
+                for j in range(n_cand):
+                    value = values[cand[j], v]
+                    base = j * n_rows
+                    for r in range(n_rows):
+                        acc[r] += logits[base + r] * value
+                for r in range(n_rows):
+                    sums[s + r, v] = acc[r]

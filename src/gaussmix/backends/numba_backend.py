@@ -298,17 +298,50 @@ def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
     log_prob : ndarray of shape (N,)
     labels : ndarray of shape (N,), int
     """
+    log_prob, labels, _ = fused_scores(x, params, None, None, threshold, tile_rows)
+    return log_prob, labels
+
+
+def fused_scores(x, params, values=None, tiles=None, threshold=PRUNE_NATS,
+                 tile_rows=TILE_ROWS):
+    """``log p(x_n)``, the most likely component and ``sum_k r_nk values[k]`` for rows ``x``
+    (working coordinates) by the pruned kernel.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, D)
+    params : Params
+    values : ndarray of shape (K, M), optional
+    tiles : (order, starts), optional
+        Rows already grouped into spatial tiles (a pixel grid's blocks,
+        ``tiles.grid_tiles``), instead of ordering them here.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (N,)
+    labels : ndarray of shape (N,), int
+    sums : ndarray of shape (N, M) (M = 0 without ``values``)
+    """
     x = np.asarray(x, dtype=np.float64)
-    order, tiled, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
+    if tiles is None:
+        order, tiled, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
+    else:
+        order, starts = tiles
+        tiled, margin = np.ascontiguousarray(x[order]), threshold
     kp = kernel_params(params)
+    values = np.zeros((params.n_components, 0)) if values is None else np.ascontiguousarray(
+        values, dtype=np.float64)
     log_prob = np.empty(len(x))
     labels = np.empty(len(x), dtype=np.int64)
+    sums = np.empty((len(x), values.shape[1]))
     n_blocks = max(1, min(len(starts) - 1, 4 * numba.get_num_threads()))
     fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.prec_chol,
                       kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, margin, n_blocks,
-                      log_prob, labels)
+                      values, log_prob, labels, sums)
     out_lp = np.empty_like(log_prob)
     out_lab = np.empty_like(labels)
+    out_sums = np.empty_like(sums)
     out_lp[order] = log_prob
     out_lab[order] = labels
-    return out_lp, out_lab
+    out_sums[order] = sums
+    return out_lp, out_lab, out_sums

@@ -174,3 +174,25 @@ def pixel_grid(shape, factor=1.0):
     rows, cols = np.mgrid[:h, :w]
     xy = np.column_stack([cols.ravel(), rows.ravel()]).astype(np.float64)
     return (xy + 0.5) * factor - 0.5
+
+
+# A pixel grid's tiles: blocks this many pixels high and wide (96 pixels, the kernel's tile).
+TILE_HEIGHT, TILE_WIDTH = 8, 12
+
+
+def pixel_tiles(shape):
+    """The rows of :func:`pixel_grid` grouped into spatial tiles without sorting: blocks of
+    ``TILE_HEIGHT`` x ``TILE_WIDTH`` pixels, for the pruned scoring kernel.
+
+    Returns
+    -------
+    order : ndarray of shape (H * W,), int64
+        Row indices, block by block (blocks and the pixels in each in reading order).
+    starts : ndarray of shape (n_tiles + 1,), int64
+    """
+    h, w = shape
+    rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
+    block = (rows // TILE_HEIGHT) * -(-w // TILE_WIDTH) + cols // TILE_WIDTH
+    order = np.argsort(block, kind="stable")
+    counts = np.bincount(block)
+    return order, np.concatenate([[0], np.cumsum(counts[counts > 0])]).astype(np.int64)

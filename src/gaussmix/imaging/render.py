@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .points import pixel_grid
+from .points import pixel_grid, pixel_tiles
 
 # Default tone curve: (scaled density, ink) knots. Densities below ~0.8 of the peak stay
 # nearly white; ink deepens in steps above 0.8, 0.9, 0.95 and 0.98.
@@ -57,7 +57,7 @@ def evaluate_grid(model, shape, factor=1.0):
 
     xy = xy_model(model)
     log_density, labels = log_prob_and_labels(xy._params(), pixel_grid(shape, factor),
-                                              xy.backend, xy.chunk_size)
+                                              xy.backend, xy.chunk_size, pixel_tiles(shape))
     return Grid(log_density.reshape(shape), labels.reshape(shape))
 
 
@@ -190,7 +190,10 @@ def render_conditional_mean(model, shape, factor=1.0, colour_scale=1.0):
     -------
     image : ndarray of shape (H, W, 3), uint8
     """
-    rgb = model.conditional_mean([0, 1], pixel_grid(shape, factor)) / colour_scale
+    from .._algebra import conditional_mean
+
+    rgb = conditional_mean(model._params(), np.array([0, 1]), pixel_grid(shape, factor),
+                           backend=model.backend, tiles=pixel_tiles(shape)) / colour_scale
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8).reshape(shape + (3,))
 
 

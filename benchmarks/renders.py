@@ -5,7 +5,9 @@ what the studio's sliders wait for.
 
 Fits the astronaut (scikit-image's sample) at ``size`` x ``size`` in colour once, then times
 every render at that size (best of three), with the (x, y) grid shared by the density,
-contour and components renders as the pipeline shares it.
+contour and components renders as the pipeline shares it; then what the studio answers when
+a slider moves: a new sharpen (the mixture rescaled, the grid and the render again) and
+another tone curve or peak (the grid kept), each to PNG bytes.
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ def main():
     print("| render | seconds |\n|---|---|")
     for name, seconds in timings.items():
         print(f"| {name} | {seconds:.3f} |")
+    studio(painting)
+
+
+def studio(painting):
+    """Seconds from a slider's move to the PNG, as the studio's render endpoint works."""
+    from gaussmix.imaging.pipeline import Renderer
+    from gaussmix.studio.jobs import GALLERY_ORDER, png_bytes
+
+    print("\n| render (studio, to PNG) | new sharpen | new tone or peak |\n|---|---|---|")
+    for name in GALLERY_ORDER:
+        sharpen_s, _ = best_of(lambda: png_bytes(Renderer(painting, 0.8).render(name)))
+        kept = Renderer(painting, 0.8)
+        kept.render(name)
+        other_s, _ = best_of(lambda: png_bytes(kept.render(name, peak_quantile=0.9)))
+        print(f"| {name} | {sharpen_s:.3f} | {other_s:.3f} |")
 
 
 if __name__ == "__main__":

@@ -204,12 +204,13 @@ def test_segment_needs_a_box_or_a_mask(capsys):
 
 
 @pytest.mark.parametrize("blocked, extra", [(("PIL", "PIL.Image"), "images"),
-                                            (("skimage", "skimage.data"), "images")])
+                                            (("skimage", "skimage.data"), "images"),
+                                            (("uvicorn", "starlette"), "studio")])
 def test_a_missing_extra_is_one_sentence_naming_the_install(tmp_path, blocked, extra):
     (tmp_path / "p.png").write_bytes(b"not read")
-    command = "demo" if blocked[0] == "skimage" else "paint"
-    argv = ["demo", "--out", str(tmp_path / "d")] if command == "demo" else \
-        ["paint", str(tmp_path / "p.png"), "--out", str(tmp_path / "o")]
+    command = {"skimage": "demo", "uvicorn": "studio"}.get(blocked[0], "paint")
+    argv = {"demo": ["demo", "--out", str(tmp_path / "d")], "studio": ["studio", "--port", "1"],
+            "paint": ["paint", str(tmp_path / "p.png"), "--out", str(tmp_path / "o")]}[command]
     script = ("import sys\n"
               + "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
               + f"from gaussmix.cli import main\nraise SystemExit(main({argv!r}))\n")
@@ -218,3 +219,75 @@ def test_a_missing_extra_is_one_sentence_naming_the_install(tmp_path, blocked, e
     assert out.stderr.strip() == (
         f"gaussmix {command}: error: this needs {blocked[0]}, which is not installed; install "
         f"it with pip install \"gaussmix[{extra}]\".")
+
+
+def studio_command(port):
+    return [sys.executable, "-m", "gaussmix.cli", "studio", "--port", str(port)]
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_server(port, process, timeout=60):
+    import time
+    import urllib.request
+
+    for _ in range(int(timeout / 0.1)):
+        if process.poll() is not None:
+            raise AssertionError(process.communicate())
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/samples", timeout=1)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the studio did not start")
+
+
+def children(pid):
+    """Process ids of ``pid``'s children (Linux's /proc)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_studio_stops_cleanly_on_ctrl_c_with_its_workers(tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    pytest.importorskip("uvicorn")
+    port = free_port()
+    process = subprocess.Popen(studio_command(port), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_server(port, process)
+        taken = subprocess.run(studio_command(port), capture_output=True, text=True)
+        assert taken.returncode == 2 and taken.stderr.strip().endswith(
+            "(Address already in use); choose another --port or --host.")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/jobs", method="POST",
+                                         data=b"sample=astronaut&k=400&max_iter=1000")
+        assert urllib.request.urlopen(request).status == 202
+        for _ in range(300):
+            workers = children(process.pid)
+            if workers:
+                break
+            time.sleep(0.05)
+        assert workers, "no worker process started"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert out.splitlines()[0] == f"gaussmix studio at http://127.0.0.1:{port}/ (Ctrl-C stops it)"
+    assert out.splitlines()[-1] == "gaussmix studio stopped" and "Traceback" not in err
+    time.sleep(0.5)
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"

@@ -144,7 +144,24 @@ def build_parser():
                      "(smooth, default 1.5)")
     seg.add_argument("--out", default=None, help="output folder (default: IMAGE's name "
                      "without extension, plus '-segment')")
+
+    studio = sub.add_parser("studio", help="a local web page that paints pictures, live",
+                            description="Serve gaussmix studio: drop a picture, watch the "
+                            "mixture learn it, move sliders to re-render it (offline).")
+    studio.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    studio.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    studio.add_argument("--open", action="store_true", help="open the page in a browser")
+    studio.add_argument("--workers", type=int, choices=(1, 2), default=1,
+                        help="fits that run at once (default 1; more are queued)")
     return parser
+
+
+def _port(text):
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be at most 65535, got {value}")
+    return value
 
 
 def _add_paint_options(parser, modes, renders):
@@ -340,7 +357,8 @@ def run_segment(args, stdout, stderr):
 
 # The optional dependencies a command may need, by top-level module, and their extra.
 EXTRAS = {"PIL": "images", "skimage": "images", "matplotlib": "images", "rich": "images",
-          "dask": "dask", "distributed": "dask", "torch": "torch"}
+          "dask": "dask", "distributed": "dask", "torch": "torch", "starlette": "studio",
+          "uvicorn": "studio", "multipart": "studio", "python_multipart": "studio"}
 
 
 def missing_extra(exc):
@@ -353,7 +371,24 @@ def missing_extra(exc):
             f"pip install \"gaussmix[{extra}]\".")
 
 
-COMMANDS = {"paint": run_paint, "demo": run_demo, "figures": run_figures, "segment": run_segment}
+def run_studio(args, stdout, stderr):
+    from .studio import check_address, serve
+
+    try:
+        check_address(args.host, args.port)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+                         "choose another --port or --host.") from None
+    try:
+        serve(args.host, args.port, args.open, args.workers,
+              say=lambda text: print(text, file=stdout, flush=True))
+    except KeyboardInterrupt:  # Ctrl-C: the way to stop it; the workers have ended
+        pass
+    print("gaussmix studio stopped", file=stdout)
+
+
+COMMANDS = {"paint": run_paint, "demo": run_demo, "figures": run_figures, "segment": run_segment,
+            "studio": run_studio}
 
 
 def main(argv=None, stdout=None, stderr=None):

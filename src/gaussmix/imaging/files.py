@@ -22,18 +22,20 @@ class FileError(OSError):
 MAX_READ_PIXELS = 2048 * 2048
 
 
-def read_image(path, max_pixels=MAX_READ_PIXELS, note=None):
+def read_image(path, max_pixels=MAX_READ_PIXELS, note=None, name=None):
     """A picture file as an array: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, uint8/16.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, os.PathLike or a binary file object (an upload held in memory)
     max_pixels : int
         A picture with more pixels is reduced by the least whole factor that brings it within
         (JPEG decodes at the reduced size; others decode, then shrink). Pictures over Pillow's
         decompression-bomb limit are refused before decoding.
     note : callable, optional
         Told, in one sentence, when the picture was reduced.
+    name : str, optional
+        What the sentences call the picture (default: its path).
 
     Raises
     ------
@@ -42,26 +44,28 @@ def read_image(path, max_pixels=MAX_READ_PIXELS, note=None):
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileError(f"No such file: {path!r}; check the path.")
-    if os.path.isdir(path):
-        raise FileError(f"{path!r} is a folder, not a picture; pass an image file.")
+    if not hasattr(path, "read"):
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileError(f"No such file: {path!r}; check the path.")
+        if os.path.isdir(path):
+            raise FileError(f"{path!r} is a folder, not a picture; pass an image file.")
+    label = repr(path) if name is None else name
     try:
         with warnings.catch_warnings():
             # Sizes are checked here; Pillow's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                return _decoded(img, max_pixels, path, note)
+                return _decoded(img, max_pixels, label, note)
     except Image.DecompressionBombError:
-        raise FileError(f"{path!r} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels, "
+        raise FileError(f"{label} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels, "
                         "too many to decode safely; shrink it first.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise FileError(f"{path!r} is not a picture that can be read ({exc}); pass a PNG, "
+        raise FileError(f"{label} is not a picture that can be read ({exc}); pass a PNG, "
                         "JPEG or another common image file.") from None
 
 
-def _decoded(img, max_pixels, path, note):
+def _decoded(img, max_pixels, label, note):
     """The opened picture decoded (reduced to ``max_pixels``) as an array."""
     width, height = img.size
     reduction = _reduction(width * height, max_pixels)
@@ -74,7 +78,7 @@ def _decoded(img, max_pixels, path, note):
     if img.mode not in ("L", "RGB", "RGBA", "I;16", "1"):
         img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
     if note is not None and img.size != (width, height):
-        note(f"Read the {width}x{height} picture {path!r} at {img.width}x{img.height} "
+        note(f"Read the {width}x{height} picture {label} at {img.width}x{img.height} "
              f"(pictures over {max_pixels} pixels are reduced).")
     return np.asarray(img)
 

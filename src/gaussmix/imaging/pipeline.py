@@ -67,6 +67,11 @@ class Painting:
         Render name to uint8 array (raster) or matplotlib Figure ('contour', 'ellipses').
     report : dict
         Sizes, points, fit summary and seconds per stage.
+    colour_scale : float
+    n_points : int
+        Points fitted.
+    image : ndarray, optional
+        The picture at its original size (the ellipses are drawn over it).
     """
 
     model: GaussianMixture
@@ -74,8 +79,79 @@ class Painting:
     picture: np.ndarray
     shape: tuple
     factor: float
+    colour_scale: float = 1.0
+    n_points: int = 0
+    image: object = None
     renders: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+
+    @property
+    def shown_model(self):
+        """The mixture the renders draw: a Bayesian fit's components that carry weight."""
+        return self.model.active() if isinstance(self.model, BayesianGaussianMixture) \
+            else self.model
+
+    def default_samples(self):
+        """Dots of the samples render: as many as points ('bw'), a dot per pixel ('color')."""
+        if self.mode == "bw":
+            return min(MAX_SAMPLES, self.n_points)
+        return min(MAX_SAMPLES, self.shape[0] * self.shape[1])
+
+
+class Renderer:
+    """Every render of a :class:`Painting` at one ``sharpen``, sharing the work they have in
+    common: the sharpened mixture, the component colours and the (x, y) grid of the density,
+    contour and components renders (computed on first use).
+    """
+
+    def __init__(self, painting, sharpen=1.0):
+        self.painting = painting
+        fitted = painting.shown_model
+        self.model = fitted if sharpen == 1.0 else fitted.scale_covariances(sharpen)
+        self.colours = (render.mean_colours(self.model, painting.colour_scale)
+                        if painting.mode == "color" else render.palette(painting.model.n_components))
+        self._grid = None
+
+    @property
+    def grid(self):
+        if self._grid is None:
+            self._grid = render.evaluate_grid(self.model, self.painting.shape,
+                                              self.painting.factor)
+        return self._grid
+
+    def render(self, name, n_samples=None, tone_knots=render.DEFAULT_TONE_KNOTS,
+               peak_quantile=render.DEFAULT_PEAK_QUANTILE, seed=None):
+        """Render ``name`` (one of ``RENDERS``): a uint8 array or, for ``FIGURES``, a
+        matplotlib Figure. ``seed`` draws the samples (default: the model's own)."""
+        painting, model = self.painting, self.model
+        shape, factor, scale = painting.shape, painting.factor, painting.colour_scale
+        if name == "samples":
+            if seed is not None:
+                model = _with_seed(model, seed)
+            n = painting.default_samples() if n_samples is None else n_samples
+            return render.render_samples(model, shape, n, factor, scale)
+        if name == "density":
+            return render.render_density(self.grid, None, peak_quantile)
+        if name == "density-mapped":
+            return render.render_density(self.grid, tone_knots, peak_quantile)
+        if name == "contour":
+            return render.render_contour(self.grid)
+        if name == "conditional-mean":
+            return render.render_conditional_mean(model, shape, factor, scale)
+        if name == "components":
+            return render.render_components(self.grid, self.colours)
+        if painting.image is None:  # over the picture as fitted
+            return render.render_ellipses(model, painting.picture, 1.0, colours=self.colours)
+        return render.render_ellipses(model, as_float_image(painting.image), factor,
+                                      colours=self.colours)
+
+
+def _with_seed(model, seed):
+    import copy
+
+    seeded = copy.copy(model)
+    seeded.random_state = seed
+    return seeded
 
 
 def choose_mode(image, mode):
@@ -114,7 +190,7 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
           seed=0, max_pixels=None, threshold=None, keep="dark", colour_scale=1.0,
           tone_knots=render.DEFAULT_TONE_KNOTS, peak_quantile=render.DEFAULT_PEAK_QUANTILE,
           max_iter=100, tol=1e-3, dask_address=None, reporter=None, bayesian=False,
-          mask=None):
+          mask=None, on_iteration=None):
     """Fit a mixture to a picture and render it back.
 
     Parameters
@@ -157,6 +233,9 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         Fit a :class:`~gaussmix.BayesianGaussianMixture` (Dirichlet process) with
         ``n_components`` as the upper bound; the renders show the components that carry
         weight (its :meth:`~gaussmix.BayesianGaussianMixture.active` mixture).
+    on_iteration : callable, optional
+        Called with each EM iteration's :class:`~gaussmix.FitProgress` (its ``mixture()``
+        draws a preview).
 
     Returns
     -------
@@ -205,24 +284,20 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     seconds["prepare"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = _fit(points, k, seed, max_iter, tol, reporter, dask_address, bayesian)
+    model = _fit(points, k, seed, max_iter, tol, reporter, dask_address, bayesian,
+                 on_iteration)
     seconds["fit"] = time.perf_counter() - start
     fitted = model.active() if bayesian else model
 
     shape = image.shape[:2]
-    painting = Painting(model=model, mode=mode, picture=picture, shape=shape, factor=factor)
-    shown = fitted if sharpen == 1.0 else fitted.scale_covariances(sharpen)
-    if n_samples is None:
-        n_samples = min(MAX_SAMPLES, len(points) if mode == "bw" else shape[0] * shape[1])
-    colours = render.mean_colours(shown, colour_scale) if mode == "color" else render.palette(k)
-    grid = None
+    painting = Painting(model=model, mode=mode, picture=picture, shape=shape, factor=factor,
+                        colour_scale=colour_scale, n_points=len(points), image=image)
+    renderer = Renderer(painting, sharpen)
     with reporter.stage("render", total=len(renders)) as advance:
         for name in renders:
             start = time.perf_counter()
-            if name in GRID_RENDERS and grid is None:
-                grid = render.evaluate_grid(shown, shape, factor)
-            painting.renders[name] = _render(name, shown, painting, grid, colours, n_samples,
-                                             colour_scale, tone_knots, peak_quantile, image)
+            painting.renders[name] = renderer.render(name, n_samples, tone_knots,
+                                                     peak_quantile)
             seconds[name] = time.perf_counter() - start
             advance(note=name)
     painting.report = {
@@ -299,11 +374,14 @@ def _check_options(sharpen, colour_scale, threshold, keep, n_samples, max_pixels
         raise PaintError(f"-k must be at least 1, got {n_components}.")
 
 
-def _fit(points, k, seed, max_iter, tol, reporter, dask_address=None, bayesian=False):
+def _fit(points, k, seed, max_iter, tol, reporter, dask_address=None, bayesian=False,
+         listener=None):
     with reporter.stage("fit", total=max_iter) as advance:
         def on_iteration(progress):
             bound = progress.lower_bound / (len(points) if bayesian else 1)
             advance(note=f"{'lower bound' if bayesian else 'log-likelihood'} {bound:.4f}")
+            if listener is not None:
+                listener(progress)
 
         settings = dict(covariance_type="full", reg_covar=PIXEL_REG_COVAR, random_state=seed,
                         max_iter=max_iter, callback=on_iteration)
@@ -346,21 +424,3 @@ def _fit_on_cluster(model, points, address):
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         rows = max(4096, len(points) // (4 * n_workers))
         model.fit(da.from_array(points, chunks=(rows, points.shape[1])))
-
-
-def _render(name, model, painting, grid, colours, n_samples, colour_scale, tone_knots,
-            peak_quantile, image):
-    shape, factor = painting.shape, painting.factor
-    if name == "samples":
-        return render.render_samples(model, shape, n_samples, factor, colour_scale)
-    if name == "density":
-        return render.render_density(grid, None, peak_quantile)
-    if name == "density-mapped":
-        return render.render_density(grid, tone_knots, peak_quantile)
-    if name == "contour":
-        return render.render_contour(grid)
-    if name == "conditional-mean":
-        return render.render_conditional_mean(model, shape, factor, colour_scale)
-    if name == "components":
-        return render.render_components(grid, colours)
-    return render.render_ellipses(model, image, factor, colours=colours)

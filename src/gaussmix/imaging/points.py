@@ -144,15 +144,23 @@ def downscale_to_budget(image, max_pixels):
         New size over old size (1.0 when nothing changed).
     """
     img = as_float_image(image)
-    h, w = img.shape[:2]
-    if h * w <= max_pixels:
+    new_shape = budget_shape(img.shape[:2], max_pixels)
+    if new_shape == img.shape[:2]:
         return img, 1.0
     from skimage.transform import resize
 
-    factor = np.sqrt(max_pixels / (h * w))
-    new_shape = (max(1, int(h * factor)), max(1, int(w * factor)))
     small = resize(img, new_shape + img.shape[2:], anti_aliasing=True)
-    return np.clip(small, 0.0, 1.0), new_shape[0] / h
+    return np.clip(small, 0.0, 1.0), new_shape[0] / img.shape[0]
+
+
+def budget_shape(shape, max_pixels):
+    """The (H, W) a picture of ``shape`` is fitted at: shrunk, keeping its aspect, so that
+    H * W <= max_pixels (unchanged when it fits)."""
+    h, w = shape
+    if h * w <= max_pixels:
+        return (h, w)
+    factor = np.sqrt(max_pixels / (h * w))
+    return (max(1, int(h * factor)), max(1, int(w * factor)))
 
 
 def pixel_grid(shape, factor=1.0):

@@ -1,0 +1,60 @@
+"""gaussmix studio: a local web page that paints pictures with mixtures, live.
+
+``gaussmix studio`` serves a page (plain HTML, CSS and JavaScript inside the package: it
+works offline) and the HTTP API it uses (``app.py``); fits run in worker processes
+(``jobs.py``). Needs the ``studio`` extra (Starlette, uvicorn).
+"""
+
+from __future__ import annotations
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_address(host, port):
+    """Raise OSError when ``host:port`` cannot be listened on (taken, or not this
+    machine's address)."""
+    import socket
+
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port,
+                                                              type=socket.SOCK_STREAM):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+        return
+
+
+def serve(host="127.0.0.1", port=8765, open_browser=False, workers=1, say=print):
+    """Run the studio until interrupted (Ctrl-C stops it and its workers cleanly).
+
+    Parameters
+    ----------
+    host, port : where to listen; 127.0.0.1 unless told otherwise
+    open_browser : bool
+        Open the page in the default browser once the server listens.
+    workers : int
+        Fits that run at once (1 or 2).
+    say : callable
+        Where the one-line notices go.
+    """
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from .app import create_app
+
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    if host not in LOOPBACK:
+        say(f"Listening on {host}: anyone who can reach this machine can use the studio.")
+    say(f"gaussmix studio at {url} (Ctrl-C stops it)")
+    server = uvicorn.Server(uvicorn.Config(create_app(workers), host=host, port=port,
+                                           log_level="warning", lifespan="on"))
+    if open_browser:
+        def open_when_listening():
+            while not server.started and not server.should_exit:
+                threading.Event().wait(0.1)
+            if server.started:
+                webbrowser.open(url)
+
+        threading.Thread(target=open_when_listening, daemon=True).start()
+    server.run()

@@ -1,0 +1,456 @@
+"""The studio's web application (Starlette): the page, and the HTTP API it uses.
+
+    POST   /api/jobs                       multipart: image (a file) or sample (a name), and
+                                           mode, k, seed, color_scale, max_pixels, threshold,
+                                           keep_light, max_iter -> 202 {"id": ...}
+    GET    /api/jobs/{id}                  the job's state (see ``jobs.Job.snapshot``)
+    GET    /api/jobs/{id}/events           the same, as Server-Sent Events, as they happen
+    GET    /api/jobs/{id}/preview.png      the latest preview while EM runs
+    GET    /api/jobs/{id}/renders/{name}.png?sharpen=&tone=&peak=&samples=&seed=
+    GET    /api/jobs/{id}/model.npz        the fitted model (``gaussmix.load`` reads it)
+    GET    /api/jobs/{id}/report.json
+    DELETE /api/jobs/{id}                  cancel a running job, forget a finished one
+    GET    /api/samples                    the bundled pictures, renders and limits
+
+Every error is JSON ``{"error": "one sentence"}``: 400 a bad field, 404 an unknown job or
+render, 413 an upload over the size limit or a picture over the pixel limit (read from its
+header, before decoding), 415 not a picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import io
+import json
+import math
+import threading
+from collections import OrderedDict
+from importlib import resources
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .._validation import MAX_SEED
+from ..imaging import render
+from ..imaging.files import MAX_READ_PIXELS
+from ..imaging.pipeline import (
+    COLOUR_SCALE_RANGE,
+    MODES,
+    RENDERS,
+    SHARPEN_RANGE,
+    Renderer,
+)
+from .jobs import FINISHED, SAMPLES, JobStore, Settings, png_bytes
+
+MAX_UPLOAD_BYTES = 25 * 2**20
+# Pictures declaring more pixels are refused from their header (larger ones than
+# MAX_READ_PIXELS are read reduced).
+MAX_UPLOAD_PIXELS = 50_000_000
+MAX_COMPONENTS = 5000
+MAX_ITERATIONS = 1000
+# Dots a live samples render may ask for: about a second on 2 cores.
+MAX_LIVE_SAMPLES = 10_000_000
+FIELDS = ("image", "sample", "mode", "k", "seed", "color_scale", "max_pixels", "threshold",
+          "keep_light", "max_iter")
+STATIC = resources.files("gaussmix.studio") / "static"
+
+
+class ApiError(Exception):
+    """A request the API refuses: its HTTP status and one sentence."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(workers=1, max_upload_bytes=MAX_UPLOAD_BYTES,
+               max_upload_pixels=MAX_UPLOAD_PIXELS):
+    """The studio application with its own :class:`~gaussmix.studio.jobs.JobStore`.
+
+    Parameters
+    ----------
+    workers : int
+        Fits that run at once (1 or 2).
+    max_upload_bytes, max_upload_pixels : int
+        Limits of an uploaded picture (413 beyond).
+    """
+    store = JobStore(workers)
+    renderers = _RendererCache()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        store.close()
+
+    async def index(request):
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    async def samples(request):
+        return JSONResponse({
+            "samples": list(SAMPLES), "renders": list(RENDERS), "modes": list(MODES),
+            "tone": _knots_text(render.DEFAULT_TONE_KNOTS),
+            "peak": render.DEFAULT_PEAK_QUANTILE, "sharpen_range": list(SHARPEN_RANGE),
+            "max_upload_bytes": max_upload_bytes, "max_samples": MAX_LIVE_SAMPLES})
+
+    async def sample_thumbnail(request):
+        name = request.path_params["name"]
+        if not name.endswith(".png") or name[:-4] not in SAMPLES:
+            raise ApiError(404, f"No sample {name!r}; the samples are "
+                                f"{', '.join(f'{s}.png' for s in SAMPLES)}.")
+        data = await run_in_threadpool(_thumbnail, name[:-4])
+        return Response(data, media_type="image/png",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    async def submit(request):
+        form = await _read_form(request, max_upload_bytes)
+        try:
+            picture, sample, settings = await _job_fields(form, max_upload_pixels)
+        finally:
+            await form.close()
+        job = store.submit(settings, picture=picture, sample=sample)
+        return JSONResponse({"id": job.id}, status_code=202)
+
+    async def job_state(request):
+        return JSONResponse(_snapshot(_job(store, request)))
+
+    async def events(request):
+        job = _job(store, request)
+
+        async def stream():
+            sent = 0
+            while True:
+                while sent < len(job.history):
+                    state = _json_safe(job.history[sent])
+                    sent += 1
+                    yield f"data: {json.dumps(state)}\n\n"
+                    if state["state"] in FINISHED:
+                        return
+                await asyncio.sleep(0.05)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def preview(request):
+        job = _job(store, request)
+        if job.preview is None:
+            raise ApiError(404, f"Job {job.id} has no preview yet (it is {job.state}).")
+        return Response(job.preview, media_type="image/png",
+                        headers={"Cache-Control": "no-store"})
+
+    async def render_png(request):
+        job = _done_job(store, request)
+        name = request.path_params["name"]
+        if not name.endswith(".png") or name[:-4] not in job.renders:
+            known = ", ".join(f"{r}.png" for r in sorted(job.renders))
+            raise ApiError(404, f"No render {name!r} for this job; choose from {known}.")
+        name = name[:-4]
+        options = _render_options(request.query_params)
+        if not options:
+            return _png(job.renders[name])
+        data = await run_in_threadpool(_render, renderers, job, name, options)
+        return _png(data)
+
+    async def model_file(request):
+        job = _done_job(store, request)
+        return Response(job.model_file, media_type="application/octet-stream", headers={
+            "Content-Disposition": f'attachment; filename="gaussmix-{job.id}.npz"'})
+
+    async def report(request):
+        job = _done_job(store, request)
+        return JSONResponse(job.report, headers={
+            "Content-Disposition": f'attachment; filename="report-{job.id}.json"'})
+
+    async def delete(request):
+        job = store.cancel_or_forget(request.path_params["job_id"])
+        if job is None:
+            raise ApiError(404, f"No job {request.path_params['job_id']!r}; it was never "
+                                "submitted or has been forgotten.")
+        renderers.forget(job.id)
+        return JSONResponse({"id": job.id, "state": job.state})
+
+    routes = [
+        Route("/", index),
+        Route("/api/samples", samples),
+        Route("/api/samples/{name}", sample_thumbnail),
+        Route("/api/jobs", submit, methods=["POST"]),
+        Route("/api/jobs/{job_id}", job_state),
+        Route("/api/jobs/{job_id}", delete, methods=["DELETE"]),
+        Route("/api/jobs/{job_id}/events", events),
+        Route("/api/jobs/{job_id}/preview.png", preview),
+        Route("/api/jobs/{job_id}/renders/{name}", render_png),
+        Route("/api/jobs/{job_id}/model.npz", model_file),
+        Route("/api/jobs/{job_id}/report.json", report),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    ]
+    handlers = {ApiError: _api_error, HTTPException: _http_error}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.store = store
+    return app
+
+
+async def _api_error(request, exc):
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _http_error(request, exc):
+    messages = {404: f"Nothing at {request.url.path}; see the API in the README.",
+                405: f"{request.method} is not allowed on {request.url.path}."}
+    return JSONResponse({"error": messages.get(exc.status_code, str(exc.detail))},
+                        status_code=exc.status_code)
+
+
+def _snapshot(job):
+    return _json_safe(job.snapshot())
+
+
+def _json_safe(state):
+    """A job's state with a log-likelihood JSON can carry (None for an infinite one)."""
+    state = dict(state)
+    value = state["log_likelihood"]
+    if value is not None and not math.isfinite(value):
+        state["log_likelihood"] = None
+    return state
+
+
+def _job(store, request):
+    job = store.get(request.path_params["job_id"])
+    if job is None:
+        raise ApiError(404, f"No job {request.path_params['job_id']!r}; it was never submitted "
+                            "or has been forgotten.")
+    return job
+
+
+def _done_job(store, request):
+    job = _job(store, request)
+    if job.state != "done":
+        raise ApiError(404, f"Job {job.id} is {job.state}: renders, the model and the report "
+                            "come when it is done.")
+    return job
+
+
+def _png(data):
+    return Response(data, media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
+async def _read_form(request, limit):
+    """The multipart form of a request, refused (413) beyond ``limit`` bytes whatever its
+    headers say."""
+    content_type = request.headers.get("content-type", "")
+    urlencoded = content_type.startswith("application/x-www-form-urlencoded")
+    if not (urlencoded or content_type.startswith("multipart/form-data")):
+        raise ApiError(400, "Send the job as multipart/form-data with an 'image' file or a "
+                            "'sample' name.")
+    declared = request.headers.get("content-length")
+    too_big = (f"The upload is over {limit // 2**20} MB; send a smaller picture (a picture "
+               f"over {MAX_READ_PIXELS} pixels is read reduced anyway).")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, too_big)
+
+    async def limited():
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise ApiError(413, too_big)
+            yield chunk
+
+    if urlencoded:  # a sample needs no file: ``curl -d sample=horse`` is enough
+        parser = FormParser(request.headers, limited())
+    else:
+        parser = MultiPartParser(request.headers, limited(), max_files=1,
+                                 max_fields=len(FIELDS), max_part_size=1024)
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, f"The form cannot be read ({exc}); send one 'image' file or a "
+                            "'sample' name and the settings as fields.") from None
+
+
+async def _job_fields(form, max_pixels):
+    """The picture (bytes) or sample, and the :class:`Settings`, of a job form."""
+    unknown = [name for name in form.keys() if name not in FIELDS]
+    if unknown:
+        raise ApiError(400, f"Unknown field {unknown[0]!r}; the fields are "
+                            f"{', '.join(FIELDS)}.")
+    upload, sample = form.get("image"), form.get("sample")
+    if (upload is None) == (sample is None):
+        raise ApiError(400, "Send either an 'image' file or a 'sample' name (one of "
+                            f"{', '.join(SAMPLES)}), not both or neither.")
+    picture = None
+    if sample is not None:
+        if sample not in SAMPLES:
+            raise ApiError(400, f"Unknown sample {sample!r}; choose from "
+                                f"{', '.join(SAMPLES)}.")
+    else:
+        if isinstance(upload, str):
+            raise ApiError(400, "The 'image' field must be a file upload.")
+        picture = await upload.read()
+        _check_picture(picture, max_pixels)
+    settings = Settings(
+        mode=_choice(form, "mode", MODES, "auto"),
+        k=_number(form, "k", int, 1, MAX_COMPONENTS, None),
+        seed=_number(form, "seed", int, 0, MAX_SEED, 0),
+        color_scale=_number(form, "color_scale", float, *COLOUR_SCALE_RANGE, 1.0),
+        max_pixels=_number(form, "max_pixels", int, 4, MAX_READ_PIXELS, None),
+        threshold=_number(form, "threshold", float, 0.0, 1.0, None),
+        keep_light=_flag(form, "keep_light"),
+        max_iter=_number(form, "max_iter", int, 1, MAX_ITERATIONS, 100),
+    )
+    return picture, sample, settings
+
+
+def _check_picture(data, max_pixels):
+    """Refuse what is not a picture (415) or declares too many pixels (413), from the header:
+    nothing is decoded here."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    too_many = "The picture is {}x{} pixels, over the limit of {}; shrink it first."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sized here
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        raise ApiError(413, f"The picture declares more than {2 * Image.MAX_IMAGE_PIXELS} "
+                            f"pixels, over the limit of {max_pixels}; shrink it "
+                            "first.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ApiError(415, "The upload is not a picture that can be read; send a PNG, JPEG "
+                            "or another common image file.") from None
+    if width * height > max_pixels:
+        raise ApiError(413, too_many.format(width, height, max_pixels))
+
+
+def _choice(form, name, choices, default):
+    value = form.get(name)
+    if value is None or value == "":
+        return default
+    if value not in choices:
+        raise ApiError(400, f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+    return value
+
+
+def _number(form, name, kind, low, high, default):
+    return _parse_number(form.get(name), name, kind, low, high, default)
+
+
+def _parse_number(value, name, kind, low, high, default):
+    """A field's number within [low, high] (400 otherwise); ``default`` when absent."""
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise ApiError(400, f"{name} must be a number, not a file.")
+    word = "a whole number" if kind is int else "a number"
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be {word}, got {value!r}.") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ApiError(400, f"{name} must lie in [{low:g}, {high:g}], got {value!r}.")
+    return number
+
+
+def _flag(form, name):
+    value = form.get(name)
+    if value is None or value == "":
+        return False
+    text = value.lower() if isinstance(value, str) else ""
+    if text not in ("true", "false", "1", "0", "on", "off"):
+        raise ApiError(400, f"{name} must be true or false, got {value!r}.")
+    return text in ("true", "1", "on")
+
+
+def _render_options(query):
+    """Validated render settings from a query string (400 for a bad one); only those given."""
+    unknown = [name for name in query.keys() if name not in ("sharpen", "tone", "peak",
+                                                              "samples", "seed")]
+    if unknown:
+        raise ApiError(400, f"Unknown query parameter {unknown[0]!r}; use sharpen, tone, peak, "
+                            "samples or seed.")
+    options = {}
+    if "sharpen" in query:
+        options["sharpen"] = _parse_number(query["sharpen"], "sharpen", float,
+                                           *SHARPEN_RANGE, 1.0)
+    if "peak" in query:
+        peak = _parse_number(query["peak"], "peak", float, 0.0, 1.0, None)
+        if peak is not None and peak <= 0.0:
+            raise ApiError(400, f"peak must lie in (0, 1], got {query['peak']!r}.")
+        options["peak"] = peak
+    if "samples" in query:
+        options["samples"] = _parse_number(query["samples"], "samples", int, 1,
+                                           MAX_LIVE_SAMPLES, None)
+    if "seed" in query:
+        options["seed"] = _parse_number(query["seed"], "seed", int, 0, MAX_SEED, None)
+    if "tone" in query:
+        try:
+            options["tone"] = render.check_tone_knots(render.parse_tone_knots(query["tone"]))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+    return {name: value for name, value in options.items() if value is not None}
+
+
+@functools.lru_cache(maxsize=None)
+def _thumbnail(name, size=160):
+    """A bundled sample as a small PNG (at most ``size`` pixels on its longer side)."""
+    from PIL import Image
+
+    from .jobs import load_picture
+
+    picture = load_picture(sample=name)
+    if picture.dtype == bool:  # the horse: white paper (True), a black silhouette
+        picture = picture.astype(np.uint8) * 255
+    img = Image.fromarray(picture)
+    img.thumbnail((size, size))
+    return png_bytes(np.asarray(img))
+
+
+def _knots_text(knots):
+    return ",".join(f"{x:g}:{y:g}" for x, y in knots)
+
+
+class _RendererCache:
+    """A few :class:`~gaussmix.imaging.pipeline.Renderer` s per job (one per sharpen), so
+    that moving another slider reuses the (x, y) grid."""
+
+    def __init__(self, size=4):
+        self.size = size
+        self.entries = OrderedDict()
+        self.lock = threading.Lock()  # renders run in the server's worker threads
+
+    def get(self, job, sharpen):
+        key = (job.id, sharpen)
+        with self.lock:
+            renderer = self.entries.get(key)
+            if renderer is None:
+                renderer = self.entries[key] = Renderer(job.painting, sharpen)
+                while len(self.entries) > self.size:
+                    self.entries.popitem(last=False)
+            self.entries.move_to_end(key)
+            return renderer
+
+    def forget(self, job_id):
+        with self.lock:
+            for key in [k for k in self.entries if k[0] == job_id]:
+                del self.entries[key]
+
+
+def _render(renderers, job, name, options):
+    """PNG bytes of render ``name`` of a finished job with the query's settings."""
+    renderer = renderers.get(job, options.get("sharpen", 1.0))
+    image = renderer.render(name, n_samples=options.get("samples"),
+                            tone_knots=options.get("tone", render.DEFAULT_TONE_KNOTS),
+                            peak_quantile=options.get("peak", render.DEFAULT_PEAK_QUANTILE),
+                            seed=options.get("seed"))
+    return png_bytes(image)

@@ -1,0 +1,134 @@
+"""The studio page in a real browser: Playwright driving the system's Chromium (Debian's
+``chromium`` package; Playwright's own browsers are never downloaded). Skipped, with the
+reason, where no Chromium is installed.
+
+With ``GAUSSMIX_STUDIO_SCREENSHOTS=docs/images`` the screenshots of the page (before and
+after the sharpen slider moves) are written there, for the README.
+"""
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = next((path for path in (os.environ.get("GAUSSMIX_CHROMIUM"),
+                                   shutil.which("chromium"), shutil.which("chromium-browser"))
+                 if path), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get "
+                                "install chromium); the browser test needs one")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    from gaussmix.studio.app import create_app
+
+    port = free_port()
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if running.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    running.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def picture_file(folder):
+    from skimage import data
+    from skimage.transform import resize
+
+    path = folder / "astronaut.png"
+    small = resize(data.astronaut(), (160, 160), anti_aliasing=True)
+    from PIL import Image
+
+    Image.fromarray((small * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def save_screenshot(page, path):
+    """The whole page as a PNG of 256 colours (a third of the bytes, for the README)."""
+    from PIL import Image
+
+    shot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    shot.quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+def test_upload_fit_and_move_the_sharpen_slider(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server)
+    page.wait_for_selector(".samples button img")
+    shots = os.environ.get("GAUSSMIX_STUDIO_SCREENSHOTS")
+    page.set_input_files("#file", str(picture_file(tmp_path)))
+    page.fill("#k", "150")
+    page.click("#fit")
+    page.wait_for_selector("#progress:not([hidden])")
+    page.wait_for_selector("#render-conditional-mean", timeout=180_000)
+    painting = page.locator("#render-conditional-mean")
+    page.wait_for_function("document.querySelectorAll('.card img').length === 7 && "
+                           "[...document.querySelectorAll('.card img')].every(i => i.complete "
+                           "&& i.naturalWidth > 0)")
+    before_src = painting.get_attribute("src")
+    before = painting.screenshot()
+    if shots:
+        save_screenshot(page, os.path.join(shots, "studio-before.png"))
+    page.fill("#sharpen", "-1.2")  # a range input: exp(-1.2) = 0.30
+    page.wait_for_function(
+        "src => { const i = document.getElementById('render-conditional-mean'); "
+        "return i.getAttribute('src') !== src && i.complete && i.naturalWidth > 0 && "
+        "!i.classList.contains('busy'); }", arg=before_src, timeout=30_000)
+    assert "sharpen=0.3012" in painting.get_attribute("src")
+    assert page.locator("#sharpen-out").inner_text() == "0.30"
+    after = painting.screenshot()
+    if shots:
+        save_screenshot(page, os.path.join(shots, "studio-after.png"))
+    from PIL import Image
+
+    a = np.asarray(Image.open(io.BytesIO(before)).convert("RGB"), dtype=float)
+    b = np.asarray(Image.open(io.BytesIO(after)).convert("RGB"), dtype=float)
+    assert a.shape == b.shape and np.abs(a - b).mean() > 1.0  # the painting changed
+    assert page.locator("#model-link").get_attribute("href").endswith("/model.npz")
+    assert not errors, errors
+    page.close()
+
+
+def test_a_bad_setting_shows_the_servers_sentence(server, browser):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_selector(".samples button img")
+    page.click("button[data-sample=horse]")
+    page.fill("#k", "0")
+    page.click("#fit")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "k must lie in [1, 5000]" in page.locator("#error").inner_text()
+    page.close()

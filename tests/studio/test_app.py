@@ -248,3 +248,24 @@ def test_a_picture_that_cannot_be_painted_fails_with_its_sentence(client):
     state = wait(client, response.json()["id"])
     assert state["state"] == "failed"
     assert "Asked for 5000 components" in state["error"]
+
+
+def test_jobs_beyond_the_workers_wait_in_order(client):
+    first = client.post("/api/jobs", data={"sample": "astronaut", "k": "300",
+                                           "max_iter": "1000"}).json()["id"]
+    second = client.post("/api/jobs", data={"sample": "horse", **SMALL}).json()["id"]
+    for _ in range(300):
+        if client.get(f"/api/jobs/{first}").json()["state"] == "fitting":
+            break
+        time.sleep(0.05)
+    assert client.get(f"/api/jobs/{second}").json()["state"] == "queued"  # one worker
+    client.delete(f"/api/jobs/{first}")
+    assert wait(client, second)["state"] == "done"  # its turn came
+
+
+def test_no_request_path_reaches_the_file_system(client):
+    for path in ["/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fjobs.py",
+                 "/api/jobs/..%2f..%2fetc/model.npz", "/api/samples/..%2fhorse.png"]:
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "import" not in response.text

@@ -118,6 +118,19 @@ def test_upload_fit_and_move_the_sharpen_slider(server, browser, tmp_path):
     b = np.asarray(Image.open(io.BytesIO(after)).convert("RGB"), dtype=float)
     assert a.shape == b.shape and np.abs(a - b).mean() > 1.0  # the painting changed
     assert page.locator("#model-link").get_attribute("href").endswith("/model.npz")
+    mapped = page.locator("#render-density-mapped")
+    mapped_src = mapped.get_attribute("src")
+    knot = page.locator("#tone circle").nth(2)  # drag the third knot of the tone curve down
+    box = knot.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 60, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        "src => { const i = document.getElementById('render-density-mapped'); "
+        "return i.getAttribute('src') !== src && i.complete && !i.classList.contains('busy'); }",
+        arg=mapped_src, timeout=30_000)
+    assert "tone=" in mapped.get_attribute("src")
     assert not errors, errors
     page.close()
 

@@ -12,13 +12,13 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("httpx2")
 
-from PIL import Image  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+from PIL import Image
+from starlette.testclient import TestClient
 
-import gaussmix  # noqa: E402
-from gaussmix.imaging.pipeline import RENDERS  # noqa: E402
-from gaussmix.studio import app as studio_app  # noqa: E402
-from gaussmix.studio.jobs import GALLERY_ORDER, FINISHED  # noqa: E402
+import gaussmix
+from gaussmix.imaging.pipeline import RENDERS
+from gaussmix.studio import app as studio_app
+from gaussmix.studio.jobs import FINISHED, GALLERY_ORDER
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

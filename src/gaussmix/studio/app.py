@@ -278,7 +278,7 @@ async def _read_form(request, limit):
 
 async def _job_fields(form, max_pixels):
     """The picture (bytes) or sample, and the :class:`Settings`, of a job form."""
-    unknown = [name for name in form.keys() if name not in FIELDS]
+    unknown = [name for name in form if name not in FIELDS]
     if unknown:
         raise ApiError(400, f"Unknown field {unknown[0]!r}; the fields are "
                             f"{', '.join(FIELDS)}.")
@@ -374,7 +374,7 @@ def _flag(form, name):
 
 def _render_options(query):
     """Validated render settings from a query string (400 for a bad one); only those given."""
-    unknown = [name for name in query.keys() if name not in ("sharpen", "tone", "peak",
+    unknown = [name for name in query if name not in ("sharpen", "tone", "peak",
                                                               "samples", "seed")]
     if unknown:
         raise ApiError(400, f"Unknown query parameter {unknown[0]!r}; use sharpen, tone, peak, "
@@ -401,7 +401,7 @@ def _render_options(query):
     return {name: value for name, value in options.items() if value is not None}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _thumbnail(name, size=160):
     """A bundled sample as a small PNG (at most ``size`` pixels on its longer side)."""
     from PIL import Image

@@ -262,7 +262,7 @@ def work(conn, settings, picture=None, sample=None):
     """A worker process: fit the picture, report progress, send the painting, exit."""
     try:
         conn.send(("done", _paint(conn, settings, picture, sample)))
-    except Exception as exc:  # the worker reports every failure as one sentence
+    except Exception as exc:  # noqa: BLE001 - the worker reports every failure as a sentence
         from ..imaging.files import FileError
         from ..imaging.pipeline import PaintError
 

@@ -145,3 +145,21 @@ def test_a_bad_setting_shows_the_servers_sentence(server, browser):
     page.wait_for_selector("#error:not([hidden])")
     assert "k must lie in [1, 5000]" in page.locator("#error").inner_text()
     page.close()
+
+
+def test_black_and_white_settings_reach_the_fit(server, browser):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_selector(".samples button img")
+    page.click("button[data-sample=horse]")
+    page.select_option("#mode", "bw")
+    page.fill("#k", "20")
+    page.fill("#threshold", "0.5")
+    page.check("#keep_light")
+    page.click("#fit")
+    page.wait_for_selector("#render-density", timeout=120_000)
+    summary = page.locator("#summary").inner_text()
+    assert "black and white" in summary and "20 components" in summary
+    # The light pixels of the horse are its paper: far more points than its ink.
+    assert int(summary.split(" points")[0].split("·")[-1].replace(",", "")) > 80_000
+    page.close()

@@ -77,10 +77,11 @@ async function fit() {
   const form = new FormData();
   if (state.picture) form.append("image", state.picture);
   else form.append("sample", state.sample);
-  for (const name of ["mode", "k", "color_scale", "seed", "max_iter", "max_pixels"]) {
+  for (const name of ["mode", "k", "color_scale", "seed", "max_iter", "max_pixels", "threshold"]) {
     const value = $(name).value.trim();
     if (value !== "") form.append(name, value);
   }
+  if ($("keep_light").checked) form.append("keep_light", "true");
   try {
     const { id } = await api("/api/jobs", { method: "POST", body: form });
     follow(id);

@@ -269,3 +269,40 @@ def test_no_request_path_reaches_the_file_system(client):
         response = client.get(path)
         assert response.status_code == 404, path
         assert "import" not in response.text
+
+
+def encoded(array, format, mode=None):
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def picture_kinds():
+    rng = np.random.RandomState(0)
+    grey = (rng.uniform(size=(24, 32)) > 0.6).astype(np.uint8) * 255
+    rgb = np.asarray(Image.open(io.BytesIO(png())))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
+    return {
+        "grey PNG (black and white)": (encoded(grey, "PNG"), "bw"),
+        "16-bit grey PNG": (encoded((grey.astype(np.uint16) * 257), "PNG"), "bw"),
+        "RGBA PNG": (encoded(rgba, "PNG"), "color"),
+        "JPEG": (encoded(rgb, "JPEG"), "color"),
+        "GIF": (encoded(rgb, "GIF"), "color"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(picture_kinds()))
+def test_every_common_kind_of_picture_paints(client, kind):
+    data, mode = picture_kinds()[kind]
+    response = client.post("/api/jobs", data={"k": "4", "max_iter": "5"},
+                           files={"image": ("p", data)})
+    assert response.status_code == 202, response.text
+    state = wait(client, response.json()["id"])
+    assert state["state"] == "done", state["error"]
+    assert state["report"]["mode"] == mode
+
+
+def test_a_picture_too_small_to_paint_fails_with_the_paint_sentence(client):
+    tiny = encoded(np.zeros((1, 1, 3), np.uint8), "PNG")
+    state = wait(client, client.post("/api/jobs", files={"image": ("t.png", tiny)}).json()["id"])
+    assert state["state"] == "failed" and "needs at least 2x2" in state["error"]

@@ -163,3 +163,25 @@ def test_black_and_white_settings_reach_the_fit(server, browser):
     # The light pixels of the horse are its paper: far more points than its ink.
     assert int(summary.split(" points")[0].split("·")[-1].replace(",", "")) > 80_000
     page.close()
+
+
+def test_a_reload_finds_the_job_again(server, browser):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_selector(".samples button img")
+    page.click("button[data-sample=coffee]")
+    page.fill("#k", "30")
+    page.fill("#max_pixels", "4096")
+    page.click("#fit")
+    page.wait_for_selector("#render-conditional-mean", timeout=120_000)
+    assert "#job=" in page.url
+    page.reload()
+    page.wait_for_selector("#render-conditional-mean", timeout=30_000)
+    assert page.locator("#summary").inner_text().startswith("colour · 30 components")
+    page.close()
+    fresh = browser.new_page()
+    fresh.goto(server + "#job=forgotten")
+    fresh.wait_for_selector(".samples button img")
+    fresh.wait_for_function("!location.hash")
+    assert fresh.locator("#error").is_hidden()
+    fresh.close()

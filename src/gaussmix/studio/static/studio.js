@@ -93,6 +93,7 @@ async function fit() {
 function follow(id) {
   if (state.events) state.events.close();
   state.job = id;
+  history.replaceState(null, "", `#job=${id}`);  // a reload finds the job again
   $("result").hidden = true;
   $("progress").hidden = false;
   $("fit").disabled = true;
@@ -274,6 +275,15 @@ async function start() {
   $("samples-count").addEventListener("input", () => changed("samples"));
   $("sample-seed").addEventListener("input", () => changed("seed"));
   showControls();
+  const earlier = location.hash.match(/^#job=([\w-]+)$/);
+  if (earlier) {
+    try {
+      await api(`/api/jobs/${earlier[1]}`);
+      follow(earlier[1]);
+    } catch (err) {
+      history.replaceState(null, "", location.pathname);  // forgotten: start afresh
+    }
+  }
 }
 
 start().catch((err) => showError(err.message));

@@ -10,9 +10,10 @@ the observed-data likelihood exactly. Both come from the same per-component piec
 
 which depend only on the row's missingness pattern, so rows are grouped by pattern and each
 pattern's pieces are computed once per component, not once per row. Complete rows never come
-here: they keep the fused kernel. Everything is a pure function of an array and
-:class:`~gaussmix._em.Params` (a plain mixture: a variational one's constants assume every
-feature observed).
+here: they keep the fused kernel. This module is the numpy path, and the reference that the
+kernel over every pattern (``backends.holes``) is tested against. Everything is a pure
+function of an array and :class:`~gaussmix._em.Params` (a plain mixture: a variational one's
+constants assume every feature observed).
 """
 
 from __future__ import annotations
@@ -128,15 +129,16 @@ def stats(x, w, params, cache=None):
     """Statistics of rows with holes (working coordinates, NaN for missing) under
     ``params``, about the components' means; rows with nothing observed are left out.
 
-    Each pattern's rows go through the ordinary E-step of the marginal mixture of their
-    observed features (the fused, pruned kernel when the pattern is large), which gives the
+    The numpy path (the numba one is ``backends.holes``, all patterns in one kernel pass):
+    each pattern's rows go through numpy's E-step of the marginal mixture of their observed
+    features, which gives the
     responsibilities and the observed moments ``N_k``, ``S1 = sum w r y_o`` and
     ``S2 = sum w r y_o y_o^T`` about the means (``y = x - mu_k``). The missing part follows
     from ``E[y_m | x_o, k] = B_k y_o`` and ``Cov[y_m | x_o, k] = C_k``: first moments
     ``B_k S1``, second moments ``S2 B_k^T`` and ``B_k S2 B_k^T + N_k C_k``.
 
     ``cache`` (a dict, for rows that stay the same across a fit's E-steps) keeps the patterns
-    and each pattern's rows, tiled once for the fused kernel.
+    and each pattern's observed entries.
 
     Returns
     -------
@@ -167,28 +169,18 @@ def stats(x, w, params, cache=None):
 
 
 class PatternRows:
-    """One pattern's rows: their observed entries and weights, and (built on first use) the
-    same rows tiled for the fused kernel, kept for every E-step of a fit."""
+    """One pattern's rows: their observed entries and weights, kept for every E-step of a
+    fit."""
 
     def __init__(self, x, w, pattern):
         self.x = np.ascontiguousarray(x[np.ix_(pattern.rows, pattern.observed)])
         self.w = np.ascontiguousarray(w[pattern.rows])
-        self.tiled = None
 
     def expectation(self, params):
         """The observed-feature statistics under the marginal mixture ``params``."""
         from . import backends
 
-        if backends.resolve(None, len(self.w) * params.n_components) != "numba":
-            return backends.rows_expectation(self.x, self.w, params, "numpy")
-        from ._data import ArrayChunks
-        from .backends.numba_backend import TiledSource, fused_expectation
-
-        if self.tiled is None:
-            self.tiled = TiledSource(ArrayChunks(self.x, self.w, np.zeros(self.x.shape[1]),
-                                                 max(1, len(self.w))))
-        with backends.kernel_threads():
-            return fused_expectation(self.tiled, params)
+        return backends.rows_expectation(self.x, self.w, params, "numpy")
 
 
 # What one pattern of holes costs numpy's E-step to set up (its conditional pieces and

@@ -82,9 +82,8 @@ def scores(params, arr, values=None, backend=None, chunk_size=None, tiles=None):
         from .backends.numba_backend import fused_scores
 
         with backends.kernel_threads():
-            for start, stop, part, part_tiles in _tile_chunks(source, tiles):
-                x = part if part is not None else source.chunk(start, stop)[0]
-                lp, lab, sm = fused_scores(x, params, values, part_tiles)
+            for start, stop, x, starts in _tile_chunks(source, tiles):
+                lp, lab, sm = fused_scores(x, params, values, starts)
                 log_prob[start:stop], labels[start:stop] = lp, lab
                 if sums is not None:
                     sums[start:stop] = sm
@@ -101,12 +100,13 @@ def scores(params, arr, values=None, backend=None, chunk_size=None, tiles=None):
 
 
 def _tile_chunks(source, tiles):
-    """``(start, stop, rows, tiles)`` of each chunk the kernel takes: the source's chunks
-    (rows None: read from the source), or, with known tiles, whole tiles in tile order of
-    about ``source.chunk_size`` rows each (positions in that order)."""
+    """``(start, stop, rows, starts)`` of each chunk the kernel takes: the source's chunks
+    (starts None: the kernel orders them), or, with known tiles, whole tiles in tile order
+    of about ``source.chunk_size`` rows each (positions in that order, and the chunk's tile
+    boundaries)."""
     if tiles is None:
         for start, stop in source.bounds():
-            yield start, stop, None, None
+            yield start, stop, source.chunk(start, stop)[0], None
         return
     order, starts = tiles
     first = 0
@@ -114,8 +114,7 @@ def _tile_chunks(source, tiles):
         last = int(np.searchsorted(starts, starts[first] + source.chunk_size, side="right")) - 1
         last = max(last, first + 1)
         start, stop = int(starts[first]), int(starts[last])
-        x = source.take(order[start:stop]) if hasattr(source, "take") else None
-        yield start, stop, x, (np.arange(stop - start), starts[first:last + 1] - start)
+        yield start, stop, source.take(order[start:stop]), starts[first:last + 1] - start
         first = last
 
 

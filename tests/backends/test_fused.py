@@ -9,7 +9,7 @@ from gaussmix.backends.numba_backend import (
     SPATIAL_MIN_K,
     TiledSource,
     fused_expectation,
-    fused_log_prob,
+    fused_scores,
     streaming_fused_expectation,
     tile_order,
 )
@@ -148,7 +148,7 @@ def test_precision_facts_bound_the_smallest_eigenvalue():
 def test_fused_log_density_and_labels(covariance_type, k_side):
     x, centres = grid_clusters(k_side, 2.0, 40)
     params = params_for(covariance_type, centres, 3.0)
-    log_prob, labels = fused_log_prob(x, params)
+    log_prob, labels, _ = fused_scores(x, params)
     plan = plan_e_step(params, exact=True)
     from gaussmix._em import softmax_inplace, weighted_log_prob
 

@@ -290,19 +290,7 @@ class _Tiled:
         return np.full(self.n_rows, -1, dtype=np.int64)
 
 
-def fused_log_prob(x, params, threshold=PRUNE_NATS, tile_rows=TILE_ROWS):
-    """``log p(x_n)`` and most likely component for rows ``x`` (working coordinates).
-
-    Returns
-    -------
-    log_prob : ndarray of shape (N,)
-    labels : ndarray of shape (N,), int
-    """
-    log_prob, labels, _ = fused_scores(x, params, None, None, threshold, tile_rows)
-    return log_prob, labels
-
-
-def fused_scores(x, params, values=None, tiles=None, threshold=PRUNE_NATS,
+def fused_scores(x, params, values=None, starts=None, threshold=PRUNE_NATS,
                  tile_rows=TILE_ROWS):
     """``log p(x_n)``, the most likely component and ``sum_k r_nk values[k]`` for rows ``x``
     (working coordinates) by the pruned kernel.
@@ -312,9 +300,9 @@ def fused_scores(x, params, values=None, tiles=None, threshold=PRUNE_NATS,
     x : ndarray of shape (N, D)
     params : Params
     values : ndarray of shape (K, M), optional
-    tiles : (order, starts), optional
-        Rows already grouped into spatial tiles (a pixel grid's blocks,
-        ``tiles.grid_tiles``), instead of ordering them here.
+    starts : ndarray of int, optional
+        Tile boundaries of rows already in spatial tiles (a pixel grid's blocks,
+        ``imaging.points.pixel_tiles``); without them the rows are ordered here.
 
     Returns
     -------
@@ -323,11 +311,10 @@ def fused_scores(x, params, values=None, tiles=None, threshold=PRUNE_NATS,
     sums : ndarray of shape (N, M) (M = 0 without ``values``)
     """
     x = np.asarray(x, dtype=np.float64)
-    if tiles is None:
+    if starts is None:
         order, tiled, starts, margin = tile_order(x, params.n_components, threshold, tile_rows)
     else:
-        order, starts = tiles
-        tiled, margin = np.ascontiguousarray(x[order]), threshold
+        order, tiled, margin = None, np.ascontiguousarray(x), threshold
     kp = kernel_params(params)
     values = np.zeros((params.n_components, 0)) if values is None else np.ascontiguousarray(
         values, dtype=np.float64)
@@ -338,10 +325,9 @@ def fused_scores(x, params, values=None, tiles=None, threshold=PRUNE_NATS,
     fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.prec_chol,
                       kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, margin, n_blocks,
                       values, log_prob, labels, sums)
-    out_lp = np.empty_like(log_prob)
-    out_lab = np.empty_like(labels)
-    out_sums = np.empty_like(sums)
-    out_lp[order] = log_prob
-    out_lab[order] = labels
-    out_sums[order] = sums
-    return out_lp, out_lab, out_sums
+    if order is None:
+        return log_prob, labels, sums
+    results = (log_prob, labels, sums)
+    for result in results:
+        result[order] = result.copy()
+    return results

@@ -57,9 +57,9 @@ class Settings:
 
 @dataclass
 class Job:
-    """One picture's fit and what it left. Every change grows ``version`` and appends the
-    new :meth:`snapshot` to ``history`` (at most ``max_iter`` + 4 entries), which the event
-    streams replay, so none is missed however quickly EM runs."""
+    """One picture's fit and what it left. Every change appends the new :meth:`snapshot` to
+    ``history`` (at most ``max_iter`` + 4 entries), which the event streams replay, so none
+    is missed however quickly EM runs."""
 
     id: str
     settings: Settings
@@ -72,7 +72,6 @@ class Job:
     model_file: bytes | None = None
     painting: object = None
     renders: dict = field(default_factory=dict)
-    version: int = 0
     finished_at: float | None = None
     process: object = None
     history: list = field(default_factory=list)
@@ -97,7 +96,6 @@ class JobStore:
     def __init__(self, workers=1):
         self.jobs = {}
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
         self.slots = threading.Semaphore(workers)
         self.closed = False
         self._context = multiprocessing.get_context("spawn")
@@ -143,7 +141,7 @@ class JobStore:
             process.terminate()
 
     def update(self, job, **changes):
-        """Change a job's fields (unless it has finished) and wake the event streams."""
+        """Change a job's fields (unless it has finished) and record the change."""
         with self.lock:
             if job.state in FINISHED and changes.get("state") not in FINISHED:
                 return
@@ -163,9 +161,7 @@ class JobStore:
 
     def _changed(self, job):
         """(Lock held.) Record the job's new state for the event streams."""
-        job.version += 1
         job.history.append(job.snapshot())
-        self.changed.notify_all()
 
     def _forget_old(self):
         """(Lock held.) Forget the oldest finished jobs beyond ``KEPT_JOBS``."""

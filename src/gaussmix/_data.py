@@ -123,12 +123,14 @@ def squared_deviations(chunks, mean):
 
 def observed_sums(x, w):
     """Per-feature ``sum w x`` and ``sum w`` over the observed (not NaN) entries of a chunk,
-    each of shape (D,); a chunk without NaN gives ``w @ x`` and its total weight."""
+    each of shape (D,), and its :class:`HoleCounts`, from one scan for NaN; a chunk without
+    NaN gives ``w @ x`` and its total weight."""
     holes = np.isnan(x)
-    if not holes.any():
-        return w @ x, np.full(x.shape[1], float(w.sum()))
+    counts = HoleCounts.of(holes, w)
+    if not counts.n_missing:
+        return w @ x, np.full(x.shape[1], float(w.sum())), counts
     weights = w[:, None] * ~holes
-    return (weights * np.where(holes, 0.0, x)).sum(axis=0), weights.sum(axis=0)
+    return (weights * np.where(holes, 0.0, x)).sum(axis=0), weights.sum(axis=0), counts
 
 
 class PreparedData:
@@ -348,10 +350,10 @@ def stream_moments(source):
         n_rows += len(x)
         n_positive += int((w > 0).sum())
         total += float(w.sum())
-        sums, weights = observed_sums(x, w)
+        sums, weights, counts = observed_sums(x, w)
         first = sums if first is None else first + sums
         observed = weights if observed is None else observed + weights
-        holes = holes + HoleCounts.of(x, w)
+        holes = holes + counts
     if n_rows == 0 or first is None:
         from ._validation import InputError
 
@@ -388,8 +390,8 @@ class HoleCounts:
     n_unobserved: int = 0
 
     @classmethod
-    def of(cls, x, w):
-        holes = np.isnan(x)
+    def of(cls, holes, w):
+        """The counts of a chunk's NaN mask ``holes`` (n, D) and weights ``w``."""
         if not holes.any():
             return cls(0, int((w > 0).sum()), 0)
         rows = holes.any(axis=1)

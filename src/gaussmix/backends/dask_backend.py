@@ -55,12 +55,14 @@ def _block_summary(block, weights):
     bad_w = int((~np.isfinite(w)).sum() + (w < 0).sum())
     ok = ~infinite_rows
     bad_rows = np.flatnonzero(infinite_rows)
-    first, observed = observed_sums(x[ok], w[ok])
+    # With infinity the fit is refused; only then are the finite rows copied out.
+    rows, row_w = (x[ok], w[ok]) if bad_rows.size else (x, w)
+    first, observed, holes = observed_sums(rows, row_w)
     return {"n_rows": len(x), "n_inf": int(infinite_rows.sum()),
             "first_bad": int(bad_rows[0]) if bad_rows.size else None,
             "largest_weight": float(w.max()) if w.size else 0.0, "bad_weights": bad_w,
             "n_positive": int(((w > 0) & ok).sum()), "total": float(w[ok].sum()),
-            "first": first, "observed": observed, "holes": HoleCounts.of(x[ok], w[ok])}
+            "first": first, "observed": observed, "holes": holes}
 
 
 def _block_second(block, weights, mean):

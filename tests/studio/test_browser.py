@@ -135,28 +135,34 @@ def test_upload_fit_and_move_the_sharpen_slider(server, browser, tmp_path):
     page.close()
 
 
-def test_a_bad_setting_shows_the_servers_sentence(server, browser):
+def fit_sample(browser, server, sample, **fields):
+    """A new page that fits a bundled sample with the given settings (ids of the page's
+    inputs; True ticks a checkbox, a str of the mode selects it)."""
     page = browser.new_page()
     page.goto(server)
     page.wait_for_selector(".samples button img")
-    page.click("button[data-sample=horse]")
-    page.fill("#k", "0")
+    page.click(f"button[data-sample={sample}]")
+    for name, value in fields.items():
+        if value is True:
+            page.check(f"#{name}")
+        elif name == "mode":
+            page.select_option("#mode", value)
+        else:
+            page.fill(f"#{name}", value)
     page.click("#fit")
+    return page
+
+
+def test_a_bad_setting_shows_the_servers_sentence(server, browser):
+    page = fit_sample(browser, server, "horse", k="0")
     page.wait_for_selector("#error:not([hidden])")
     assert "k must lie in [1, 5000]" in page.locator("#error").inner_text()
     page.close()
 
 
 def test_black_and_white_settings_reach_the_fit(server, browser):
-    page = browser.new_page()
-    page.goto(server)
-    page.wait_for_selector(".samples button img")
-    page.click("button[data-sample=horse]")
-    page.select_option("#mode", "bw")
-    page.fill("#k", "20")
-    page.fill("#threshold", "0.5")
-    page.check("#keep_light")
-    page.click("#fit")
+    page = fit_sample(browser, server, "horse", mode="bw", k="20", threshold="0.5",
+                      keep_light=True)
     page.wait_for_selector("#render-density", timeout=120_000)
     summary = page.locator("#summary").inner_text()
     assert "black and white" in summary and "20 components" in summary
@@ -166,13 +172,7 @@ def test_black_and_white_settings_reach_the_fit(server, browser):
 
 
 def test_a_reload_finds_the_job_again(server, browser):
-    page = browser.new_page()
-    page.goto(server)
-    page.wait_for_selector(".samples button img")
-    page.click("button[data-sample=coffee]")
-    page.fill("#k", "30")
-    page.fill("#max_pixels", "4096")
-    page.click("#fit")
+    page = fit_sample(browser, server, "coffee", k="30", max_pixels="4096")
     page.wait_for_selector("#render-conditional-mean", timeout=120_000)
     assert "#job=" in page.url
     page.reload()

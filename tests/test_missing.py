@@ -301,3 +301,14 @@ def test_partial_fit_takes_chunks_with_holes():
     assert np.isfinite(gm.means_).all() and gm.n_missing_ > 0
     whole = GaussianMixture(4, random_state=0).fit(X)
     assert gm.score(X) == pytest.approx(whole.score(X), abs=0.1)
+
+
+def test_the_imputer_fills_alike_at_any_scale_of_its_columns():
+    from gaussmix import GaussianMixtureImputer
+
+    X = np.concatenate([make_blobs(seed=s) + 7 * s for s in range(2)])
+    holes = with_holes(X, 0.2, seed=4)
+    scales = np.array([1e-4, 1.0, 1e5])  # columns in very different units
+    plain = GaussianMixtureImputer(random_state=0).fit_transform(holes)
+    scaled = GaussianMixtureImputer(random_state=0).fit_transform(holes * scales)
+    np.testing.assert_allclose(scaled / scales, plain, rtol=1e-6, atol=1e-8)

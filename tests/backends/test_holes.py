@@ -96,3 +96,25 @@ def test_fits_with_holes_are_the_same_on_both_backends(covariance_type):
     np.testing.assert_allclose(fits[1].covariances_, fits[0].covariances_, rtol=1e-7,
                                atol=1e-8)
     assert fits[1].lower_bound_ == pytest.approx(fits[0].lower_bound_, rel=1e-10)
+
+
+def test_padded_parameters_stay_within_their_batches_for_any_number_of_patterns(monkeypatch):
+    import tracemalloc
+
+    rng = np.random.RandomState(5)
+    x = rng.normal(size=(3000, 10))
+    x[rng.uniform(size=x.shape) < 0.4] = np.nan  # about 900 patterns
+    data, params = start_params(x, 30, "full")
+    patterns = data._hole_patterns()
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    whole = 2 * len(patterns) * 30 * 10 * 10 * 8  # prec_chol and precisions, unbatched
+    assert len(patterns) > 800 and whole > 40e6
+    monkeypatch.setattr(holes, "BATCH_VALUES", 2**15)  # 256 KB per padded array
+    holes.hole_stats(tiles, params)  # compiled
+    tracemalloc.start()
+    batched = holes.hole_stats(tiles, params)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8e6, peak
+    monkeypatch.setattr(holes, "BATCH_VALUES", 4 * 2**20)
+    assert_same_stats(batched, holes.hole_stats(tiles, params))

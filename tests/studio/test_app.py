@@ -306,3 +306,18 @@ def test_a_picture_too_small_to_paint_fails_with_the_paint_sentence(client):
     tiny = encoded(np.zeros((1, 1, 3), np.uint8), "PNG")
     state = wait(client, client.post("/api/jobs", files={"image": ("t.png", tiny)}).json()["id"])
     assert state["state"] == "failed" and "needs at least 2x2" in state["error"]
+
+
+def test_an_upload_is_counted_as_it_arrives_whatever_its_headers_say():
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + b"\0" * 200_000 + b"\r\n--b--\r\n")
+
+    def chunks():  # no Content-Length: sent chunked
+        for start in range(0, len(body), 8192):
+            yield body[start:start + 8192]
+
+    with TestClient(studio_app.create_app(max_upload_bytes=50_000)) as small:
+        for headers, content in [({}, chunks()), ({"content-length": "10"}, body)]:
+            response = small.post("/api/jobs", content=content, headers={
+                "content-type": "multipart/form-data; boundary=b", **headers})
+            assert "The upload is over" in error_of(response, 413)

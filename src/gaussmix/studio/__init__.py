@@ -43,7 +43,9 @@ def serve(host="127.0.0.1", port=8765, open_browser=False, workers=1, say=print)
 
     from .app import create_app
 
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    # A wildcard address listens everywhere; a browser reaches it through this machine's own.
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
     if host not in LOOPBACK:
         say(f"Listening on {host}: anyone who can reach this machine can use the studio.")
     say(f"gaussmix studio at {url} (Ctrl-C stops it)")

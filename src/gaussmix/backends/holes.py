@@ -22,7 +22,13 @@ from numba import njit, prange
 from .._covariance import as_full
 from .._stats import Stats
 from .fused import PRUNE_NATS
-from .numba_backend import KernelParams, WeightFacts, grouped_e_step, kernel_params
+from .numba_backend import (
+    KernelParams,
+    WeightFacts,
+    Workspace,
+    grouped_e_step,
+    kernel_params,
+)
 from .tiles import kd_tiles, tile_boxes
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -241,6 +247,7 @@ class HoleTiles:
         self.boxes = tile_boxes(self.x, self.starts)
         self._hints = np.full(len(self.x), -1, dtype=np.int64)
         self._hints_k = None
+        self.workspace = Workspace()  # one for every batch: memory of the largest
 
     def hints(self, n_components):
         """As :meth:`~gaussmix.backends.numba_backend.TiledSource.hints`."""
@@ -273,6 +280,7 @@ class _Batch:
         self.starts = tiles.starts[t0:t1 + 1] - r0
         self.boxes = tiles.boxes[t0:t1]
         self.tile_group = tiles.tile_group[t0:t1] - first
+        self.workspace = tiles.workspace
         self._hints = hints[r0:r1]
 
     @property
@@ -305,14 +313,17 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
     for first, stop, batch in tiles.batches(k):
         observed = tiles.observed[first:stop]
         size = (stop - first) * k
-        prec_chol = np.empty((size, d, d))
-        precisions = np.empty((size, d, d))
-        padded_means = np.empty((size, d))
-        log_norm = np.empty(size)
+        workspace = batch.workspace
+        prec_chol = workspace.array("prec_chol", (size, d, d))
+        precisions = workspace.array("precisions", (size, d, d))
+        padded_means = workspace.array("means", (size, d))
+        log_norm = workspace.array("log_norm", (size,))
         marginal_pieces(covariances, means, log_weights, observed, prec_chol, precisions,
                         padded_means, log_norm)
-        kp = KernelParams(padded_means, prec_chol, precisions, log_norm,
-                          np.tile(lam_min, stop - first), diagonal)
+        lam_mins = workspace.array("lam_min", (stop - first, k))
+        lam_mins[:] = lam_min
+        kp = KernelParams(padded_means, prec_chol, precisions, log_norm, lam_mins.reshape(-1),
+                          diagonal)
         sums = grouped_e_step(batch, kp, k, batch.tile_group, threshold)
         complete_moments(covariances, precisions, observed, diagonal, sums.resp_sum,
                          sums.x_sum, sums.xx_sum, out_x, out_xx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -11,7 +12,17 @@ from .._covariance import as_full, second_moments_from_packed
 from .._data import HeldRows
 from .._em import MAX_RESEED_CANDIDATES, log_normaliser, positive_rows, worst_rows
 from .._stats import Stats
-from .fused import PRUNE_NATS, fused_e_step, fused_log_density, precision_facts
+from .fused import (
+    FRAME_TILES,
+    PRUNE_MIN_K,
+    PRUNE_NATS,
+    bound_layout,
+    fused_e_step,
+    fused_log_density,
+    layout_shapes,
+    precision_facts,
+    scratch_sizes,
+)
 from .tiles import TILE_ROWS, consecutive_starts, kd_tiles, tile_boxes
 
 # Accumulators are per block of tiles; more blocks than threads balance the load, within
@@ -60,6 +71,66 @@ class WeightFacts:
         return cls(float(sample_weight.sum()), n_positive, rows)
 
 
+class Workspace:
+    """Arrays the kernels write, kept from one pass to the next.
+
+    A fresh array of megabytes is mapped anew by the allocator and costs a page fault per
+    4 kB on first write: on a 5-D picture with K=1000 and 10% of entries missing, a third of
+    the kernel's time over the rows with holes (their padded parameters, bounds and
+    accumulators are G times larger). Each named array is a view of a buffer that only grows,
+    so memory is that of the largest pass.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+
+    def array(self, name, shape, dtype=np.float64):
+        """An uninitialised C-contiguous array named ``name`` (its previous values may show
+        through); valid until the next request of that name."""
+        dtype = np.dtype(dtype)
+        size = math.prod(shape)
+        flat = self._buffers.get(name)
+        if flat is None or flat.size < size or flat.dtype != dtype:
+            flat = self._buffers[name] = np.empty(size, dtype)
+        return flat[:size].reshape(shape)
+
+    def zeros(self, name, shape, dtype=np.float64):
+        """As :meth:`array`, zeroed."""
+        out = self.array(name, shape, dtype)
+        out.fill(0)
+        return out
+
+
+@dataclass(frozen=True)
+class KernelBuffers:
+    """What the kernels read besides the rows and parameters (see ``fused.fused_e_step``):
+    the components' bound layout, the most rows of a tile and a row of scratch per block."""
+
+    layout: tuple
+    max_rows: int
+    floats: np.ndarray
+    reals: np.ndarray
+    ints: np.ndarray
+
+    @classmethod
+    def of(cls, workspace, kp, group_size, starts, n_blocks, dtype, threshold):
+        """Buffers from ``workspace`` for ``kp`` (:class:`KernelParams`) in groups of
+        ``group_size``, tiles ``starts``, ``n_blocks`` blocks and rows of ``dtype``."""
+        k_all, d = kp.means.shape
+        shapes = layout_shapes(k_all, group_size, d, kp.diagonal)
+        if group_size <= PRUNE_MIN_K or threshold == np.inf:  # no bounds are computed
+            layout = tuple(np.empty((0, group_size)) for _ in shapes)
+        else:
+            layout = tuple(workspace.array(f"layout{i}", shape) for i, shape in enumerate(shapes))
+            bound_layout(kp.means, kp.prec_chol, kp.diagonal, group_size, *layout)
+        max_rows = int(np.diff(starts).max()) if len(starts) > 1 else 0
+        n_feat = 1 + d + (d if kp.diagonal else d * (d + 1) // 2)
+        floats, reals, ints = scratch_sizes(group_size, d, n_feat, max_rows)
+        return cls(layout, max_rows, workspace.array("floats", (n_blocks, floats)),
+                   workspace.array("reals", (n_blocks, reals), dtype),
+                   workspace.array("ints", (n_blocks, ints), np.int64))
+
+
 class TiledSource(HeldRows):
     """Training rows in working coordinates, reordered once into spatial tiles.
 
@@ -88,6 +159,7 @@ class TiledSource(HeldRows):
         self.boxes = tile_boxes(self.kernel_x, starts)
         self.chunk_size = source.chunk_size
         self.cache = {}  # what initialisations derive from the rows and can share
+        self.workspace = Workspace()
         self._hints = np.full(self.n_rows, -1, dtype=np.int64)
         self._hints_k = None
 
@@ -171,34 +243,47 @@ class KernelSums:
 def grouped_e_step(source, kp, group_size, tile_group, threshold):
     """:class:`KernelSums` of the fused kernel over a tiled source whose tiles each see one
     group of ``group_size`` components of ``kp`` (``tile_group``, non-decreasing; see
-    ``fused_e_step``)."""
+    ``fused_e_step``). ``log_prob``, and with more than one group the sums, are views of the
+    source's workspace, valid until its next pass."""
     k_all, d = kp.means.shape
     n_groups = k_all // group_size
     n_tiles = len(source.starts) - 1
     q = d if kp.diagonal else d * (d + 1) // 2
     blocks = _n_blocks(n_tiles, group_size, q)
     slots = n_groups + blocks - 1
-    resp_sum = np.zeros((slots, group_size))
-    x_sum = np.zeros((slots, group_size, d))
-    xx_sum = np.zeros((slots, group_size, q))
-    log_prob = np.empty(source.n_rows)
+    workspace = source.workspace
+    resp_sum = workspace.zeros("resp_sum", (slots, group_size))
+    x_sum = workspace.zeros("x_sum", (slots, group_size, d))
+    xx_sum = workspace.zeros("xx_sum", (slots, group_size, q))
+    log_prob = workspace.array("log_prob", (source.n_rows,))
     log_lik = np.zeros(blocks)
     pairs = np.zeros(blocks, dtype=np.int64)
+    buffers = KernelBuffers.of(workspace, kp, group_size, source.starts, blocks,
+                               source.kernel_x.dtype, threshold)
     fused_e_step(source.kernel_x, source.sample_weight, source.hints(group_size),
                  source.starts, source.boxes, tile_group, group_size, kp.means, kp.prec_chol,
-                 kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, resp_sum,
-                 x_sum, xx_sum, log_prob, log_lik, pairs)
+                 kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.layout,
+                 buffers.max_rows, frame_tiles(source.kernel_x.dtype), buffers.floats,
+                 buffers.reals, buffers.ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
     if n_groups == 1:
         sums = resp_sum.sum(axis=0), x_sum.sum(axis=0), xx_sum.sum(axis=0)
     else:
-        sums = _slots_to_groups((resp_sum, x_sum, xx_sum), tile_group, n_groups, blocks)
+        sums = _slots_to_groups((resp_sum, x_sum, xx_sum), tile_group, n_groups, blocks,
+                                workspace)
     return KernelSums(*sums, float(log_lik.sum()), int(pairs.sum()), log_prob)
 
 
-def _slots_to_groups(accumulators, tile_group, n_groups, n_blocks):
+def frame_tiles(dtype):
+    """Tiles per frame of the kernel (``fused.fused_e_step``) for rows of ``dtype``: one
+    for float32, whose features are accurate only about a tile's own centre."""
+    return 1 if np.dtype(dtype) == np.float32 else FRAME_TILES
+
+
+def _slots_to_groups(accumulators, tile_group, n_groups, n_blocks, workspace):
     """Each group's sums (G K, ...) from the kernel's slots (block b, group g at g + b)."""
     n_tiles = len(tile_group)
-    out = [np.zeros((n_groups,) + a.shape[1:]) for a in accumulators]
+    out = [workspace.zeros(f"group_sums{i}", (n_groups,) + a.shape[1:])
+           for i, a in enumerate(accumulators)]
     for b in range(n_blocks):
         first, stop = b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks
         if stop == first:
@@ -254,10 +339,11 @@ def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=
     fraction over all chunks)."""
     total = None
     evaluated = rows = 0
+    workspace = Workspace()
     for x, w in source:
         order, tiled_rows, starts, margin = tile_order(x, params.n_components, threshold,
                                                        tile_rows)
-        tiled = _Tiled(tiled_rows, np.ascontiguousarray(w[order]), starts)
+        tiled = _Tiled(tiled_rows, np.ascontiguousarray(w[order]), starts, workspace)
         chunk_report = {}
         stats = fused_expectation(tiled, params, margin, chunk_report)
         evaluated += chunk_report["pair_fraction"] * len(x)
@@ -273,8 +359,9 @@ def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=
 class _Tiled:
     """One tiled chunk, in the shape :func:`fused_expectation` reads."""
 
-    def __init__(self, x, sample_weight, starts):
+    def __init__(self, x, sample_weight, starts, workspace):
         # float64 even for float32 data: one-pass tiles need not be small (see tile_order).
+        self.workspace = workspace
         self.x = self.kernel_x = x
         self.sample_weight = sample_weight.astype(np.float64)
         self.weight_facts = WeightFacts.of(self.sample_weight)
@@ -322,9 +409,12 @@ def fused_scores(x, params, values=None, starts=None, threshold=PRUNE_NATS,
     labels = np.empty(len(x), dtype=np.int64)
     sums = np.empty((len(x), values.shape[1]))
     n_blocks = max(1, min(len(starts) - 1, 4 * numba.get_num_threads()))
+    buffers = KernelBuffers.of(Workspace(), kp, params.n_components, starts, n_blocks,
+                               np.float64, margin)
     fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.prec_chol,
-                      kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, margin, n_blocks,
-                      values, log_prob, labels, sums)
+                      kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, margin,
+                      buffers.layout, buffers.max_rows, buffers.floats, buffers.reals,
+                      buffers.ints, values, log_prob, labels, sums)
     if order is None:
         return log_prob, labels, sums
     results = (log_prob, labels, sums)

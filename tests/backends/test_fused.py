@@ -4,7 +4,7 @@ import pytest
 from gaussmix._covariance import precision_cholesky
 from gaussmix._data import ArrayChunks
 from gaussmix._em import Params, e_step, m_step, plan_e_step, weighted_log_prob
-from gaussmix.backends import fused
+from gaussmix.backends import fused, numba_backend
 from gaussmix.backends.numba_backend import (
     SPATIAL_MIN_K,
     TiledSource,
@@ -125,6 +125,47 @@ def test_hints_make_pruning_tight_and_any_hint_keeps_it_exact():
     for stats in (first, second, third):
         assert_stats_agree(stats, ref, params)
     assert (tiled.hints(len(centres) - 1) == -1).all()  # another K starts without hints
+
+
+@pytest.mark.parametrize("frame_tiles", [1, 4, 16])
+def test_frames_of_tiles_give_the_exact_statistics(monkeypatch, frame_tiles):
+    x, centres = grid_clusters(10, 1.5, 40, d=5)
+    params = params_for("full", centres, 2.0)
+    monkeypatch.setattr(numba_backend, "FRAME_TILES", frame_tiles)
+    tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(5), 500))
+    ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
+    for _ in range(2):  # without hints, then with them
+        assert_stats_agree(fused_expectation(tiled, params), ref, params)
+
+
+def test_frames_never_join_tight_tiles_far_apart():
+    """Clusters a thousandth wide and a million apart, two tiles each: a frame around tiles
+    of two clusters would put the rows a million widths from its centre, and the expanded
+    quadratic forms would lose every digit. Frames stay within a few tile widths."""
+    rng = np.random.RandomState(3)
+    centres = np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) * 1e6
+    x = np.concatenate([c + 1e-3 * rng.randn(2 * 96, 2) for c in centres])
+    cov = np.tile(np.eye(2) * 1e-6, (len(centres), 1, 1))
+    prec_chol, cov, _, _ = precision_cholesky(cov, "full", 1e-12)
+    params = Params(np.full(len(centres), 1 / len(centres)), centres + 1e-4, prec_chol, cov,
+                    "full")
+    tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(2), 500))
+    assert len(tiled.starts) - 1 == 2 * len(centres)  # every tile inside one cluster
+    ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
+    assert_stats_agree(fused_expectation(tiled, params), ref, params)
+
+
+def test_stale_workspace_contents_never_reach_the_statistics():
+    """The kernel's buffers live across E-steps uninitialised: filled with NaN between
+    passes (and resized by another K), the statistics are still exact."""
+    x, centres = grid_clusters(10, 1.5, 40, d=3)
+    tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(3), 500))
+    for k in (100, 30, 100):
+        params = params_for("full", centres[:k], 2.0)
+        ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
+        for buffer in tiled.workspace._buffers.values():
+            buffer.fill(np.nan if buffer.dtype.kind == "f" else -7)
+        assert_stats_agree(fused_expectation(tiled, params), ref, params)
 
 
 def test_precision_facts_bound_the_smallest_eigenvalue():

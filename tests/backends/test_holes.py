@@ -56,7 +56,7 @@ def test_pruning_skips_pairs_and_batches_change_nothing(monkeypatch):
     x = clustered_with_holes(n=6000, k=40)
     data, params = start_params(x, 2 * PRUNE_MIN_K, "full")
     patterns = data._hole_patterns()
-    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights, tile_rows=16)
     whole = holes.hole_stats(tiles, params)
     from gaussmix.backends import numba_backend
 

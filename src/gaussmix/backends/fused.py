@@ -228,7 +228,7 @@ def layout_shapes(n_all, group_size, d, diagonal):
     return (n_groups * d, group_size), (n_groups * q, group_size), (n_groups * q, group_size)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def bound_layout(means, prec_chol, diagonal, group_size, means_t, u_t, abs_u_t):
     """The components as the bounds read them: one row per coordinate, components along it,
     each group of ``group_size`` components in its own block of rows (see
@@ -240,18 +240,17 @@ def bound_layout(means, prec_chol, diagonal, group_size, means_t, u_t, abs_u_t):
     abs_u_t : (G Q, K) their absolute values
     """
     k_all, d = means.shape
-    n_groups = k_all // group_size
     q = d if diagonal else d * (d + 1) // 2
-    for g in range(n_groups):
-        for c in range(group_size):
-            k = g * group_size + c
-            p = g * q
-            for j in range(d):
-                means_t[g * d + j, c] = means[k, j]
-                for i in range(j if diagonal else 0, j + 1):
-                    u_t[p, c] = prec_chol[k, i, j]
-                    abs_u_t[p, c] = abs(prec_chol[k, i, j])
-                    p += 1
+    for k in prange(k_all):
+        g = k // group_size
+        c = k - g * group_size
+        p = g * q
+        for j in range(d):
+            means_t[g * d + j, c] = means[k, j]
+            for i in range(j if diagonal else 0, j + 1):
+                u_t[p, c] = prec_chol[k, i, j]
+                abs_u_t[p, c] = abs(prec_chol[k, i, j])
+                p += 1
 
 
 @njit(cache=True, inline="always")
@@ -729,6 +728,37 @@ def _frame(t, stop, tile_group, boxes, frame_tiles, centre, lo, hi):
 
 
 @njit(cache=True, inline="always")
+def _block_slots(b, first, stop, tile_group):
+    """The accumulator slots ``first_slot:stop_slot`` of block b over tiles ``first:stop``
+    (slot b alone for a block without tiles)."""
+    if stop == first:
+        return b, b + 1
+    return tile_group[first] + b, tile_group[stop - 1] + b + 1
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gather_slots(slots, tile_group, n_blocks, out):
+    """Each group's sums from the kernel's slots: ``out[g]`` = sum of ``slots[g + b]`` over
+    the blocks b whose tiles include group g (parallel over groups).
+
+    Parameters
+    ----------
+    slots : (G + B - 1, M) float64, as :func:`fused_e_step` leaves them
+    tile_group : (n_tiles,) int64
+    n_blocks : int, B
+    out : (G, M) float64 out
+    """
+    n_tiles = tile_group.shape[0]
+    for g in prange(out.shape[0]):
+        out[g] = 0.0
+        for b in range(n_blocks):
+            first = b * n_tiles // n_blocks
+            stop = (b + 1) * n_tiles // n_blocks
+            if stop > first and tile_group[first] <= g <= tile_group[stop - 1]:
+                out[g] += slots[g + b]
+
+
+@njit(cache=True, inline="always")
 def _tile_half(t, boxes, half):
     """Tile t's half-widths, into ``half``."""
     for i in range(boxes.shape[2]):
@@ -818,9 +848,10 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     frame_tiles : int, tiles per frame (see below)
     floats, reals, ints : (B', L) scratch, a row per block at least (B' >= B), of the
         lengths :func:`scratch_sizes` gives; ``reals`` in the rows' precision
-    resp_sum : (G + B - 1, K) float64 out, zeroed: B blocks of consecutive tiles run in
-        parallel, and block b adds group g's sums to slot ``g + b`` (groups never decrease
-        along the tiles, so no two blocks share a slot; one group: a slot per block)
+    resp_sum : (G + B - 1, K) float64 out: B blocks of consecutive tiles run in parallel,
+        and block b adds group g's sums to slot ``g + b`` (groups never decrease along the
+        tiles, so no two blocks share a slot; one group: a slot per block). Only the slots
+        of :func:`_block_slots` are written (zeroed first).
     x_sum : (G + B - 1, K, D) float64 out, about the means
     xx_sum : (G + B - 1, K, Q) float64 out, about the means: packed upper triangle by rows
         (Q = D(D+1)/2), or the diagonal (Q = D) when ``diagonal``
@@ -844,6 +875,11 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
         block_log_lik = 0.0
         stop = (b + 1) * n_tiles // n_blocks
         frame = b * n_tiles // n_blocks
+        first_slot, stop_slot = _block_slots(b, frame, stop, tile_group)
+        for slot in range(first_slot, stop_slot):  # the block's own: zeroed in parallel
+            resp_sum[slot] = 0.0
+            x_sum[slot] = 0.0
+            xx_sum[slot] = 0.0
         while frame < stop:
             frame_stop = _frame(frame, stop, tile_group, boxes, frame_tiles, centre, box[0],
                                 box[1])

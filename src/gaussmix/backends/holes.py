@@ -32,10 +32,22 @@ from .numba_backend import (
 from .tiles import kd_tiles, tile_boxes
 
 LOG_2PI = math.log(2.0 * math.pi)
-# Rows per tile: a pattern's rows are sparser than complete rows (a tenth of the rows, at
-# random, on a picture), so its tiles' boxes are wider; smaller tiles win that back (astronaut
-# 128^2, K=1000, 10% missing: 96 rows 0.047 s per E-step, 32 rows 0.022 s, 8 rows 0.028 s).
-HOLE_TILE_ROWS = 32
+# Rows per tile of a pattern: an eighth of its rows, within these limits. A pattern's rows
+# are sparser than complete rows (on a picture with 10% of entries missing, a twentieth of the
+# pixels each for the five patterns missing one entry, a hundredth or less for the others),
+# so its tiles' boxes are wider and hold more candidates: small tiles win that back for the
+# sparse patterns, while each tile's bounds over every component favour larger ones for the
+# large patterns (astronaut 128^2, K=1000; ms per E-step at 16 / 32 / 64 / 128 rows: patterns
+# missing one entry 6.1 at 32, 5.6 at 64, 6.0 at 128; missing two 5.0 / 5.3 / 5.8 / 6.8).
+HOLE_TILE_MIN_ROWS = 16
+HOLE_TILE_MAX_ROWS = 64
+
+
+def pattern_tile_rows(n_rows):
+    """Rows per tile for a pattern of ``n_rows`` rows (see ``HOLE_TILE_MIN_ROWS``)."""
+    return int(min(HOLE_TILE_MAX_ROWS, max(HOLE_TILE_MIN_ROWS, n_rows // 8)))
+
+
 # Padded parameters per batch of patterns (values of one (G K, D, D) array): about 32 MB.
 BATCH_VALUES = 4 * 2**20
 
@@ -220,9 +232,11 @@ class HoleTiles:
         Those with at least one observed feature.
     x : ndarray of shape (M, D)
     w : ndarray of shape (M,)
+    tile_rows : int, optional
+        Rows per tile of every pattern (default: :func:`pattern_tile_rows`).
     """
 
-    def __init__(self, patterns, x, w, tile_rows=HOLE_TILE_ROWS):
+    def __init__(self, patterns, x, w, tile_rows=None):
         d = x.shape[1]
         self.observed = np.zeros((len(patterns), d), dtype=bool)
         rows, weights, starts, groups = [], [], [np.zeros(1, dtype=np.int64)], []
@@ -231,7 +245,8 @@ class HoleTiles:
         for g, pattern in enumerate(patterns):
             self.observed[g, pattern.observed] = True
             order, pattern_starts, tiled = kd_tiles(
-                np.nan_to_num(x[pattern.rows], nan=0.0), tile_rows)
+                np.nan_to_num(x[pattern.rows], nan=0.0),
+                tile_rows or pattern_tile_rows(len(pattern.rows)))
             rows.append(tiled)
             weights.append(w[pattern.rows][order])
             starts.append(pattern_starts[1:] + offset)

@@ -19,6 +19,7 @@ from .fused import (
     bound_layout,
     fused_e_step,
     fused_log_density,
+    gather_slots,
     layout_shapes,
     precision_facts,
     scratch_sizes,
@@ -93,12 +94,6 @@ class Workspace:
         if flat is None or flat.size < size or flat.dtype != dtype:
             flat = self._buffers[name] = np.empty(size, dtype)
         return flat[:size].reshape(shape)
-
-    def zeros(self, name, shape, dtype=np.float64):
-        """As :meth:`array`, zeroed."""
-        out = self.array(name, shape, dtype)
-        out.fill(0)
-        return out
 
 
 @dataclass(frozen=True)
@@ -252,9 +247,9 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
     blocks = _n_blocks(n_tiles, group_size, q)
     slots = n_groups + blocks - 1
     workspace = source.workspace
-    resp_sum = workspace.zeros("resp_sum", (slots, group_size))
-    x_sum = workspace.zeros("x_sum", (slots, group_size, d))
-    xx_sum = workspace.zeros("xx_sum", (slots, group_size, q))
+    resp_sum = workspace.array("resp_sum", (slots, group_size))
+    x_sum = workspace.array("x_sum", (slots, group_size, d))
+    xx_sum = workspace.array("xx_sum", (slots, group_size, q))
     log_prob = workspace.array("log_prob", (source.n_rows,))
     log_lik = np.zeros(blocks)
     pairs = np.zeros(blocks, dtype=np.int64)
@@ -265,11 +260,13 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
                  kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.layout,
                  buffers.max_rows, frame_tiles(source.kernel_x.dtype), buffers.floats,
                  buffers.reals, buffers.ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
-    if n_groups == 1:
-        sums = resp_sum.sum(axis=0), x_sum.sum(axis=0), xx_sum.sum(axis=0)
-    else:
-        sums = _slots_to_groups((resp_sum, x_sum, xx_sum), tile_group, n_groups, blocks,
-                                workspace)
+    sums = []
+    for name, slot_sums in (("resp_sum", resp_sum), ("x_sum", x_sum), ("xx_sum", xx_sum)):
+        out = np.empty((n_groups,) + slot_sums.shape[1:]) if n_groups == 1 else (
+            workspace.array("group_" + name, (n_groups,) + slot_sums.shape[1:]))
+        gather_slots(slot_sums.reshape(slots, -1), tile_group, blocks,
+                     out.reshape(n_groups, -1))
+        sums.append(out.reshape((-1,) + out.shape[2:]))
     return KernelSums(*sums, float(log_lik.sum()), int(pairs.sum()), log_prob)
 
 
@@ -277,21 +274,6 @@ def frame_tiles(dtype):
     """Tiles per frame of the kernel (``fused.fused_e_step``) for rows of ``dtype``: one
     for float32, whose features are accurate only about a tile's own centre."""
     return 1 if np.dtype(dtype) == np.float32 else FRAME_TILES
-
-
-def _slots_to_groups(accumulators, tile_group, n_groups, n_blocks, workspace):
-    """Each group's sums (G K, ...) from the kernel's slots (block b, group g at g + b)."""
-    n_tiles = len(tile_group)
-    out = [workspace.zeros(f"group_sums{i}", (n_groups,) + a.shape[1:])
-           for i, a in enumerate(accumulators)]
-    for b in range(n_blocks):
-        first, stop = b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks
-        if stop == first:
-            continue
-        lo, hi = tile_group[first], tile_group[stop - 1] + 1
-        for total, slots in zip(out, accumulators):
-            total[lo:hi] += slots[lo + b:hi + b]
-    return [total.reshape((-1,) + total.shape[2:]) for total in out]
 
 
 def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
@@ -408,7 +390,8 @@ def fused_scores(x, params, values=None, starts=None, threshold=PRUNE_NATS,
     log_prob = np.empty(len(x))
     labels = np.empty(len(x), dtype=np.int64)
     sums = np.empty((len(x), values.shape[1]))
-    n_blocks = max(1, min(len(starts) - 1, 4 * numba.get_num_threads()))
+    # Two blocks per thread: each holds (K, tile rows) logits, and scoring keeps no sums.
+    n_blocks = max(1, min(len(starts) - 1, 2 * numba.get_num_threads()))
     buffers = KernelBuffers.of(Workspace(), kp, params.n_components, starts, n_blocks,
                                np.float64, margin)
     fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.prec_chol,

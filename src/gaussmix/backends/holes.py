@@ -48,6 +48,9 @@ def pattern_tile_rows(n_rows):
     return int(min(HOLE_TILE_MAX_ROWS, max(HOLE_TILE_MIN_ROWS, n_rows // 8)))
 
 
+# Components per task of the per-pattern kernels: each task runs its components over every
+# pattern, so the (pattern, component) entries it writes and reads are contiguous.
+PIECE_CHUNK = 32
 # Padded parameters per batch of patterns (values of one (G K, D, D) array): about 32 MB.
 BATCH_VALUES = 4 * 2**20
 
@@ -71,13 +74,14 @@ def marginal_pieces(covariances, means, log_weights, observed, prec_chol, precis
     """
     n_patterns, d = observed.shape
     k_total = means.shape[0]
-    for k in prange(k_total):
+    for c in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
         idx = np.empty(d, dtype=np.int64)
         chol = np.zeros((d, d))
         inv = np.zeros((d, d))  # L^-1, lower triangular
         for p in range(n_patterns):
-            _marginal_piece(covariances, means, log_weights, observed, p, k, idx, chol, inv,
-                            prec_chol, precisions, padded_means, log_norm)
+            for k in range(c * PIECE_CHUNK, min(k_total, (c + 1) * PIECE_CHUNK)):
+                _marginal_piece(covariances, means, log_weights, observed, p, k, idx, chol,
+                                inv, prec_chol, precisions, padded_means, log_norm)
 
 
 @njit(cache=True, inline="always")
@@ -155,17 +159,13 @@ def complete_moments(covariances, precisions, observed, diagonal, resp_sum, x_su
     """
     n_patterns, d = observed.shape
     k_total = covariances.shape[0]
-    for k in prange(k_total):
+    for chunk in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
         obs = np.empty(d, dtype=np.int64)
         mis = np.empty(d, dtype=np.int64)
         s2 = np.empty((d, d))
         reg = np.empty((d, d))  # B (m, o)
         cross = np.empty((d, d))  # S2 B^T (o, m)
         for p in range(n_patterns):
-            pk = p * k_total + k
-            n = resp_sum[pk]
-            if n == 0.0:
-                continue
             o = 0
             m = 0
             for i in range(d):
@@ -175,51 +175,56 @@ def complete_moments(covariances, precisions, observed, diagonal, resp_sum, x_su
                 else:
                     mis[m] = i
                     m += 1
-            for i in range(d):
-                for j in range(d):
-                    s2[i, j] = 0.0
-            if diagonal:
+            for k in range(chunk * PIECE_CHUNK, min(k_total, (chunk + 1) * PIECE_CHUNK)):
+                pk = p * k_total + k
+                n = resp_sum[pk]
+                if n == 0.0:
+                    continue
                 for i in range(d):
-                    s2[i, i] = xx_sum[pk, i]
-            else:
-                q = 0
-                for i in range(d):
-                    for j in range(i, d):
-                        s2[i, j] = xx_sum[pk, q]
-                        s2[j, i] = xx_sum[pk, q]
-                        q += 1
-            for a in range(m):
-                for b in range(o):
+                    for j in range(d):
+                        s2[i, j] = 0.0
+                if diagonal:
+                    for i in range(d):
+                        s2[i, i] = xx_sum[pk, i]
+                else:
+                    q = 0
+                    for i in range(d):
+                        for j in range(i, d):
+                            s2[i, j] = xx_sum[pk, q]
+                            s2[j, i] = xx_sum[pk, q]
+                            q += 1
+                for a in range(m):
+                    for b in range(o):
+                        acc = 0.0
+                        for c in range(o):
+                            acc += covariances[k, mis[a], obs[c]] * precisions[pk, obs[c], obs[b]]
+                        reg[a, b] = acc
+                for a in range(o):
+                    out_x[k, obs[a]] += x_sum[pk, obs[a]]
+                    for b in range(o):
+                        out_xx[k, obs[a], obs[b]] += s2[obs[a], obs[b]]
+                for a in range(m):
                     acc = 0.0
-                    for c in range(o):
-                        acc += covariances[k, mis[a], obs[c]] * precisions[pk, obs[c], obs[b]]
-                    reg[a, b] = acc
-            for a in range(o):
-                out_x[k, obs[a]] += x_sum[pk, obs[a]]
-                for b in range(o):
-                    out_xx[k, obs[a], obs[b]] += s2[obs[a], obs[b]]
-            for a in range(m):
-                acc = 0.0
-                for b in range(o):
-                    acc += reg[a, b] * x_sum[pk, obs[b]]
-                out_x[k, mis[a]] += acc
-            for a in range(o):
-                for b in range(m):
-                    acc = 0.0
-                    for c in range(o):
-                        acc += s2[obs[a], obs[c]] * reg[b, c]
-                    cross[a, b] = acc
-                    out_xx[k, obs[a], mis[b]] += acc
-                    out_xx[k, mis[b], obs[a]] += acc
-            for a in range(m):
-                for b in range(m):
-                    acc = covariances[k, mis[a], mis[b]]  # C = S_mm - B S_om
-                    for c in range(o):
-                        acc -= reg[a, c] * covariances[k, obs[c], mis[b]]
-                    acc *= n
-                    for c in range(o):
-                        acc += reg[a, c] * cross[c, b]
-                    out_xx[k, mis[a], mis[b]] += acc
+                    for b in range(o):
+                        acc += reg[a, b] * x_sum[pk, obs[b]]
+                    out_x[k, mis[a]] += acc
+                for a in range(o):
+                    for b in range(m):
+                        acc = 0.0
+                        for c in range(o):
+                            acc += s2[obs[a], obs[c]] * reg[b, c]
+                        cross[a, b] = acc
+                        out_xx[k, obs[a], mis[b]] += acc
+                        out_xx[k, mis[b], obs[a]] += acc
+                for a in range(m):
+                    for b in range(m):
+                        acc = covariances[k, mis[a], mis[b]]  # C = S_mm - B S_om
+                        for c in range(o):
+                            acc -= reg[a, c] * covariances[k, obs[c], mis[b]]
+                        acc *= n
+                        for c in range(o):
+                            acc += reg[a, c] * cross[c, b]
+                        out_xx[k, mis[a], mis[b]] += acc
 
 
 class HoleTiles:

@@ -736,28 +736,6 @@ def _block_slots(b, first, stop, tile_group):
     return tile_group[first] + b, tile_group[stop - 1] + b + 1
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def gather_slots(slots, tile_group, n_blocks, out):
-    """Each group's sums from the kernel's slots: ``out[g]`` = sum of ``slots[g + b]`` over
-    the blocks b whose tiles include group g (parallel over groups).
-
-    Parameters
-    ----------
-    slots : (G + B - 1, M) float64, as :func:`fused_e_step` leaves them
-    tile_group : (n_tiles,) int64
-    n_blocks : int, B
-    out : (G, M) float64 out
-    """
-    n_tiles = tile_group.shape[0]
-    for g in prange(out.shape[0]):
-        out[g] = 0.0
-        for b in range(n_blocks):
-            first = b * n_tiles // n_blocks
-            stop = (b + 1) * n_tiles // n_blocks
-            if stop > first and tile_group[first] <= g <= tile_group[stop - 1]:
-                out[g] += slots[g + b]
-
-
 @njit(cache=True, inline="always")
 def _tile_half(t, boxes, half):
     """Tile t's half-widths, into ``half``."""

@@ -137,8 +137,8 @@ def _marginal_piece(covariances, means, log_weights, observed, p, k, idx, chol, 
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def complete_moments(covariances, precisions, observed, diagonal, resp_sum, x_sum, xx_sum,
-                     out_x, out_xx):
+def complete_moments(covariances, precisions, observed, diagonal, resp_slots, x_slots,
+                     xx_slots, covers, out_resp, out_x, out_xx):
     """Add every pattern's statistics, completed with the missing moments, to each
     component's (parallel over components).
 
@@ -152,16 +152,22 @@ def complete_moments(covariances, precisions, observed, diagonal, resp_sum, x_su
     precisions : (P K, D, D) float64, from :func:`marginal_pieces` (``S_oo^-1`` padded)
     observed : (P, D) bool
     diagonal : bool, whether the kernel ran diagonal precisions (``xx_sum`` diagonals)
-    resp_sum : (P K,), x_sum : (P K, D), xx_sum : (P K, Q): the kernel's sums about the
-        means (zero on the missing features)
+    resp_slots : (S, K), x_slots : (S, K, D), xx_slots : (S, K, Q): the kernel's sums about
+        the means (zero on the missing features) in its slots, pattern p's in slots
+        ``covers[p]`` (see ``numba_backend.KernelSums``)
+    covers : (P, B) int64
+    out_resp : (K,) float64 in/out
     out_x : (K, D) float64 in/out
     out_xx : (K, D, D) float64 in/out, full second moments about the means
     """
     n_patterns, d = observed.shape
     k_total = covariances.shape[0]
+    n_packed = xx_slots.shape[2]
     for chunk in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
         obs = np.empty(d, dtype=np.int64)
         mis = np.empty(d, dtype=np.int64)
+        x_sum = np.empty(d)
+        xx_sum = np.empty(n_packed)
         s2 = np.empty((d, d))
         reg = np.empty((d, d))  # B (m, o)
         cross = np.empty((d, d))  # S2 B^T (o, m)
@@ -177,21 +183,35 @@ def complete_moments(covariances, precisions, observed, diagonal, resp_sum, x_su
                     m += 1
             for k in range(chunk * PIECE_CHUNK, min(k_total, (chunk + 1) * PIECE_CHUNK)):
                 pk = p * k_total + k
-                n = resp_sum[pk]
+                n = 0.0
+                for slot in covers[p]:
+                    if slot >= 0:
+                        n += resp_slots[slot, k]
                 if n == 0.0:
                     continue
+                for i in range(d):
+                    x_sum[i] = 0.0
+                for i in range(n_packed):
+                    xx_sum[i] = 0.0
+                for slot in covers[p]:
+                    if slot >= 0:
+                        for i in range(d):
+                            x_sum[i] += x_slots[slot, k, i]
+                        for i in range(n_packed):
+                            xx_sum[i] += xx_slots[slot, k, i]
+                out_resp[k] += n
                 for i in range(d):
                     for j in range(d):
                         s2[i, j] = 0.0
                 if diagonal:
                     for i in range(d):
-                        s2[i, i] = xx_sum[pk, i]
+                        s2[i, i] = xx_sum[i]
                 else:
                     q = 0
                     for i in range(d):
                         for j in range(i, d):
-                            s2[i, j] = xx_sum[pk, q]
-                            s2[j, i] = xx_sum[pk, q]
+                            s2[i, j] = xx_sum[q]
+                            s2[j, i] = xx_sum[q]
                             q += 1
                 for a in range(m):
                     for b in range(o):
@@ -200,13 +220,13 @@ def complete_moments(covariances, precisions, observed, diagonal, resp_sum, x_su
                             acc += covariances[k, mis[a], obs[c]] * precisions[pk, obs[c], obs[b]]
                         reg[a, b] = acc
                 for a in range(o):
-                    out_x[k, obs[a]] += x_sum[pk, obs[a]]
+                    out_x[k, obs[a]] += x_sum[obs[a]]
                     for b in range(o):
                         out_xx[k, obs[a], obs[b]] += s2[obs[a], obs[b]]
                 for a in range(m):
                     acc = 0.0
                     for b in range(o):
-                        acc += reg[a, b] * x_sum[pk, obs[b]]
+                        acc += reg[a, b] * x_sum[obs[b]]
                     out_x[k, mis[a]] += acc
                 for a in range(o):
                     for b in range(m):
@@ -345,9 +365,8 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
         kp = KernelParams(padded_means, prec_chol, precisions, log_norm, lam_mins.reshape(-1),
                           diagonal)
         sums = grouped_e_step(batch, kp, k, batch.tile_group, threshold)
-        complete_moments(covariances, precisions, observed, diagonal, sums.resp_sum,
-                         sums.x_sum, sums.xx_sum, out_x, out_xx)
-        resp += sums.resp_sum.reshape(stop - first, k).sum(axis=0)
+        complete_moments(covariances, precisions, observed, diagonal, sums.resp_slots,
+                         sums.x_slots, sums.xx_slots, sums.covers, resp, out_x, out_xx)
         log_likelihood += sums.log_likelihood
     from .._missing import _second_moments
 

@@ -19,7 +19,6 @@ from .fused import (
     bound_layout,
     fused_e_step,
     fused_log_density,
-    gather_slots,
     layout_shapes,
     precision_facts,
     scratch_sizes,
@@ -213,13 +212,16 @@ def _n_blocks(n_tiles, k, q):
 
 @dataclass(frozen=True)
 class KernelSums:
-    """One kernel pass's statistics, summed over its blocks (G K components).
+    """One kernel pass's statistics as its accumulator slots (G groups of K components):
+    block b adds group g's sums to slot ``g + b`` (see ``fused.fused_e_step``).
 
     Attributes
     ----------
-    resp_sum : (G K,)
-    x_sum : (G K, D), about the means
-    xx_sum : (G K, Q), about the means, packed as the kernel writes them
+    resp_slots : (S, K)
+    x_slots : (S, K, D), about the means
+    xx_slots : (S, K, Q), about the means, packed as the kernel writes them
+    covers : (G, B) int64
+        The slots that hold each group's sums (-1: none; others are not written).
     log_likelihood : float
     pairs : int
         (row, component) pairs evaluated.
@@ -227,19 +229,28 @@ class KernelSums:
         Each row's log-density.
     """
 
-    resp_sum: np.ndarray
-    x_sum: np.ndarray
-    xx_sum: np.ndarray
+    resp_slots: np.ndarray
+    x_slots: np.ndarray
+    xx_slots: np.ndarray
+    covers: np.ndarray
     log_likelihood: float
     pairs: int
     log_prob: np.ndarray
+
+    def summed(self):
+        """``(resp_sum (G K,), x_sum (G K, D), xx_sum (G K, Q))``: each group's slots added."""
+        out = []
+        for slots in (self.resp_slots, self.x_slots, self.xx_slots):
+            groups = [slots[cover[cover >= 0]].sum(axis=0) for cover in self.covers]
+            out.append(np.concatenate(groups))
+        return tuple(out)
 
 
 def grouped_e_step(source, kp, group_size, tile_group, threshold):
     """:class:`KernelSums` of the fused kernel over a tiled source whose tiles each see one
     group of ``group_size`` components of ``kp`` (``tile_group``, non-decreasing; see
-    ``fused_e_step``). ``log_prob``, and with more than one group the sums, are views of the
-    source's workspace, valid until its next pass."""
+    ``fused_e_step``). The slots and ``log_prob`` are views of the source's workspace, valid
+    until its next pass."""
     k_all, d = kp.means.shape
     n_groups = k_all // group_size
     n_tiles = len(source.starts) - 1
@@ -247,9 +258,9 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
     blocks = _n_blocks(n_tiles, group_size, q)
     slots = n_groups + blocks - 1
     workspace = source.workspace
-    resp_sum = workspace.array("resp_sum", (slots, group_size))
-    x_sum = workspace.array("x_sum", (slots, group_size, d))
-    xx_sum = workspace.array("xx_sum", (slots, group_size, q))
+    resp_slots = workspace.array("resp_slots", (slots, group_size))
+    x_slots = workspace.array("x_slots", (slots, group_size, d))
+    xx_slots = workspace.array("xx_slots", (slots, group_size, q))
     log_prob = workspace.array("log_prob", (source.n_rows,))
     log_lik = np.zeros(blocks)
     pairs = np.zeros(blocks, dtype=np.int64)
@@ -259,15 +270,22 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
                  source.starts, source.boxes, tile_group, group_size, kp.means, kp.prec_chol,
                  kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.layout,
                  buffers.max_rows, frame_tiles(source.kernel_x.dtype), buffers.floats,
-                 buffers.reals, buffers.ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs)
-    sums = []
-    for name, slot_sums in (("resp_sum", resp_sum), ("x_sum", x_sum), ("xx_sum", xx_sum)):
-        out = np.empty((n_groups,) + slot_sums.shape[1:]) if n_groups == 1 else (
-            workspace.array("group_" + name, (n_groups,) + slot_sums.shape[1:]))
-        gather_slots(slot_sums.reshape(slots, -1), tile_group, blocks,
-                     out.reshape(n_groups, -1))
-        sums.append(out.reshape((-1,) + out.shape[2:]))
-    return KernelSums(*sums, float(log_lik.sum()), int(pairs.sum()), log_prob)
+                 buffers.reals, buffers.ints, resp_slots, x_slots, xx_slots, log_prob, log_lik,
+                 pairs)
+    return KernelSums(resp_slots, x_slots, xx_slots, _group_covers(tile_group, n_groups, blocks),
+                      float(log_lik.sum()), int(pairs.sum()), log_prob)
+
+
+def _group_covers(tile_group, n_groups, n_blocks):
+    """:attr:`KernelSums.covers` for blocks of consecutive tiles (as the kernel splits them)."""
+    covers = np.full((n_groups, n_blocks), -1, dtype=np.int64)
+    n_tiles = len(tile_group)
+    for b in range(n_blocks):
+        first, stop = b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks
+        if stop > first:
+            groups = np.arange(tile_group[first], tile_group[stop - 1] + 1)
+            covers[groups, b] = groups + b
+    return covers
 
 
 def frame_tiles(dtype):
@@ -294,6 +312,7 @@ def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
     k, d = kp.means.shape
     sums = grouped_e_step(source, kp, k, np.zeros(len(source.starts) - 1, dtype=np.int64),
                           threshold)
+    resp_sum, x_sum, xx_sum = sums.summed()
     weights = source.weight_facts
     worst_log_prob, worst_points = worst_rows(source.x, sums.log_prob,
                                               min(k, MAX_RESEED_CANDIDATES),
@@ -303,9 +322,9 @@ def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
     return Stats(
         covariance_type=params.covariance_type,
         center=kp.means.copy(),
-        resp_sum=sums.resp_sum,
-        x_sum=sums.x_sum,
-        xx_sum=second_moments_from_packed(sums.xx_sum, params.covariance_type, d),
+        resp_sum=resp_sum,
+        x_sum=x_sum,
+        xx_sum=second_moments_from_packed(xx_sum, params.covariance_type, d),
         log_likelihood=sums.log_likelihood,
         weight_sum=weights.total,
         n_rows=weights.n_positive,

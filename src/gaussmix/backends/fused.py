@@ -861,6 +861,7 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
         while frame < stop:
             frame_stop = _frame(frame, stop, tile_group, boxes, frame_tiles, centre, box[0],
                                 box[1])
+            single = frame_stop - frame == 1
             g = tile_group[frame]
             lo = g * group_size
             hi = lo + group_size
@@ -885,8 +886,12 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
                         log_prob[n] = -np.inf
                     continue
                 block_pairs += n_rows * n_cand
-                _frame_coefficients(cand, n_cand, frame, marks, frame_coef, centre, g_means,
-                                    g_precisions, g_log_norm, diagonal, coef, m)
+                if single:  # as for one tile: nothing to share
+                    _tile_coefficients(cand, n_cand, centre, g_means, g_precisions, g_log_norm,
+                                       diagonal, coef, m)
+                else:
+                    _frame_coefficients(cand, n_cand, frame, marks, frame_coef, centre,
+                                        g_means, g_precisions, g_log_norm, diagonal, coef, m)
                 _candidate_logits(phi, n_rows, coef, n_cand, logits)
                 n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
                                        row_log_prob, top, total, bits, best)
@@ -898,10 +903,15 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
                     else:
                         log_prob[s + r] = -np.inf
                 _candidate_moments(phi, n_rows, logits, n_cand, moments)
-                n_touched = _frame_add(cand, n_cand, moments, frame, marks, frame_moments,
-                                       n_touched)
-            _scatter(g + b, marks[3], n_touched, centre, g_means, diagonal, frame_moments,
-                     resp_sum, x_sum, xx_sum, m)
+                if single:
+                    _scatter(g + b, cand, n_cand, centre, g_means, diagonal, moments, resp_sum,
+                             x_sum, xx_sum, m)
+                else:
+                    n_touched = _frame_add(cand, n_cand, moments, frame, marks, frame_moments,
+                                           n_touched)
+            if not single:
+                _scatter(g + b, marks[3], n_touched, centre, g_means, diagonal, frame_moments,
+                         resp_sum, x_sum, xx_sum, m)
             frame = frame_stop
         pairs[b] = block_pairs
         log_lik[b] = block_log_lik

@@ -16,7 +16,8 @@ Rows come in tiles of spatially close rows (see ``tiles.py``). For each tile:
    the tile's logits are ``W @ Phi`` with ``W`` built from the candidates' parameters (BLAS
    from ``BLAS_MIN_FEATURES`` features, loops below). Centring on the tile keeps the expanded
    quadratic forms accurate: ``|z|`` and ``|mu - c|`` are at most a few tile widths for every
-   component that matters.
+   component that matters. For float64 rows the centre is a frame's, a few neighbouring
+   tiles' (see :func:`fused_e_step`), so coefficients and moments are shared by its tiles.
 3. **Softmax** in the log domain with a vectorisable polynomial exp (about 1 ulp; libm's exp
    does not vectorise). Candidates more than ``threshold`` nats below every row's best, now
    known exactly, are dropped before the exponentials (about half of those the box bounds

@@ -4,7 +4,7 @@ import pytest
 from gaussmix._covariance import precision_cholesky
 from gaussmix._data import ArrayChunks
 from gaussmix._em import Params, e_step, m_step, plan_e_step, weighted_log_prob
-from gaussmix.backends import fused, numba_backend
+from gaussmix.backends import fused
 from gaussmix.backends.numba_backend import (
     SPATIAL_MIN_K,
     TiledSource,
@@ -127,21 +127,10 @@ def test_hints_make_pruning_tight_and_any_hint_keeps_it_exact():
     assert (tiled.hints(len(centres) - 1) == -1).all()  # another K starts without hints
 
 
-@pytest.mark.parametrize("frame_tiles", [1, 4, 16])
-def test_frames_of_tiles_give_the_exact_statistics(monkeypatch, frame_tiles):
-    x, centres = grid_clusters(10, 1.5, 40, d=5)
-    params = params_for("full", centres, 2.0)
-    monkeypatch.setattr(numba_backend, "FRAME_TILES", frame_tiles)
-    tiled = TiledSource(ArrayChunks(x, np.ones(len(x)), np.zeros(5), 500))
-    ref = e_step(tiled.x, tiled.sample_weight, params, plan_e_step(params, exact=True))
-    for _ in range(2):  # without hints, then with them
-        assert_stats_agree(fused_expectation(tiled, params), ref, params)
-
-
-def test_frames_never_join_tight_tiles_far_apart():
-    """Clusters a thousandth wide and a million apart, two tiles each: a frame around tiles
-    of two clusters would put the rows a million widths from its centre, and the expanded
-    quadratic forms would lose every digit. Frames stay within a few tile widths."""
+def test_tight_tiles_far_apart_keep_their_digits():
+    """Clusters a thousandth wide and a million apart, two tiles each: features about any
+    centre but their own tile's would put the rows a million widths away, and the expanded
+    quadratic forms would lose every digit."""
     rng = np.random.RandomState(3)
     centres = np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) * 1e6
     x = np.concatenate([c + 1e-3 * rng.randn(2 * 96, 2) for c in centres])

@@ -16,8 +16,7 @@ Rows come in tiles of spatially close rows (see ``tiles.py``). For each tile:
    the tile's logits are ``W @ Phi`` with ``W`` built from the candidates' parameters (BLAS
    from ``BLAS_MIN_FEATURES`` features, loops below). Centring on the tile keeps the expanded
    quadratic forms accurate: ``|z|`` and ``|mu - c|`` are at most a few tile widths for every
-   component that matters. For float64 rows the centre is a frame's, a few neighbouring
-   tiles' (see :func:`fused_e_step`), so coefficients and moments are shared by its tiles.
+   component that matters.
 3. **Softmax** in the log domain with a vectorisable polynomial exp (about 1 ulp; libm's exp
    does not vectorise). Candidates more than ``threshold`` nats below every row's best, now
    known exactly, are dropped before the exponentials (about half of those the box bounds
@@ -46,12 +45,6 @@ SEED_COMPONENTS = 4
 # and 5-D pictures: break-even near 16 components, 15-25% saved at 30): every tile takes
 # them all.
 PRUNE_MIN_K = 24
-
-# Tiles per frame for float64 rows, and how much wider than its widest tile a frame may be
-# (see fused_e_step; astronaut 128^2, K=1000: 1 tile 6.3 ms per E-step, 4: 5.9, 16: 5.5,
-# 32: 5.5; the rows with holes 13.3 ms with one tile, 11.8 with 16).
-FRAME_TILES = 16
-FRAME_SPREAD = 4.0
 
 # From this many features (D >= 4, or D = 3 with full covariances) BLAS runs a tile's two
 # matrix products (logits, moments) faster than the loops, which are load/store bound.
@@ -624,7 +617,7 @@ def _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout, pr
 
 
 @njit(cache=True, fastmath=_FAST, inline="always")
-def _tile_about_centre(t, x, s, e, boxes, diagonal, centre, half, phi):
+def _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi):
     """Tile ``t``'s box centre and half-widths, and the features of its rows about the
     centre (into ``centre``, ``half`` and ``phi``)."""
     for i in range(x.shape[1]):
@@ -636,9 +629,9 @@ def _tile_about_centre(t, x, s, e, boxes, diagonal, centre, half, phi):
 def scratch_sizes(k_total, d, n_feat, max_rows):
     """Lengths of one block's work arrays (see :func:`_block_scratch`): float64 values,
     values in the rows' precision, int64 values."""
-    floats = k_total + 5 * d + (3 + d) * k_total + 2 * max_rows + k_total * n_feat
-    reals = n_feat * max_rows + 3 * k_total * n_feat + 2 * k_total * max_rows + 2 * max_rows
-    ints = 5 * k_total + min(SEED_COMPONENTS, k_total) + max_rows
+    floats = k_total + 3 * d + (3 + d) * k_total + 2 * max_rows
+    reals = n_feat * max_rows + 2 * k_total * n_feat + 2 * k_total * max_rows + 2 * max_rows
+    ints = k_total + min(SEED_COMPONENTS, k_total) + max_rows
     return floats, reals, ints
 
 
@@ -648,30 +641,24 @@ def _block_scratch(floats, reals, ints, k_total, d, n_feat, max_rows):
     the kernel's scratch buffers (lengths from :func:`scratch_sizes`; buffers that live
     across E-steps spare the page faults of fresh ones). Features, logits and softmax are in
     the precision of ``reals``; the features are flat: each tile views its start as an
-    (F, rows) array (contiguous, for BLAS). The frame's arrays are described in
-    :func:`fused_e_step`."""
+    (F, rows) array (contiguous, for BLAS)."""
     f = 0
     bound = floats[f:f + k_total]
     f += k_total
     centre = floats[f:f + d]
     half = floats[f + d:f + 2 * d]
     m = floats[f + 2 * d:f + 3 * d]
-    box = floats[f + 3 * d:f + 5 * d].reshape((2, d))
-    f += 5 * d
+    f += 3 * d
     work = floats[f:f + (3 + d) * k_total].reshape((3 + d, k_total))
     f += (3 + d) * k_total
     row_log_prob = floats[f:f + max_rows]
     acc = floats[f + max_rows:f + 2 * max_rows]
-    f += 2 * max_rows
-    frame_moments = floats[f:f + k_total * n_feat].reshape((k_total, n_feat))
     r = 0
     phi_buf = reals[r:r + n_feat * max_rows]
     r += n_feat * max_rows
     coef = reals[r:r + k_total * n_feat].reshape((k_total, n_feat))
     r += k_total * n_feat
     moments = reals[r:r + k_total * n_feat].reshape((k_total, n_feat))
-    r += k_total * n_feat
-    frame_coef = reals[r:r + k_total * n_feat].reshape((k_total, n_feat))
     r += k_total * n_feat
     logits = reals[r:r + k_total * max_rows]
     r += k_total * max_rows
@@ -682,50 +669,9 @@ def _block_scratch(floats, reals, ints, k_total, d, n_feat, max_rows):
     n_seed = min(SEED_COMPONENTS, k_total)
     cand = ints[:k_total]
     seeds = ints[k_total:k_total + n_seed]
-    i = k_total + n_seed
-    best = ints[i:i + max_rows]
-    i += max_rows
-    marks = ints[i:i + 4 * k_total].reshape((4, k_total))
+    best = ints[k_total + n_seed:k_total + n_seed + max_rows]
     return (bound, cand, seeds, centre, half, work, m, phi_buf, coef, moments, logits, bits,
-            row_log_prob, acc, top, total, best, frame_coef, frame_moments, marks, box)
-
-
-@njit(cache=True, inline="always")
-def _box_diagonal2(lo, hi):
-    acc = 0.0
-    for i in range(lo.shape[0]):
-        acc += (hi[i] - lo[i]) ** 2
-    return acc
-
-
-@njit(cache=True)
-def _frame(t, stop, tile_group, boxes, frame_tiles, centre, lo, hi):
-    """The frame that starts at tile t: consecutive tiles of t's group within the block
-    (``stop``) and t's aligned run of ``frame_tiles`` (k-d siblings), as long as the box
-    around them stays within ``FRAME_SPREAD`` times its widest tile's diagonal (features
-    about the frame's centre then lose at most ``2 log2(FRAME_SPREAD)`` bits to cancellation
-    against the tile's own). Returns the tile after it; its box centre into ``centre``
-    (``lo`` and ``hi``: scratch)."""
-    g = tile_group[t]
-    lo[:] = boxes[t, 0]
-    hi[:] = boxes[t, 1]
-    widest = _box_diagonal2(boxes[t, 0], boxes[t, 1])
-    u = t + 1
-    while u < stop and tile_group[u] == g and u // frame_tiles == t // frame_tiles:
-        widest_u = max(widest, _box_diagonal2(boxes[u, 0], boxes[u, 1]))
-        spread = 0.0
-        for i in range(lo.shape[0]):
-            spread += (max(hi[i], boxes[u, 1, i]) - min(lo[i], boxes[u, 0, i])) ** 2
-        if spread > FRAME_SPREAD ** 2 * widest_u:
-            break
-        widest = widest_u
-        for i in range(lo.shape[0]):
-            lo[i] = min(lo[i], boxes[u, 0, i])
-            hi[i] = max(hi[i], boxes[u, 1, i])
-        u += 1
-    for i in range(lo.shape[0]):
-        centre[i] = 0.5 * (lo[i] + hi[i])
-    return u
+            row_log_prob, acc, top, total, best)
 
 
 @njit(cache=True, inline="always")
@@ -737,70 +683,15 @@ def _block_slots(b, first, stop, tile_group):
     return tile_group[first] + b, tile_group[stop - 1] + b + 1
 
 
-@njit(cache=True, inline="always")
-def _tile_half(t, boxes, half):
-    """Tile t's half-widths, into ``half``."""
-    for i in range(boxes.shape[2]):
-        half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
-
-
-@njit(cache=True)
-def _frame_coefficients(cand, n_cand, frame, marks, frame_coef, centre, means, precisions,
-                        log_norm, diagonal, coef, m):
-    """``coef[j]`` for candidate j as :func:`_tile_coefficients` about the frame's centre,
-    each component's computed once per frame (``frame_coef``, ``marks[0][k] == frame``)."""
-    computed = marks[0]
-    one = np.empty(1, dtype=np.int64)
-    n_feat = coef.shape[1]
-    for j in range(n_cand):
-        k = cand[j]
-        if computed[k] != frame:
-            one[0] = k
-            _tile_coefficients(one, 1, centre, means, precisions, log_norm, diagonal,
-                               frame_coef[k:k + 1], m)
-            computed[k] = frame
-        for f in range(n_feat):
-            coef[j, f] = frame_coef[k, f]
-
-
-@njit(cache=True)
-def _frame_add(cand, n_cand, moments, frame, marks, frame_moments, n_touched):
-    """Add a tile's candidate moments to the frame's, one row per component the frame has
-    touched (``marks[1][k] == frame``: row ``marks[2][k]``; ``marks[3]`` lists them);
-    returns the number touched."""
-    touched_in, row_of, touched = marks[1], marks[2], marks[3]
-    n_feat = moments.shape[1]
-    for j in range(n_cand):
-        k = cand[j]
-        if touched_in[k] != frame:
-            touched_in[k] = frame
-            row_of[k] = n_touched
-            touched[n_touched] = k
-            for f in range(n_feat):
-                frame_moments[n_touched, f] = 0.0
-            n_touched += 1
-        row = row_of[k]
-        for f in range(n_feat):
-            frame_moments[row, f] += moments[j, f]
-    return n_touched
-
-
 @njit(parallel=True, cache=True, nogil=True)
 def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec_chol,
-                 precisions, log_norm, lam_min, diagonal, threshold, layout, max_rows,
-                 frame_tiles, floats, reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik,
-                 pairs):
+                 precisions, log_norm, lam_min, diagonal, threshold, layout, max_rows, floats,
+                 reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
     The components come in G groups of ``group_size`` and each tile's rows see only the
     components of its group (one group: an ordinary mixture; more: the marginal mixtures of
     rows with missing entries, one per missingness pattern, see ``_missing``).
-
-    Consecutive tiles of a group come in frames of up to ``frame_tiles`` close k-d siblings
-    (see :func:`_frame`): each tile has its own bounds and candidates, but features, logit
-    coefficients and moments are about the frame's centre, so a component's coefficients
-    are computed and its moments moved to its mean once per frame, not once per tile. One
-    tile per frame keeps float32 features as accurate as the tiles are small.
 
     Parameters
     ----------
@@ -824,7 +715,6 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     layout : tuple of three arrays, :func:`bound_layout` of the components (empty when
         there are no bounds: ``group_size <= PRUNE_MIN_K`` or no pruning)
     max_rows : int, the most rows of a tile
-    frame_tiles : int, tiles per frame (see below)
     floats, reals, ints : (B', L) scratch, a row per block at least (B' >= B), of the
         lengths :func:`scratch_sizes` gives; ``reals`` in the rows' precision
     resp_sum : (G + B - 1, K) float64 out: B blocks of consecutive tiles run in parallel,
@@ -846,74 +736,53 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     n_feat = 1 + q + d
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, moments, logits, bits,
-         row_log_prob, _, top, total, best, frame_coef, frame_moments, marks,
-         box) = _block_scratch(
+         row_log_prob, _, top, total, best) = _block_scratch(
             floats[b], reals[b], ints[b], k_total, d, n_feat, max_rows)
-        marks[:2] = -1
         block_pairs = 0  # counted locally: a shared counter would bounce between cores
         block_log_lik = 0.0
         stop = (b + 1) * n_tiles // n_blocks
-        frame = b * n_tiles // n_blocks
-        first_slot, stop_slot = _block_slots(b, frame, stop, tile_group)
+        first_slot, stop_slot = _block_slots(b, b * n_tiles // n_blocks, stop, tile_group)
         for slot in range(first_slot, stop_slot):  # the block's own: zeroed in parallel
             resp_sum[slot] = 0.0
             x_sum[slot] = 0.0
             xx_sum[slot] = 0.0
-        while frame < stop:
-            frame_stop = _frame(frame, stop, tile_group, boxes, frame_tiles, centre, box[0],
-                                box[1])
-            single = frame_stop - frame == 1
-            g = tile_group[frame]
+        for t in range(b * n_tiles // n_blocks, stop):
+            s = starts[t]
+            e = starts[t + 1]
+            n_rows = e - s
+            g = tile_group[t]
             lo = g * group_size
             hi = lo + group_size
             g_means = means[lo:hi]
             g_precisions = precisions[lo:hi]
             g_log_norm = log_norm[lo:hi]
-            n_touched = 0
-            for t in range(frame, frame_stop):
-                s = starts[t]
-                e = starts[t + 1]
-                n_rows = e - s
-                phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
-                _tile_half(t, boxes, half)
-                _tile_features(x, s, e, centre, diagonal, phi)
-                n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means,
-                                            prec_chol[lo:hi], _group_layout(layout, g, d, q),
-                                            g_precisions, g_log_norm, lam_min[lo:hi], diagonal,
-                                            threshold, bound, centre, half, work, seeds, cand,
-                                            phi, coef, logits, m, row_log_prob)
-                if n_cand == 0:
-                    for n in range(s, e):
-                        log_prob[n] = -np.inf
-                    continue
-                block_pairs += n_rows * n_cand
-                if single:  # as for one tile: nothing to share
-                    _tile_coefficients(cand, n_cand, centre, g_means, g_precisions, g_log_norm,
-                                       diagonal, coef, m)
+            phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
+            _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means, prec_chol[lo:hi],
+                                        _group_layout(layout, g, d, q), g_precisions,
+                                        g_log_norm, lam_min[lo:hi], diagonal, threshold,
+                                        bound, centre, half, work, seeds, cand, phi, coef,
+                                        logits, m, row_log_prob)
+            if n_cand == 0:
+                for n in range(s, e):
+                    log_prob[n] = -np.inf
+                continue
+            block_pairs += n_rows * n_cand
+            _tile_coefficients(cand, n_cand, centre, g_means, g_precisions, g_log_norm,
+                               diagonal, coef, m)
+            _candidate_logits(phi, n_rows, coef, n_cand, logits)
+            n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
+                                   row_log_prob, top, total, bits, best)
+            for r in range(n_rows):
+                hints[s + r] = best[r]
+                if w[s + r] > 0.0:
+                    log_prob[s + r] = row_log_prob[r]
+                    block_log_lik += w[s + r] * row_log_prob[r]
                 else:
-                    _frame_coefficients(cand, n_cand, frame, marks, frame_coef, centre,
-                                        g_means, g_precisions, g_log_norm, diagonal, coef, m)
-                _candidate_logits(phi, n_rows, coef, n_cand, logits)
-                n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
-                                       row_log_prob, top, total, bits, best)
-                for r in range(n_rows):
-                    hints[s + r] = best[r]
-                    if w[s + r] > 0.0:
-                        log_prob[s + r] = row_log_prob[r]
-                        block_log_lik += w[s + r] * row_log_prob[r]
-                    else:
-                        log_prob[s + r] = -np.inf
-                _candidate_moments(phi, n_rows, logits, n_cand, moments)
-                if single:
-                    _scatter(g + b, cand, n_cand, centre, g_means, diagonal, moments, resp_sum,
-                             x_sum, xx_sum, m)
-                else:
-                    n_touched = _frame_add(cand, n_cand, moments, frame, marks, frame_moments,
-                                           n_touched)
-            if not single:
-                _scatter(g + b, marks[3], n_touched, centre, g_means, diagonal, frame_moments,
-                         resp_sum, x_sum, xx_sum, m)
-            frame = frame_stop
+                    log_prob[s + r] = -np.inf
+            _candidate_moments(phi, n_rows, logits, n_cand, moments)
+            _scatter(g + b, cand, n_cand, centre, g_means, diagonal, moments, resp_sum, x_sum,
+                     xx_sum, m)
         pairs[b] = block_pairs
         log_lik[b] = block_log_lik
 
@@ -940,14 +809,14 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
     hints = np.full(x.shape[0], -1, dtype=np.int64)
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, _, logits, bits,
-         row_log_prob, acc, top, total, best, _, _, _, _) = _block_scratch(
+         row_log_prob, acc, top, total, best) = _block_scratch(
             floats[b], reals[b], ints[b], k_total, d, n_feat, max_rows)
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
             n_rows = e - s
             phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
-            _tile_about_centre(t, x, s, e, boxes, diagonal, centre, half, phi)
+            _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
             n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout,
                                         precisions, log_norm, lam_min, diagonal, threshold,
                                         bound, centre, half, work, seeds, cand, phi, coef,

@@ -13,7 +13,6 @@ from .._data import HeldRows
 from .._em import MAX_RESEED_CANDIDATES, log_normaliser, positive_rows, worst_rows
 from .._stats import Stats
 from .fused import (
-    FRAME_TILES,
     PRUNE_MIN_K,
     PRUNE_NATS,
     bound_layout,
@@ -269,9 +268,8 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
     fused_e_step(source.kernel_x, source.sample_weight, source.hints(group_size),
                  source.starts, source.boxes, tile_group, group_size, kp.means, kp.prec_chol,
                  kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.layout,
-                 buffers.max_rows, frame_tiles(source.kernel_x.dtype), buffers.floats,
-                 buffers.reals, buffers.ints, resp_slots, x_slots, xx_slots, log_prob, log_lik,
-                 pairs)
+                 buffers.max_rows, buffers.floats, buffers.reals, buffers.ints, resp_slots,
+                 x_slots, xx_slots, log_prob, log_lik, pairs)
     return KernelSums(resp_slots, x_slots, xx_slots, _group_covers(tile_group, n_groups, blocks),
                       float(log_lik.sum()), int(pairs.sum()), log_prob)
 
@@ -286,12 +284,6 @@ def _group_covers(tile_group, n_groups, n_blocks):
             groups = np.arange(tile_group[first], tile_group[stop - 1] + 1)
             covers[groups, b] = groups + b
     return covers
-
-
-def frame_tiles(dtype):
-    """Tiles per frame of the kernel (``fused.fused_e_step``) for rows of ``dtype``: one
-    for float32, whose features are accurate only about a tile's own centre."""
-    return 1 if np.dtype(dtype) == np.float32 else FRAME_TILES
 
 
 def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):

@@ -52,6 +52,24 @@ def test_kernel_statistics_equal_the_pattern_by_pattern_ones(covariance_type, k)
     assert_same_stats(holes.hole_stats(tiles, params), ref)  # now with hints
 
 
+def test_stale_workspace_contents_never_reach_the_statistics(monkeypatch):
+    """Padded parameters, bound layout, slots and scratch live across E-steps uninitialised:
+    filled with NaN between passes, over batches of a few patterns and another K, the
+    statistics still equal the pattern-by-pattern ones."""
+    x = clustered_with_holes(n=2000)
+    monkeypatch.setattr(holes, "BATCH_VALUES", 2000)  # a few patterns per batch
+    data, _ = start_params(x, 3, "full")
+    patterns = data._hole_patterns()
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    for k, covariance_type in ((2 * PRUNE_MIN_K, "full"), (30, "diag"), (2 * PRUNE_MIN_K, "full")):
+        _, params = start_params(x, k, covariance_type)
+        ref = _missing.stats(data.holes, data.hole_weights, params, {"patterns": patterns})
+        for _ in range(2):
+            for buffer in tiles.workspace._buffers.values():
+                buffer.fill(np.nan if buffer.dtype.kind == "f" else -7)
+            assert_same_stats(holes.hole_stats(tiles, params), ref)
+
+
 def test_pruning_skips_pairs_and_batches_change_nothing(monkeypatch):
     x = clustered_with_holes(n=6000, k=40)
     data, params = start_params(x, 2 * PRUNE_MIN_K, "full")

@@ -135,10 +135,10 @@ def test_upload_fit_and_move_the_sharpen_slider(server, browser, tmp_path):
     page.close()
 
 
-def fit_sample(browser, server, sample, **fields):
+def fit_sample(browser, server, sample, viewport=None, **fields):
     """A new page that fits a bundled sample with the given settings (ids of the page's
     inputs; True ticks a checkbox, a str of the mode selects it)."""
-    page = browser.new_page()
+    page = browser.new_page(viewport=viewport)
     page.goto(server)
     page.wait_for_selector(".samples button img")
     page.click(f"button[data-sample={sample}]")
@@ -185,3 +185,16 @@ def test_a_reload_finds_the_job_again(server, browser):
     fresh.wait_for_function("!location.hash")
     assert fresh.locator("#error").is_hidden()
     fresh.close()
+
+
+def test_the_page_fits_a_phone_screen_after_a_fit(server, browser):
+    """390 px wide: one column, no sideways scrolling, one render per row."""
+    page = fit_sample(browser, server, "coffee", viewport={"width": 390, "height": 844},
+                      k="30", max_pixels="4096")
+    page.wait_for_function("document.querySelectorAll('.card img').length === 7",
+                           timeout=120_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    boxes = [page.locator(f"#render-{name}").bounding_box()
+             for name in ("conditional-mean", "samples")]
+    assert boxes[1]["y"] > boxes[0]["y"] + boxes[0]["height"]  # stacked, not side by side
+    page.close()

@@ -299,6 +299,17 @@ def second_moments_from_packed(packed, covariance_type, n_features):
     return packed.sum(axis=1)
 
 
+def second_moments_from_full(xx_full, covariance_type):
+    """Second moments in the shape of ``Stats.xx_sum`` from full per-component ones
+    (K, D, D)."""
+    if covariance_type == "full":
+        return xx_full
+    if covariance_type == "tied":
+        return xx_full.sum(axis=0)
+    diagonal = np.diagonal(xx_full, axis1=1, axis2=2)
+    return diagonal.copy() if covariance_type == "diag" else diagonal.sum(axis=1)
+
+
 def positive_definite_in(covariances, covariance_type, dtype):
     """``covariances`` cast to ``dtype``, still positive definite: a matrix that rounding to
     float32 made singular (a nearly collinear component of huge scale) gets the least extra

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._covariance import as_full
+from ._covariance import as_full, second_moments_from_full
 from ._data import HeldRows, PreparedData
 from ._stats import Stats
 
@@ -131,11 +131,11 @@ def stats(x, w, params, cache=None):
 
     The numpy path (the numba one is ``backends.holes``, all patterns in one kernel pass):
     each pattern's rows go through numpy's E-step of the marginal mixture of their observed
-    features, which gives the
-    responsibilities and the observed moments ``N_k``, ``S1 = sum w r y_o`` and
-    ``S2 = sum w r y_o y_o^T`` about the means (``y = x - mu_k``). The missing part follows
-    from ``E[y_m | x_o, k] = B_k y_o`` and ``Cov[y_m | x_o, k] = C_k``: first moments
-    ``B_k S1``, second moments ``S2 B_k^T`` and ``B_k S2 B_k^T + N_k C_k``.
+    features, which gives the responsibilities and the observed moments ``N_k``,
+    ``S1 = sum w r y_o`` and ``S2 = sum w r y_o y_o^T`` about the means (``y = x - mu_k``).
+    The missing part follows from ``E[y_m | x_o, k] = B_k y_o`` and
+    ``Cov[y_m | x_o, k] = C_k``: first moments ``B_k S1``, second moments ``S2 B_k^T`` and
+    ``B_k S2 B_k^T + N_k C_k``.
 
     ``cache`` (a dict, for rows that stay the same across a fit's E-steps) keeps the patterns
     and each pattern's observed entries.
@@ -162,7 +162,7 @@ def stats(x, w, params, cache=None):
     if total is None:
         total = Stats(covariance_type=cov_type, center=params.means.copy(),
                       resp_sum=np.zeros(k), x_sum=np.zeros((k, d)),
-                      xx_sum=_second_moments(np.zeros((k, d, d)), cov_type),
+                      xx_sum=second_moments_from_full(np.zeros((k, d, d)), cov_type),
                       log_likelihood=0.0, weight_sum=0.0, n_rows=0,
                       worst_log_prob=np.empty(0), worst_points=np.empty((0, d)))
     return total
@@ -253,20 +253,10 @@ def _direct_stats(rows, params, pattern, cond):
     xx_full[:, m[:, None], m[None, :]] += mass[:, None, None] * cond.covariance
     return Stats(covariance_type=params.covariance_type, center=params.means.copy(),
                  resp_sum=mass, x_sum=x_sum,
-                 xx_sum=_second_moments(xx_full, params.covariance_type),
+                 xx_sum=second_moments_from_full(xx_full, params.covariance_type),
                  log_likelihood=float(rows.w[positive] @ log_prob[positive]),
                  weight_sum=float(rows.w.sum()), n_rows=int(positive.sum()),
                  worst_log_prob=np.empty(0), worst_points=np.empty((0, d)))
-
-
-def _second_moments(xx_full, covariance_type):
-    """Full per-component second moments (K, D, D) in the covariance type's shape."""
-    if covariance_type == "full":
-        return xx_full
-    if covariance_type == "tied":
-        return xx_full.sum(axis=0)
-    diagonal = np.diagonal(xx_full, axis1=1, axis2=2)
-    return diagonal.copy() if covariance_type == "diag" else diagonal.sum(axis=1)
 
 
 def log_prob_and_resp(x, params):

@@ -4,7 +4,7 @@ import pytest
 from gaussmix._covariance import precision_cholesky
 from gaussmix._data import ArrayChunks
 from gaussmix._em import Params, e_step, m_step, plan_e_step, weighted_log_prob
-from gaussmix.backends import fused
+from gaussmix.backends import fused, numba_backend
 from gaussmix.backends.numba_backend import (
     SPATIAL_MIN_K,
     TiledSource,
@@ -171,6 +171,17 @@ def test_precision_facts_bound_the_smallest_eigenvalue():
     assert (lam_min >= exact / 5).all()  # max row sum of |S| <= D lambda_max(S)
     _, lam_tied = fused.precision_facts(prec_chol[:3], cov[:1])
     np.testing.assert_array_equal(lam_tied, np.full(3, lam_min[0]))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_precision_floor_alone_is_the_kernels_and_a_lower_bound(covariance_type):
+    """The rows with holes take the floor without the rest of the kernel's parameters."""
+    _, centres = grid_clusters(4, 1.0, 1, d=3)
+    params = params_for(covariance_type, centres, 2.0)
+    floor = numba_backend.precision_floor(params)
+    np.testing.assert_array_equal(floor, numba_backend.kernel_params(params).lam_min)
+    exact = np.linalg.eigvalsh(numba_backend.kernel_params(params).precisions)[:, 0]
+    assert (floor <= exact).all() and (floor >= exact / 3.01).all()
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

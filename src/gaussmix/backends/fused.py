@@ -157,13 +157,8 @@ def _exp_nonpositive_overload(x, out, bits, n):
 
 @njit(cache=True)
 def precision_facts(prec_chol, covariances, power_steps=3):
-    """Precision matrices ``U U^T`` and a lower bound of each one's smallest eigenvalue.
-
-    The bound is ``1 / lambda_max(S)`` for the covariance S, with
-    ``lambda_max(S) <= lambda_max(|S|) <= max_i (|S| v)_i / v_i`` for any positive v
-    (Collatz-Wielandt); a few power steps bring v near the Perron vector of ``|S|``, so the
-    bound is near tight at a fraction of an eigensolver's cost. It is shrunk a little: the
-    precisions are the covariances' inverses only to rounding.
+    """Precision matrices ``U U^T`` and a lower bound of each one's smallest eigenvalue
+    (:func:`precision_floors`).
 
     Parameters
     ----------
@@ -185,7 +180,20 @@ def precision_facts(prec_chol, covariances, power_steps=3):
                     acc += prec_chol[k, i, l] * prec_chol[k, j, l]
                 precisions[k, i, j] = acc
                 precisions[k, j, i] = acc
-    n_cov = covariances.shape[0]
+    return precisions, precision_floors(covariances, k_total, power_steps)
+
+
+@njit(cache=True)
+def precision_floors(covariances, k_total, power_steps=3):
+    """A lower bound of each precision's smallest eigenvalue, (K,): ``1 / lambda_max(S)``
+    for the covariance S, with ``lambda_max(S) <= lambda_max(|S|) <= max_i (|S| v)_i / v_i``
+    for any positive v (Collatz-Wielandt); a few power steps bring v near the Perron vector of
+    ``|S|``, so the bound is near tight at a fraction of an eigensolver's cost. It is shrunk
+    a little: the precisions are the covariances' inverses only to rounding.
+
+    ``covariances``: (K, D, D), or (1, D, D) shared by all ``k_total`` components (tied).
+    """
+    n_cov, d, _ = covariances.shape
     floors = np.empty(n_cov)
     v = np.empty(d)
     av = np.empty(d)
@@ -211,7 +219,7 @@ def precision_facts(prec_chol, covariances, power_steps=3):
     lam_min = np.empty(k_total)
     for k in range(k_total):
         lam_min[k] = floors[k if n_cov > 1 else 0]
-    return precisions, lam_min
+    return lam_min
 
 
 def layout_shapes(n_all, group_size, d, diagonal):

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._covariance import as_full
+from .._covariance import as_full, second_moments_from_full
 from .._stats import Stats
 from .fused import PRUNE_NATS
 from .numba_backend import (
@@ -27,7 +27,7 @@ from .numba_backend import (
     WeightFacts,
     Workspace,
     grouped_e_step,
-    kernel_params,
+    precision_floor,
 )
 from .tiles import kd_tiles, tile_boxes
 
@@ -344,7 +344,7 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
         log_weights = np.log(params.weights)
     # A marginal's smallest precision eigenvalue is at least the full precision's (its
     # covariance's largest eigenvalue is at most the full one's): one bound serves all.
-    lam_min = kernel_params(params).lam_min
+    lam_min = precision_floor(params)
     diagonal = cov_type in ("diag", "spherical")
     resp = np.zeros(k)
     out_x = np.zeros((k, d))
@@ -368,11 +368,9 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
         complete_moments(covariances, precisions, observed, diagonal, sums.resp_slots,
                          sums.x_slots, sums.xx_slots, sums.covers, resp, out_x, out_xx)
         log_likelihood += sums.log_likelihood
-    from .._missing import _second_moments
-
     facts = tiles.weight_facts
     return Stats(covariance_type=cov_type, center=params.means.copy(), resp_sum=resp,
-                 x_sum=out_x, xx_sum=_second_moments(out_xx, cov_type),
+                 x_sum=out_x, xx_sum=second_moments_from_full(out_xx, cov_type),
                  log_likelihood=log_likelihood, weight_sum=facts.total,
                  n_rows=facts.n_positive, worst_log_prob=np.empty(0),
                  worst_points=np.empty((0, d)))

@@ -20,6 +20,7 @@ from .fused import (
     fused_log_density,
     layout_shapes,
     precision_facts,
+    precision_floors,
     scratch_sizes,
 )
 from .tiles import TILE_ROWS, consecutive_starts, kd_tiles, tile_boxes
@@ -188,10 +189,9 @@ def kernel_params(params):
     diagonal = cov_type in ("diag", "spherical")
     if diagonal:
         precisions = prec_chol * prec_chol  # diagonal matrices
-        lam_min = np.min(np.diagonal(precisions, axis1=1, axis2=2), axis=1) * (1.0 - 1e-9)
+        lam_min = precision_floor(params)
     else:
-        covariances = np.ascontiguousarray(params.covariances.reshape(-1, d, d))
-        precisions, lam_min = precision_facts(prec_chol, covariances)
+        precisions, lam_min = precision_facts(prec_chol, _stacked_covariances(params))
     return KernelParams(
         means=np.ascontiguousarray(params.means, dtype=np.float64),
         prec_chol=prec_chol,
@@ -200,6 +200,22 @@ def kernel_params(params):
         lam_min=np.ascontiguousarray(lam_min),
         diagonal=diagonal,
     )
+
+
+def precision_floor(params):
+    """A lower bound of each component's smallest precision eigenvalue, shape (K,) (for the
+    kernel's bounds; see ``fused.precision_floors``)."""
+    k = params.n_components
+    if params.covariance_type in ("diag", "spherical"):
+        u = np.asarray(params.precisions_cholesky, dtype=np.float64).reshape(k, -1)
+        return np.min(u * u, axis=1) * (1.0 - 1e-9)
+    return precision_floors(_stacked_covariances(params), k)
+
+
+def _stacked_covariances(params):
+    """Full or tied covariances as a contiguous (K, D, D) or (1, D, D) array."""
+    d = params.n_features
+    return np.ascontiguousarray(params.covariances.reshape(-1, d, d), dtype=np.float64)
 
 
 def _n_blocks(n_tiles, k, q):

@@ -312,3 +312,19 @@ def test_the_imputer_fills_alike_at_any_scale_of_its_columns():
     plain = GaussianMixtureImputer(random_state=0).fit_transform(holes)
     scaled = GaussianMixtureImputer(random_state=0).fit_transform(holes * scales)
     np.testing.assert_allclose(scaled / scales, plain, rtol=1e-6, atol=1e-8)
+
+
+def test_the_imputer_checks_the_columns_it_is_given():
+    pd = pytest.importorskip("pandas")
+    from gaussmix import GaussianMixtureImputer
+
+    holes = with_holes(make_blobs(), 0.2, seed=5)
+    frame = pd.DataFrame(holes, columns=["a", "b", "c"])
+    imputer = GaussianMixtureImputer(n_components=[3], random_state=0).fit(frame)
+    np.testing.assert_array_equal(imputer.feature_names_in_, ["a", "b", "c"])
+    assert not np.isnan(imputer.transform(frame)).any()
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixtureImputer is "
+                                         "expecting 3"):
+        imputer.transform(holes[:, :2])
+    with pytest.raises(ValueError, match="feature names"):
+        imputer.transform(frame.rename(columns={"a": "z"}))

@@ -359,8 +359,8 @@ def fit_best(plan, starts, *, tol, max_iter, reporter=None, lower_bound=-np.inf,
             params, posterior = start if isinstance(start, tuple) else (start, None)
             result = run_em(plan.source, params, update or plan.maximum_likelihood(),
                             tol=tol, max_iter=max_iter, expectation=plan.expectation,
-                            on_iteration=reporter.for_init(init, plan.shift), lower_bound=lower_bound,
-                            posterior=posterior)
+                            on_iteration=reporter.for_init(init, plan.shift),
+                            lower_bound=lower_bound, posterior=posterior)
             reporter.end(result)
             if best is None or result.lower_bound > best.lower_bound:
                 best = result

@@ -54,7 +54,7 @@ def log_prob_and_labels(params, arr, backend=None, chunk_size=None, tiles=None):
     backend : {None, 'auto', 'numpy', 'numba', 'torch'}
     chunk_size : int or None
     tiles : (order, starts), optional
-        The rows' spatial tiles when known (a pixel grid: ``backends.tiles.grid_tiles``).
+        The rows' spatial tiles when known (a pixel grid: ``imaging.points.pixel_tiles``).
 
     Returns
     -------
@@ -123,14 +123,13 @@ def _unpermuted(log_prob, labels, sums, tiles):
     if tiles is None:
         return log_prob, labels, sums
     order = tiles[0]
-    out = [np.empty_like(log_prob), np.empty_like(labels)]
-    out[0][order], out[1][order] = log_prob, labels
-    if sums is not None:
-        out.append(np.empty_like(sums))
-        out[2][order] = sums
-    else:
-        out.append(None)
-    return tuple(out)
+
+    def unpermuted(result):
+        out = np.empty_like(result)
+        out[order] = result
+        return out
+
+    return tuple(None if r is None else unpermuted(r) for r in (log_prob, labels, sums))
 
 
 def responsibilities(params, arr, chunk_size=None):

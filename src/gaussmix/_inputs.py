@@ -90,7 +90,7 @@ class ArrayInput:
 
     def device(self, X):
         """Where results for this input live: None for numpy."""
-        return
+        return None
 
 
 class StreamInput(ArrayInput):

@@ -16,7 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import EstimatorBase
-from ._validation import as_float_array, check_choice, check_int, has_missing
+from ._validation import (
+    FeatureChecker,
+    as_float_array,
+    check_choice,
+    check_int,
+    has_missing,
+)
 from .exceptions import not_fitted
 from .mixture import GaussianMixture
 
@@ -52,6 +58,8 @@ class GaussianMixtureImputer(EstimatorBase):
     bic_ : dict
         BIC of each number of components tried.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` has column names (a DataFrame).
     """
 
     _allows_missing = True
@@ -112,7 +120,7 @@ class GaussianMixtureImputer(EstimatorBase):
         self.mixture_ = best
         self.n_components_ = best.n_components
         self.n_iter_ = best.n_iter_
-        self.n_features_in_ = arr.shape[1]
+        FeatureChecker.remember(self, X, arr)
         return self
 
     def transform(self, X):
@@ -125,9 +133,7 @@ class GaussianMixtureImputer(EstimatorBase):
         if not hasattr(self, "mixture_"):
             raise not_fitted(self)
         arr = as_float_array(X)
-        if arr.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {arr.shape[1]} features, but GaussianMixtureImputer is "
-                             f"expecting {self.n_features_in_} features as input.")
+        FeatureChecker.check(self, X, arr)
         standard = (arr - self.mean_) / self.scale_
         filled = self.mixture_.impute(standard, method=self.method,
                                       random_state=self.random_state)

@@ -137,4 +137,3 @@ def tile_boxes(x, starts):
 def consecutive_starts(n_rows, tile_rows=TILE_ROWS):
     """Tile boundaries for rows kept in their own order."""
     return np.append(np.arange(0, n_rows, tile_rows, dtype=np.int64), n_rows).astype(np.int64)
-

@@ -29,7 +29,6 @@ RENDERS = ("samples", "density", "density-mapped", "contour", "conditional-mean"
            "ellipses")
 COLOUR_ONLY = ("conditional-mean",)
 FIGURES = ("contour", "ellipses")
-GRID_RENDERS = ("density", "density-mapped", "contour", "components")
 
 DEFAULT_COMPONENTS = {"bw": 500, "color": 1000}
 # Pixel budgets: a 512x512 colour picture is fitted at full size; a fit stays well under a
@@ -109,7 +108,8 @@ class Renderer:
         fitted = painting.shown_model
         self.model = fitted if sharpen == 1.0 else fitted.scale_covariances(sharpen)
         self.colours = (render.mean_colours(self.model, painting.colour_scale)
-                        if painting.mode == "color" else render.palette(painting.model.n_components))
+                        if painting.mode == "color"
+                        else render.palette(painting.model.n_components))
         self._grid = None
 
     @property
@@ -287,12 +287,12 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
     model = _fit(points, k, seed, max_iter, tol, reporter, dask_address, bayesian,
                  on_iteration)
     seconds["fit"] = time.perf_counter() - start
-    fitted = model.active() if bayesian else model
 
     shape = image.shape[:2]
     painting = Painting(model=model, mode=mode, picture=picture, shape=shape, factor=factor,
                         colour_scale=colour_scale, n_points=len(points), image=image)
     renderer = Renderer(painting, sharpen)
+    shown = painting.shown_model
     with reporter.stage("render", total=len(renders)) as advance:
         for name in renders:
             start = time.perf_counter()
@@ -309,11 +309,11 @@ def paint(image, *, mode="auto", n_components=None, renders=None, n_samples=None
         "n_components": int(k),
         "bayesian": bool(bayesian),
         "masked_pixels": 0 if mask is None else int(mask.sum()),
-        "active_components": int(fitted.n_components),
+        "active_components": int(shown.n_components),
         "iterations": int(model.n_iter_),
         "converged": bool(model.converged_),
         # A Bayesian fit's bound is not a log-likelihood: score the points under its mixture.
-        "log_likelihood": float(fitted.score(points) if bayesian else model.lower_bound_),
+        "log_likelihood": float(shown.score(points) if bayesian else model.lower_bound_),
         "sharpen": float(sharpen),
         "peak_quantile": float(peak_quantile),
         "seed": int(seed),

@@ -15,12 +15,11 @@ def check_address(host, port):
     machine's address)."""
     import socket
 
-    for family, kind, proto, _, address in socket.getaddrinfo(host, port,
-                                                              type=socket.SOCK_STREAM):
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-        return
+    # The first address the name resolves to (an IP address resolves to itself).
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
 
 
 def serve(host="127.0.0.1", port=8765, open_browser=False, workers=1, say=print):

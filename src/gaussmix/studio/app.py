@@ -374,8 +374,8 @@ def _flag(form, name):
 
 def _render_options(query):
     """Validated render settings from a query string (400 for a bad one); only those given."""
-    unknown = [name for name in query if name not in ("sharpen", "tone", "peak",
-                                                              "samples", "seed")]
+    unknown = [name for name in query
+               if name not in ("sharpen", "tone", "peak", "samples", "seed")]
     if unknown:
         raise ApiError(400, f"Unknown query parameter {unknown[0]!r}; use sharpen, tone, peak, "
                             "samples or seed.")

@@ -275,7 +275,7 @@ def work(conn, settings, picture=None, sample=None):
 def _paint(conn, settings, picture, sample):
     import numpy as np
 
-    from ..imaging.pipeline import Renderer, paint
+    from ..imaging.pipeline import Renderer, check_renders, paint
 
     image = load_picture(picture, sample)
     preview = _preview_frame(image, settings)
@@ -290,11 +290,9 @@ def _paint(conn, settings, picture, sample):
     painting = paint(image, renders=(), on_iteration=on_iteration, **settings.paint_options())
     conn.send(("rendering", painting.report))
     renderer = Renderer(painting)
-    renders = {}
-    for name in GALLERY_ORDER:
-        if name == "conditional-mean" and painting.mode != "color":
-            continue
-        renders[name] = png_bytes(renderer.render(name))
+    made = check_renders(None, painting.mode)  # every render the mode has
+    renders = {name: png_bytes(renderer.render(name)) for name in GALLERY_ORDER
+               if name in made}
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.npz")
         painting.model.save(path)

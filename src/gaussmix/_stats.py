@@ -126,6 +126,8 @@ class Stats:
         ``sum r y' y'^T = sum r y y^T + (sum r y) d^T + d (sum r y)^T + N d d^T``.
         """
         center = np.asarray(center, dtype=np.float64)
+        if np.array_equal(center, self.center):  # the usual case: both about the means
+            return replace(self, center=center.copy())
         d = self.center - center
         n = self.resp_sum[:, np.newaxis]
         m1 = self.x_sum

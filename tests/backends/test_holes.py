@@ -89,8 +89,30 @@ def test_pruning_skips_pairs_and_batches_change_nothing(monkeypatch):
     monkeypatch.setattr(holes, "grouped_e_step", counting)
     monkeypatch.setattr(holes, "BATCH_VALUES", 1)  # one pattern per batch
     assert_same_stats(holes.hole_stats(tiles, params), whole)
-    assert len(evaluated) == len(patterns) > 1
-    assert sum(evaluated) < 0.5 * len(tiles.x) * params.n_components
+    tiled = sum(level.n_tiled for level in tiles.levels)
+    assert len(evaluated) == tiled > 1  # the patterns of few rows take no tiles
+    tiled_rows = sum(int(level.starts[level.pattern_tiles[level.n_tiled]])
+                     for level in tiles.levels)
+    assert sum(evaluated) < 0.5 * tiled_rows * params.n_components
+
+
+@pytest.mark.parametrize("direct_rows", [0, 10**9])
+def test_patterns_of_few_rows_meet_every_component_directly(monkeypatch, covariance_type,
+                                                            direct_rows):
+    """Every pattern on the tiles, or every one direct (each row against every component):
+    the same statistics, zero weights included."""
+    monkeypatch.setattr(holes, "DIRECT_MAX_ROWS", direct_rows)
+    x = clustered_with_holes(n=1500)
+    w = np.random.RandomState(3).choice([0.0, 0.5, 2.0], size=len(x))
+    data = _missing.prepare(x, w, 4096)
+    _, params = start_params(x, 2 * PRUNE_MIN_K, covariance_type)
+    patterns = data._hole_patterns()
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    n_direct = sum(len(level.observed) - level.n_tiled for level in tiles.levels)
+    assert n_direct == (len(patterns) if direct_rows else 0)
+    assert_same_stats(holes.hole_stats(tiles, params),
+                      _missing.stats(data.holes, data.hole_weights, params,
+                                     {"patterns": patterns}))
 
 
 def test_zero_weight_rows_count_for_nothing():

@@ -198,14 +198,14 @@ def precision_floors(covariances, k_total, power_steps=3):
     v = np.empty(d)
     av = np.empty(d)
     for c in range(n_cov):
-        a = np.abs(covariances[c])
+        a = covariances[c]  # |a| is taken entry by entry: no array per component
         v[:] = 1.0
         for _ in range(power_steps):
             top = 0.0
             for i in range(d):
                 av[i] = 0.0
                 for j in range(d):
-                    av[i] += a[i, j] * v[j]
+                    av[i] += abs(a[i, j]) * v[j]
                 top = max(top, av[i])
             for i in range(d):
                 v[i] = av[i] / top
@@ -213,7 +213,7 @@ def precision_floors(covariances, k_total, power_steps=3):
         for i in range(d):
             acc = 0.0
             for j in range(d):
-                acc += a[i, j] * v[j]
+                acc += abs(a[i, j]) * v[j]
             upper = max(upper, acc / v[i])
         floors[c] = (1.0 - 1e-6) / upper
     lam_min = np.empty(k_total)

@@ -24,7 +24,7 @@ from numba import njit, prange
 
 from .._covariance import as_full, second_moments_from_full
 from .._stats import Stats
-from .fused import PRUNE_NATS
+from .fused import PRUNE_NATS, exp_nonpositive, layout_shapes
 from .numba_backend import (
     KernelParams,
     WeightFacts,
@@ -51,85 +51,153 @@ def pattern_tile_rows(n_rows):
     return int(min(HOLE_TILE_MAX_ROWS, max(HOLE_TILE_MIN_ROWS, n_rows // 8)))
 
 
+# Patterns of at most this many rows skip the tiles: each of their rows meets every component
+# directly (:func:`direct_sums`), which costs less than the tiles' bounds and per-candidate
+# set-up when the rows are this few (astronaut 128^2, K=1000, 10% missing: the 14 patterns
+# missing three or four of five entries hold 110 rows).
+DIRECT_MAX_ROWS = 32
 # Components per task of the per-pattern kernels: each task runs its components over every
 # pattern, so the (pattern, component) entries it writes and reads are contiguous.
-PIECE_CHUNK = 32
+PIECE_CHUNK = 64
+# Reductions may be reassociated (vectorised); nothing else in these kernels is.
+_FAST_REDUCTIONS = {"reassoc", "nsz", "contract"}
 # Marginal parameters per batch of patterns (values of one (G K, o, o) array): about 32 MB.
 BATCH_VALUES = 4 * 2**20
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def marginal_pieces(covariances, means, log_weights, observed, prec_chol, precisions,
-                    marginal_means, log_norm):
-    """Every pattern's marginal mixture over its ``o`` observed features.
+def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, precisions,
+                    marginal_means, log_norm, layout_means, layout_u, layout_abs_u):
+    """Every pattern's marginal mixture over its ``o`` observed features, in the kernel's
+    layout and in the bounds' (vectorised over components: each task runs a chunk of
+    ``PIECE_CHUNK`` components over every pattern).
 
     Parameters
     ----------
-    covariances : (K, D, D) float64
-    means : (K, D) float64
+    cov_t : (D, D, K) float64, the covariances, components last
+    means_t : (D, K) float64
     log_weights : (K,) float64
     observed : (P, o) int64, each pattern's observed features, increasing
+    diagonal : bool, whether the covariances are diagonal (the bounds' layout holds the
+        diagonals of the factors alone)
     prec_chol, precisions : (P K, o, o) float64 out, pattern p's component k at ``p K + k``:
         the upper Cholesky factor ``U = L^-T`` of ``S_oo^-1`` (``S_oo = L L^T``) and
         ``U U^T``
     marginal_means : (P K, o) float64 out
     log_norm : (P K,) float64 out, ``log w_k - (o log 2 pi + log det S_oo) / 2``
+    layout_means, layout_u, layout_abs_u : (P o, K), (P Q, K), (P Q, K) float64 out, the
+        marginals as ``fused.bound_layout`` writes them
     """
     n_patterns, o = observed.shape
-    k_total = means.shape[0]
-    for c in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
-        chol = np.zeros((o, o))
-        inv = np.zeros((o, o))  # L^-1, lower triangular
+    k_total = cov_t.shape[2]
+    q = o if diagonal else o * (o + 1) // 2
+    for chunk in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
+        k0 = chunk * PIECE_CHUNK
+        w = min(k_total, k0 + PIECE_CHUNK) - k0
+        chol = np.zeros((o, o, PIECE_CHUNK))
+        inv = np.zeros((o, o, PIECE_CHUNK))  # L^-1, lower triangular
+        tmp = np.empty(PIECE_CHUNK)
+        log_det = np.empty(PIECE_CHUNK)
         for p in range(n_patterns):
-            for k in range(c * PIECE_CHUNK, min(k_total, (c + 1) * PIECE_CHUNK)):
-                _marginal_piece(covariances, means, log_weights, observed[p], p * k_total + k,
-                                k, chol, inv, prec_chol, precisions, marginal_means, log_norm)
+            obs = observed[p]
+            _cholesky(cov_t, obs, k0, w, chol, tmp)
+            _log_det(chol, w, log_det)
+            _inverse_lower(chol, w, inv, tmp)
+            base = p * k_total + k0
+            for a in range(o):
+                means_a = means_t[obs[a], k0:k0 + w]
+                layout_means[p * o + a, k0:k0 + w] = means_a
+                _scatter_column(marginal_means[base:base + w, a], means_a, w)
+                for b in range(a):
+                    prec_chol[base:base + w, a, b] = 0.0
+                for b in range(a, o):  # U[a, b] = inv[b, a]
+                    _scatter_column(prec_chol[base:base + w, a, b], inv[b, a], w)
+                    tmp[:w] = 0.0
+                    for e in range(b, o):  # (L^-T L^-1)[a, b] = sum_e inv[e, a] inv[e, b]
+                        _multiply_add(tmp, inv[e, a], inv[e, b], w)
+                    _scatter_column(precisions[base:base + w, a, b], tmp, w)
+                    _scatter_column(precisions[base:base + w, b, a], tmp, w)
+            row = p * q
+            for j in range(o):
+                for i in range(j if diagonal else 0, j + 1):
+                    layout_u[row, k0:k0 + w] = inv[j, i, :w]
+                    layout_abs_u[row, k0:k0 + w] = np.abs(inv[j, i, :w])
+                    row += 1
+            for c in range(w):
+                log_norm[base + c] = log_weights[k0 + c] - 0.5 * (o * LOG_2PI + log_det[c])
 
 
 @njit(cache=True, inline="always")
-def _marginal_piece(covariances, means, log_weights, idx, pk, k, chol, inv, prec_chol,
-                    precisions, marginal_means, log_norm):
-    """Component k's marginal over the features ``idx``, into entry ``pk`` (see
-    :func:`marginal_pieces`); ``chol`` and ``inv`` are scratch."""
-    o = idx.shape[0]
-    log_det = 0.0
+def _scatter_column(target, values, w):
+    """``target[:w] = values[:w]`` (``target`` strided: one entry of consecutive
+    components' matrices)."""
+    for c in range(w):
+        target[c] = values[c]
+
+
+@njit(cache=True, inline="always")
+def _cholesky(cov_t, obs, k0, w, chol, tmp):
+    """``chol[:, :, c]`` (lower) the Cholesky factor of component ``k0 + c``'s covariance
+    over the features ``obs``, for ``c < w`` (vectorised over c)."""
+    o = obs.shape[0]
     for a in range(o):
         for b in range(a + 1):
-            acc = covariances[k, idx[a], idx[b]]
-            for c in range(b):
-                acc -= chol[a, c] * chol[b, c]
+            tmp[:w] = cov_t[obs[a], obs[b], k0:k0 + w]
+            for e in range(b):
+                _multiply_subtract(tmp, chol[a, e], chol[b, e], w)
+            target = chol[a, b]
             if a == b:
-                root = math.sqrt(acc)
-                chol[a, a] = root
-                log_det += 2.0 * math.log(root)
+                for c in range(w):
+                    target[c] = math.sqrt(tmp[c])
             else:
-                chol[a, b] = acc / chol[b, b]
+                pivot = chol[b, b]
+                for c in range(w):
+                    target[c] = tmp[c] / pivot[c]
+
+
+@njit(cache=True, inline="always")
+def _log_det(chol, w, out):
+    """``out[c] = log det (L L^T)`` of the factors ``chol[:, :, c]``: one logarithm of the
+    diagonal's product, or a sum of logarithms where the product leaves float range."""
+    o = chol.shape[0]
+    out[:w] = 1.0
     for a in range(o):
-        inv[a, a] = 1.0 / chol[a, a]
-        for b in range(a):
-            acc = 0.0
-            for c in range(b, a):
-                acc += chol[a, c] * inv[c, b]
-            inv[a, b] = -acc / chol[a, a]
+        diagonal = chol[a, a]
+        for c in range(w):
+            out[c] *= diagonal[c]
+    for c in range(w):
+        if 1e-300 < out[c] < 1e300:
+            out[c] = 2.0 * math.log(out[c])
+        else:
+            total = 0.0
+            for a in range(o):
+                total += math.log(chol[a, a, c])
+            out[c] = 2.0 * total
+
+
+@njit(cache=True, inline="always")
+def _inverse_lower(chol, w, inv, tmp):
+    """``inv[:, :, c] = chol[:, :, c]^-1`` (lower triangular), vectorised over c."""
+    o = chol.shape[0]
     for a in range(o):
-        marginal_means[pk, a] = means[k, idx[a]]
+        diagonal = inv[a, a]
+        pivot = chol[a, a]
+        for c in range(w):
+            diagonal[c] = 1.0 / pivot[c]
         for b in range(a):
-            prec_chol[pk, a, b] = 0.0
-        for b in range(a, o):
-            prec_chol[pk, a, b] = inv[b, a]  # U = L^-T
-            acc = 0.0  # (L^-T L^-1)[a, b] = sum_c inv[c, a] inv[c, b]
-            for c in range(b, o):
-                acc += inv[c, a] * inv[c, b]
-            precisions[pk, a, b] = acc
-            precisions[pk, b, a] = acc
-    log_norm[pk] = log_weights[k] - 0.5 * (o * LOG_2PI + log_det)
+            tmp[:w] = 0.0
+            for e in range(b, a):
+                _multiply_add(tmp, chol[a, e], inv[e, b], w)
+            target = inv[a, b]
+            for c in range(w):
+                target[c] = -tmp[c] * diagonal[c]
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def complete_moments(covariances, precisions, observed, diagonal, resp_slots, x_slots,
-                     xx_slots, covers, out_resp, out_x, out_xx):
+def complete_moments(cov_t, observed, diagonal, resp_slots, x_slots, xx_slots, covers,
+                     out_resp, out_x_t, out_xx_t):
     """Add every pattern's statistics, completed with the missing moments, to each
-    component's (parallel over components).
+    component's (vectorised over components, as :func:`marginal_pieces`).
 
     With ``y = x - mu_k`` and ``B = S_mo S_oo^-1``: ``E[y_m] = B y_o`` and
     ``Cov[y_m] = C = S_mm - B S_om``, so the first moments gain ``B S1`` and the second
@@ -137,8 +205,7 @@ def complete_moments(covariances, precisions, observed, diagonal, resp_slots, x_
 
     Parameters
     ----------
-    covariances : (K, D, D) float64
-    precisions : (P K, o, o) float64, from :func:`marginal_pieces` (``S_oo^-1``)
+    cov_t : (D, D, K) float64, the covariances, components last
     observed : (P, o) int64, each pattern's observed features, increasing
     diagonal : bool, whether the kernel ran diagonal precisions (``xx_sum`` diagonals)
     resp_slots : (S, K), x_slots : (S, K, o), xx_slots : (S, K, Q): the kernel's sums over
@@ -147,73 +214,157 @@ def complete_moments(covariances, precisions, observed, diagonal, resp_slots, x_
         ``numba_backend.KernelSums``)
     covers : (P, B) int64
     out_resp : (K,) float64 in/out
-    out_x : (K, D) float64 in/out
-    out_xx : (K, D, D) float64 in/out, full second moments about the means
+    out_x_t : (D, K) float64 in/out, first moments about the means, components last
+    out_xx_t : (D, D, K) float64 in/out, full second moments about the means
     """
     n_patterns, o = observed.shape
-    k_total, d = covariances.shape[0], covariances.shape[1]
+    d = cov_t.shape[0]
+    k_total = cov_t.shape[2]
     m = d - o
     n_packed = xx_slots.shape[2]
     for chunk in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
+        k0 = chunk * PIECE_CHUNK
+        w = min(k_total, k0 + PIECE_CHUNK) - k0
         mis = np.empty(m, dtype=np.int64)
-        x_sum = np.empty(o)
-        xx_sum = np.empty(n_packed)
-        s2 = np.empty((o, o))
-        reg = np.empty((m, o))  # B
-        cross = np.empty((o, m))  # S2 B^T
+        n = np.empty(PIECE_CHUNK)
+        tmp = np.empty(PIECE_CHUNK)
+        s1 = np.empty((o, PIECE_CHUNK))
+        packed = np.empty((n_packed, PIECE_CHUNK))
+        s2 = np.zeros((o, o, PIECE_CHUNK))
+        chol = np.zeros((o, o, PIECE_CHUNK))
+        reg_t = np.empty((o, m, PIECE_CHUNK))  # B^T = S_oo^-1 S_om
+        cross = np.empty((o, m, PIECE_CHUNK))  # S2 B^T
         for p in range(n_patterns):
+            if not _gather_sums(resp_slots, x_slots, xx_slots, covers[p], k0, w, n, s1,
+                                packed):
+                continue
             obs = observed[p]
             _missing_features(obs, d, mis)
-            for k in range(chunk * PIECE_CHUNK, min(k_total, (chunk + 1) * PIECE_CHUNK)):
-                pk = p * k_total + k
-                n = 0.0
-                for slot in covers[p]:
-                    if slot >= 0:
-                        n += resp_slots[slot, k]
-                if n == 0.0:
-                    continue
-                x_sum[:] = 0.0
-                xx_sum[:] = 0.0
-                for slot in covers[p]:
-                    if slot >= 0:
-                        for i in range(o):
-                            x_sum[i] += x_slots[slot, k, i]
-                        for i in range(n_packed):
-                            xx_sum[i] += xx_slots[slot, k, i]
-                out_resp[k] += n
-                _unpack_second_moments(xx_sum, diagonal, s2)
-                for a in range(m):
-                    for b in range(o):
-                        acc = 0.0
-                        for c in range(o):
-                            acc += covariances[k, mis[a], obs[c]] * precisions[pk, c, b]
-                        reg[a, b] = acc
-                for a in range(o):
-                    out_x[k, obs[a]] += x_sum[a]
-                    for b in range(o):
-                        out_xx[k, obs[a], obs[b]] += s2[a, b]
-                for a in range(m):
-                    acc = 0.0
-                    for b in range(o):
-                        acc += reg[a, b] * x_sum[b]
-                    out_x[k, mis[a]] += acc
-                for a in range(o):
-                    for b in range(m):
-                        acc = 0.0
-                        for c in range(o):
-                            acc += s2[a, c] * reg[b, c]
-                        cross[a, b] = acc
-                        out_xx[k, obs[a], mis[b]] += acc
-                        out_xx[k, mis[b], obs[a]] += acc
-                for a in range(m):
-                    for b in range(m):
-                        acc = covariances[k, mis[a], mis[b]]  # C = S_mm - B S_om
-                        for c in range(o):
-                            acc -= reg[a, c] * covariances[k, obs[c], mis[b]]
-                        acc *= n
-                        for c in range(o):
-                            acc += reg[a, c] * cross[c, b]
-                        out_xx[k, mis[a], mis[b]] += acc
+            _unpack_second_moments(packed, diagonal, w, s2)
+            _cholesky(cov_t, obs, k0, w, chol, tmp)
+            _regression(cov_t, obs, mis, k0, w, chol, reg_t, tmp)
+            _add_at(out_resp, k0, n, w)
+            for a in range(o):
+                _add_at(out_x_t[obs[a]], k0, s1[a], w)
+                for b in range(o):
+                    _add_at(out_xx_t[obs[a], obs[b]], k0, s2[a, b], w)
+            for i in range(m):
+                tmp[:w] = 0.0
+                for b in range(o):
+                    _multiply_add(tmp, reg_t[b, i], s1[b], w)
+                _add_at(out_x_t[mis[i]], k0, tmp, w)
+            for a in range(o):
+                for i in range(m):
+                    row = cross[a, i]
+                    row[:w] = 0.0
+                    for e in range(o):
+                        _multiply_add(row, s2[a, e], reg_t[e, i], w)
+                    _add_at(out_xx_t[obs[a], mis[i]], k0, row, w)
+                    _add_at(out_xx_t[mis[i], obs[a]], k0, row, w)
+            for i in range(m):
+                for j in range(m):
+                    # N C = N (S_mm - B S_om), plus B S2 B^T
+                    tmp[:w] = cov_t[mis[i], mis[j], k0:k0 + w]
+                    for e in range(o):
+                        _multiply_subtract(tmp, reg_t[e, i], cov_t[obs[e], mis[j], k0:k0 + w],
+                                           w)
+                    for c in range(w):
+                        tmp[c] *= n[c]
+                    for e in range(o):
+                        _multiply_add(tmp, reg_t[e, i], cross[e, j], w)
+                    _add_at(out_xx_t[mis[i], mis[j]], k0, tmp, w)
+
+
+@njit(cache=True, inline="always")
+def _add_at(target, start, values, w):
+    """``target[start:start + w] += values[:w]``."""
+    for c in range(w):
+        target[start + c] += values[c]
+
+
+@njit(cache=True, inline="always")
+def _multiply_add(target, a, b, w):
+    """``target[:w] += a[:w] * b[:w]``."""
+    for c in range(w):
+        target[c] += a[c] * b[c]
+
+
+@njit(cache=True, inline="always")
+def _multiply_subtract(target, a, b, w):
+    """``target[:w] -= a[:w] * b[:w]``."""
+    for c in range(w):
+        target[c] -= a[c] * b[c]
+
+
+@njit(cache=True, inline="always")
+def _gather_sums(resp_slots, x_slots, xx_slots, cover, k0, w, n, s1, packed):
+    """A pattern's sums for components ``k0:k0 + w`` from its slots ``cover``, components
+    last; whether any component has a responsibility."""
+    o = s1.shape[0]
+    n_packed = packed.shape[0]
+    n[:] = 0.0
+    s1[:] = 0.0
+    packed[:] = 0.0
+    for slot in cover:
+        if slot < 0:
+            continue
+        _add_at(n, 0, resp_slots[slot, k0:k0 + w], w)
+        x = x_slots[slot, k0:k0 + w]
+        xx = xx_slots[slot, k0:k0 + w]
+        for c in range(w):
+            for i in range(o):
+                s1[i, c] += x[c, i]
+            for i in range(n_packed):
+                packed[i, c] += xx[c, i]
+    for c in range(w):
+        if n[c] != 0.0:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _unpack_second_moments(packed, diagonal, w, out):
+    """``out[:, :, c]`` (o, o): the symmetric matrix of the kernel's packed upper triangle
+    (by rows) ``packed[:, c]``, or the diagonal matrix of the diagonals ``packed[:, c]``
+    when ``diagonal`` (``out``'s off-diagonal entries then stay the zeros they are)."""
+    o = out.shape[0]
+    if diagonal:
+        for i in range(o):
+            for c in range(w):
+                out[i, i, c] = packed[i, c]
+        return
+    q = 0
+    for i in range(o):
+        for j in range(i, o):
+            for c in range(w):
+                out[i, j, c] = packed[q, c]
+                out[j, i, c] = packed[q, c]
+            q += 1
+
+
+@njit(cache=True, inline="always")
+def _regression(cov_t, obs, mis, k0, w, chol, reg_t, tmp):
+    """``reg_t[:, :, c] = S_oo^-1 S_om`` (o, m) for component ``k0 + c``, by forward and
+    backward substitution with its Cholesky factor ``chol[:, :, c]``."""
+    o = obs.shape[0]
+    for i in range(mis.shape[0]):
+        for a in range(o):  # L y = S_om[:, i]
+            tmp[:w] = cov_t[obs[a], mis[i], k0:k0 + w]
+            for e in range(a):
+                _multiply_subtract(tmp, chol[a, e], reg_t[e, i], w)
+            _divide_into(reg_t[a, i], tmp, chol[a, a], w)
+        for a in range(o - 1, -1, -1):  # L^T x = y
+            tmp[:w] = reg_t[a, i, :w]
+            for e in range(a + 1, o):
+                _multiply_subtract(tmp, chol[e, a], reg_t[e, i], w)
+            _divide_into(reg_t[a, i], tmp, chol[a, a], w)
+
+
+@njit(cache=True, inline="always")
+def _divide_into(target, numerator, denominator, w):
+    """``target[:w] = numerator[:w] / denominator[:w]``."""
+    for c in range(w):
+        target[c] = numerator[c] / denominator[c]
 
 
 @njit(cache=True, inline="always")
@@ -229,22 +380,116 @@ def _missing_features(obs, d, mis):
             m += 1
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def direct_sums(x, w, starts, layout_means, layout_u, log_norm, diagonal, row_log_prob,
+                resp_slots, x_slots, xx_slots):
+    """The statistics of patterns with few rows, every row meeting every component (no
+    tiles, no pruning; parallel over patterns, vectorised over components), in the slots'
+    layout of ``fused.fused_e_step``: pattern j's sums over its observed features, about the
+    marginal means, in slot j.
+
+    Parameters
+    ----------
+    x : (R, o) float64, the patterns' rows (observed entries), pattern j's rows
+        ``starts[j]:starts[j + 1]``
+    w : (R,) float64 weights
+    starts : (P + 1,) int64
+    layout_means, layout_u : (P o, K), (P Q, K) float64, the marginals in the bounds'
+        layout (:func:`marginal_pieces`)
+    log_norm : (P K,) float64
+    diagonal : bool
+    row_log_prob : (R,) float64 out, each row's marginal log-density (-inf for rows of
+        weight 0)
+    resp_slots : (P, K), x_slots : (P, K, o), xx_slots : (P, K, Q) float64 out
+    """
+    o = x.shape[1]
+    k_total = layout_means.shape[1]
+    q = xx_slots.shape[2]
+    for j in prange(starts.shape[0] - 1):
+        resp = np.empty(k_total)
+        bits = np.empty(k_total)
+        y = np.empty((o, k_total))
+        n = np.zeros(k_total)
+        s1 = np.zeros((o, k_total))
+        s2 = np.zeros((q, k_total))
+        for r in range(starts[j], starts[j + 1]):
+            if w[r] <= 0.0:
+                row_log_prob[r] = -np.inf
+                continue
+            _direct_logits(x[r], j, 0, k_total, layout_means, layout_u, log_norm, diagonal,
+                           resp, bits)
+            top = _largest(resp, k_total)
+            for k in range(k_total):
+                resp[k] -= top
+            exp_nonpositive(resp, resp, bits, k_total)
+            total = _total(resp, k_total)
+            row_log_prob[r] = top + math.log(total)
+            scale = w[r] / total
+            for k in range(k_total):
+                resp[k] *= scale
+            for i in range(o):
+                means_i = layout_means[j * o + i]
+                for k in range(k_total):
+                    y[i, k] = x[r, i] - means_i[k]
+            for k in range(k_total):
+                n[k] += resp[k]
+            for i in range(o):
+                for k in range(k_total):
+                    s1[i, k] += resp[k] * y[i, k]
+            p = 0
+            for i in range(o):
+                for l in range(i, i + 1 if diagonal else o):
+                    for k in range(k_total):
+                        s2[p, k] += resp[k] * y[i, k] * y[l, k]
+                    p += 1
+        resp_slots[j] = n
+        for k in range(k_total):
+            for i in range(o):
+                x_slots[j, k, i] = s1[i, k]
+            for i in range(q):
+                xx_slots[j, k, i] = s2[i, k]
+
+
+@njit(cache=True, fastmath=_FAST_REDUCTIONS)
+def _largest(values, n):
+    top = -np.inf
+    for i in range(n):
+        top = max(top, values[i])
+    return top
+
+
+@njit(cache=True, fastmath=_FAST_REDUCTIONS)
+def _total(values, n):
+    total = 0.0
+    for i in range(n):
+        total += values[i]
+    return total
+
+
 @njit(cache=True, inline="always")
-def _unpack_second_moments(packed, diagonal, out):
-    """``out`` (o, o): the symmetric matrix of the kernel's packed upper triangle (by rows),
-    or the diagonal matrix of ``packed`` when ``diagonal``."""
-    o = out.shape[0]
-    out[:] = 0.0
-    if diagonal:
-        for i in range(o):
-            out[i, i] = packed[i]
-        return
-    q = 0
-    for i in range(o):
-        for j in range(i, o):
-            out[i, j] = packed[q]
-            out[j, i] = packed[q]
-            q += 1
+def _direct_logits(row, j, k0, width, layout_means, layout_u, log_norm, diagonal, out,
+                   whitened):
+    """``out[c]``: pattern j's marginal logit of component ``k0 + c`` at ``row`` (its
+    observed entries), for ``c < width`` (vectorised over components; ``whitened`` is
+    scratch of ``width`` values)."""
+    o = row.shape[0]
+    q = o if diagonal else o * (o + 1) // 2
+    k_total = layout_means.shape[1]
+    out[:width] = 0.0
+    entry = j * q
+    for jj in range(o):
+        # y_jj = sum_i (x_i - mu_i) U[i, jj] over i <= jj (i = jj alone when diagonal)
+        whitened[:width] = 0.0
+        for i in range(jj if diagonal else 0, jj + 1):
+            means_i = layout_means[j * o + i]
+            factor = layout_u[entry]
+            entry += 1
+            for c in range(width):
+                whitened[c] += (row[i] - means_i[k0 + c]) * factor[k0 + c]
+        for c in range(width):
+            out[c] += whitened[c] * whitened[c]
+    for c in range(width):
+        out[c] = log_norm[j * k_total + k0 + c] - 0.5 * out[c]
 
 
 class HoleTiles:
@@ -280,6 +525,7 @@ class HoleTiles:
         self.weight_facts = WeightFacts.of(self.sample_weight)
         self._hints = np.full(offset, -1, dtype=np.int64)
         self._hints_k = None
+        self._batches, self._batches_key = [], None
         self.workspace = Workspace()  # one for every batch: memory of the largest
 
     def hints(self, n_components):
@@ -292,8 +538,15 @@ class HoleTiles:
     def batches(self, n_components):
         """Consecutive pattern ranges of each level whose marginal parameters stay about
         ``BATCH_VALUES``: ``(observed, source)``, the patterns' observed features (P, o) and
-        their tiles as a source for the kernel."""
+        their tiles as a source for the kernel (made once per number of components)."""
         hints = self.hints(n_components)
+        key = (n_components, BATCH_VALUES)
+        if self._batches_key != key:
+            self._batches = list(self._make_batches(n_components, hints))
+            self._batches_key = key
+        return self._batches
+
+    def _make_batches(self, n_components, hints):
         for level in self.levels:
             n_patterns, o = level.observed.shape
             per_batch = max(1, BATCH_VALUES // (n_components * o * o))
@@ -306,14 +559,16 @@ class HoleTiles:
 
 class _Level:
     """The patterns of :class:`HoleTiles` that observe ``o`` features: their rows' observed
-    entries, tiled pattern by pattern and concatenated.
+    entries, tiled pattern by pattern and concatenated (most rows first; the patterns of at
+    most ``DIRECT_MAX_ROWS`` rows last, each as one range of rows for :func:`direct_sums`).
 
     Attributes
     ----------
     observed : (P, o) int64, each pattern's observed features
+    n_tiled : int, the patterns with tiles (the first ones)
     x : (n, o) float64, C-contiguous
     sample_weight : (n,)
-    starts : (n_tiles + 1,) int64
+    starts : (n_tiles + 1,) int64, tiles (a direct pattern's rows count as one)
     boxes : (n_tiles, 2, o)
     tile_group : (n_tiles,) int64, each tile's pattern
     pattern_tiles : list of int, pattern p's tiles ``pattern_tiles[p]:pattern_tiles[p + 1]``
@@ -325,10 +580,17 @@ class _Level:
         rows, weights, starts, groups = [], [], [np.zeros(1, dtype=np.int64)], []
         self.pattern_tiles = [0]
         n = 0
+        # Patterns come with the most rows first: those from n_tiled on are direct.
+        self.n_tiled = sum(len(p.rows) > DIRECT_MAX_ROWS for p in patterns)
         for g, pattern in enumerate(patterns):
-            order, pattern_starts, tiled = kd_tiles(
-                x[np.ix_(pattern.rows, pattern.observed)],
-                tile_rows or pattern_tile_rows(len(pattern.rows)))
+            observed = x[np.ix_(pattern.rows, pattern.observed)]
+            if g < self.n_tiled:
+                order, pattern_starts, tiled = kd_tiles(
+                    observed, tile_rows or pattern_tile_rows(len(pattern.rows)))
+            else:  # one range of rows, as they come
+                order = np.arange(len(pattern.rows))
+                pattern_starts = np.array([0, len(pattern.rows)], dtype=np.int64)
+                tiled = np.ascontiguousarray(observed, dtype=np.float64)
             rows.append(tiled)
             weights.append(w[pattern.rows][order])
             starts.append(pattern_starts[1:] + n)
@@ -348,19 +610,27 @@ class _Level:
 
 
 class _Batch:
-    """The tiles of patterns ``first:stop`` of a :class:`_Level`, in the kernel's shape
-    (views: the hints are updated in place)."""
+    """Patterns ``first:stop`` of a :class:`_Level`: the tiles of those with tiles in the
+    kernel's shape (views: the hints are updated in place), and the rows of the direct ones
+    (``direct_x``, ``direct_weight``, ``direct_starts``; the direct patterns are the batch's
+    last ``n_direct``)."""
 
     def __init__(self, level, first, stop, hints, workspace):
-        t0, t1 = level.pattern_tiles[first], level.pattern_tiles[stop]
-        r0, r1 = level.starts[t0], level.starts[t1]
-        self.kernel_x = level.x[r0:r1]
-        self.sample_weight = level.sample_weight[r0:r1]
-        self.starts = level.starts[t0:t1 + 1] - r0
-        self.boxes = level.boxes[t0:t1]
-        self.tile_group = level.tile_group[t0:t1] - first
+        split = min(stop, max(first, level.n_tiled))
+        t0, t_split, t1 = (level.pattern_tiles[first], level.pattern_tiles[split],
+                           level.pattern_tiles[stop])
+        r0, r_split, r1 = level.starts[t0], level.starts[t_split], level.starts[t1]
+        self.kernel_x = level.x[r0:r_split]
+        self.sample_weight = level.sample_weight[r0:r_split]
+        self.starts = level.starts[t0:t_split + 1] - r0
+        self.boxes = level.boxes[t0:t_split]
+        self.tile_group = level.tile_group[t0:t_split] - first
         self.workspace = workspace
-        self._hints = hints[r0:r1]
+        self._hints = hints[r0:r_split]
+        self.n_direct = stop - split
+        self.direct_x = level.x[r_split:r1]
+        self.direct_weight = level.sample_weight[r_split:r1]
+        self.direct_starts = level.starts[t_split:t1 + 1] - r_split
 
     @property
     def n_rows(self):
@@ -368,6 +638,28 @@ class _Batch:
 
     def hints(self, n_components):
         return self._hints
+
+
+def _direct_part(batch, observed, first, k, diagonal, layout, log_norm, cov_t, resp, out_x_t,
+                 out_xx_t):
+    """Add the direct patterns' statistics (patterns ``first:`` of the batch's pieces) to the
+    sums; returns their log-likelihood."""
+    n_direct, o = observed.shape
+    q = o if diagonal else o * (o + 1) // 2
+    workspace = batch.workspace
+    resp_slots = workspace.array("direct_resp", (n_direct, k))
+    x_slots = workspace.array("direct_x", (n_direct, k, o))
+    xx_slots = workspace.array("direct_xx", (n_direct, k, q))
+    row_log_prob = workspace.array("direct_log_prob", (len(batch.direct_weight),))
+    layout_means, layout_u, _ = layout
+    direct_sums(batch.direct_x, batch.direct_weight, batch.direct_starts,
+                layout_means[first * o:], layout_u[first * q:], log_norm[first * k:],
+                diagonal, row_log_prob, resp_slots, x_slots, xx_slots)
+    covers = np.arange(n_direct, dtype=np.int64)[:, None]
+    complete_moments(cov_t, observed, diagonal, resp_slots, x_slots, xx_slots, covers, resp,
+                     out_x_t, out_xx_t)
+    positive = batch.direct_weight > 0
+    return float(batch.direct_weight[positive] @ row_log_prob[positive])
 
 
 def hole_stats(tiles, params, threshold=PRUNE_NATS):
@@ -385,9 +677,11 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
     # covariance's largest eigenvalue is at most the full one's): one bound serves all.
     lam_min = precision_floor(params)
     diagonal = cov_type in ("diag", "spherical")
+    cov_t = np.ascontiguousarray(covariances.transpose(1, 2, 0))
+    means_t = np.ascontiguousarray(means.T)
     resp = np.zeros(k)
-    out_x = np.zeros((k, d))
-    out_xx = np.zeros((k, d, d))
+    out_x_t = np.zeros((d, k))
+    out_xx_t = np.zeros((d, d, k))
     log_likelihood = 0.0
     workspace = tiles.workspace
     for observed, batch in tiles.batches(k):
@@ -397,19 +691,28 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
         precisions = workspace.array("precisions", (size, o, o))
         marginal_means = workspace.array("means", (size, o))
         log_norm = workspace.array("log_norm", (size,))
-        marginal_pieces(covariances, means, log_weights, observed, prec_chol, precisions,
-                        marginal_means, log_norm)
-        lam_mins = workspace.array("lam_min", (n_patterns, k))
-        lam_mins[:] = lam_min
-        kp = KernelParams(marginal_means, prec_chol, precisions, log_norm,
-                          lam_mins.reshape(-1), diagonal)
-        sums = grouped_e_step(batch, kp, k, batch.tile_group, threshold)
-        complete_moments(covariances, precisions, observed, diagonal, sums.resp_slots,
-                         sums.x_slots, sums.xx_slots, sums.covers, resp, out_x, out_xx)
-        log_likelihood += sums.log_likelihood
+        layout = tuple(workspace.array(f"layout{i}", shape) for i, shape in
+                       enumerate(layout_shapes(size, k, o, diagonal)))
+        marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol,
+                        precisions, marginal_means, log_norm, *layout)
+        n_tiled = n_patterns - batch.n_direct
+        if n_tiled:
+            lam_mins = workspace.array("lam_min", (n_patterns, k))
+            lam_mins[:] = lam_min
+            kp = KernelParams(marginal_means, prec_chol, precisions, log_norm,
+                              lam_mins.reshape(-1), diagonal, layout)
+            sums = grouped_e_step(batch, kp, k, batch.tile_group, threshold)
+            complete_moments(cov_t, observed[:n_tiled], diagonal, sums.resp_slots,
+                             sums.x_slots, sums.xx_slots, sums.covers[:n_tiled], resp,
+                             out_x_t, out_xx_t)
+            log_likelihood += sums.log_likelihood
+        if batch.n_direct:
+            log_likelihood += _direct_part(batch, observed[n_tiled:], n_tiled, k, diagonal,
+                                           layout, log_norm, cov_t, resp, out_x_t, out_xx_t)
+    out_xx = np.ascontiguousarray(out_xx_t.transpose(2, 0, 1))
     facts = tiles.weight_facts
     return Stats(covariance_type=cov_type, center=params.means.copy(), resp_sum=resp,
-                 x_sum=out_x, xx_sum=second_moments_from_full(out_xx, cov_type),
+                 x_sum=out_x_t.T.copy(), xx_sum=second_moments_from_full(out_xx, cov_type),
                  log_likelihood=log_likelihood, weight_sum=facts.total,
                  n_rows=facts.n_positive, worst_log_prob=np.empty(0),
                  worst_points=np.empty((0, d)))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba import njit
 
 from .._covariance import as_full, second_moments_from_packed
 from .._data import HeldRows
@@ -114,6 +115,8 @@ class KernelBuffers:
         shapes = layout_shapes(k_all, group_size, d, kp.diagonal)
         if group_size <= PRUNE_MIN_K or threshold == np.inf:  # no bounds are computed
             layout = tuple(np.empty((0, group_size)) for _ in shapes)
+        elif kp.layout is not None:
+            layout = kp.layout
         else:
             layout = tuple(workspace.array(f"layout{i}", shape) for i, shape in enumerate(shapes))
             bound_layout(kp.means, kp.prec_chol, kp.diagonal, group_size, *layout)
@@ -178,6 +181,7 @@ class KernelParams:
     log_norm: np.ndarray
     lam_min: np.ndarray
     diagonal: bool
+    layout: tuple | None = None  # the bounds' layout when already built (else built here)
 
 
 def kernel_params(params):
@@ -290,6 +294,7 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
                       float(log_lik.sum()), int(pairs.sum()), log_prob)
 
 
+@njit(cache=True)
 def _group_covers(tile_group, n_groups, n_blocks):
     """:attr:`KernelSums.covers` for blocks of consecutive tiles (as the kernel splits them)."""
     covers = np.full((n_groups, n_blocks), -1, dtype=np.int64)
@@ -297,8 +302,8 @@ def _group_covers(tile_group, n_groups, n_blocks):
     for b in range(n_blocks):
         first, stop = b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks
         if stop > first:
-            groups = np.arange(tile_group[first], tile_group[stop - 1] + 1)
-            covers[groups, b] = groups + b
+            for g in range(tile_group[first], tile_group[stop - 1] + 1):
+                covers[g, b] = g + b
     return covers
 
 

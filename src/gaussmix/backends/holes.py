@@ -438,9 +438,9 @@ def direct_sums(x, w, starts, layout_means, layout_u, log_norm, diagonal, row_lo
                     s1[i, k] += resp[k] * y[i, k]
             p = 0
             for i in range(o):
-                for l in range(i, i + 1 if diagonal else o):
+                for b in range(i, i + 1 if diagonal else o):
                     for k in range(k_total):
-                        s2[p, k] += resp[k] * y[i, k] * y[l, k]
+                        s2[p, k] += resp[k] * y[i, k] * y[b, k]
                     p += 1
         resp_slots[j] = n
         for k in range(k_total):

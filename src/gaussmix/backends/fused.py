@@ -183,7 +183,7 @@ def precision_facts(prec_chol, covariances, power_steps=3):
     return precisions, precision_floors(covariances, k_total, power_steps)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def precision_floors(covariances, k_total, power_steps=3):
     """A lower bound of each precision's smallest eigenvalue, (K,): ``1 / lambda_max(S)``
     for the covariance S, with ``lambda_max(S) <= lambda_max(|S|) <= max_i (|S| v)_i / v_i``
@@ -195,27 +195,29 @@ def precision_floors(covariances, k_total, power_steps=3):
     """
     n_cov, d, _ = covariances.shape
     floors = np.empty(n_cov)
-    v = np.empty(d)
-    av = np.empty(d)
-    for c in range(n_cov):
-        a = covariances[c]  # |a| is taken entry by entry: no array per component
-        v[:] = 1.0
-        for _ in range(power_steps):
-            top = 0.0
+    chunk = 64
+    for first in prange((n_cov + chunk - 1) // chunk):
+        v = np.empty(d)
+        av = np.empty(d)
+        for c in range(first * chunk, min(n_cov, (first + 1) * chunk)):
+            a = covariances[c]  # |a| is taken entry by entry: no array per component
+            v[:] = 1.0
+            for _ in range(power_steps):
+                top = 0.0
+                for i in range(d):
+                    av[i] = 0.0
+                    for j in range(d):
+                        av[i] += abs(a[i, j]) * v[j]
+                    top = max(top, av[i])
+                for i in range(d):
+                    v[i] = av[i] / top
+            upper = 0.0
             for i in range(d):
-                av[i] = 0.0
+                acc = 0.0
                 for j in range(d):
-                    av[i] += abs(a[i, j]) * v[j]
-                top = max(top, av[i])
-            for i in range(d):
-                v[i] = av[i] / top
-        upper = 0.0
-        for i in range(d):
-            acc = 0.0
-            for j in range(d):
-                acc += abs(a[i, j]) * v[j]
-            upper = max(upper, acc / v[i])
-        floors[c] = (1.0 - 1e-6) / upper
+                    acc += abs(a[i, j]) * v[j]
+                upper = max(upper, acc / v[i])
+            floors[c] = (1.0 - 1e-6) / upper
     lam_min = np.empty(k_total)
     for k in range(k_total):
         lam_min[k] = floors[k if n_cov > 1 else 0]

@@ -72,6 +72,10 @@ class WeightFacts:
         return cls(float(sample_weight.sum()), n_positive, rows)
 
 
+# Views a workspace keeps for requests it has seen (one per array of a fit's passes).
+MAX_WORKSPACE_VIEWS = 256
+
+
 class Workspace:
     """Arrays the kernels write, kept from one pass to the next.
 
@@ -84,16 +88,25 @@ class Workspace:
 
     def __init__(self):
         self._buffers = {}
+        self._views = {}  # (name, shape, dtype) -> view of the name's current buffer
 
     def array(self, name, shape, dtype=np.float64):
         """An uninitialised C-contiguous array named ``name`` (its previous values may show
         through); valid until the next request of that name."""
+        key = (name, shape, dtype)
+        view = self._views.get(key)
+        if view is not None:  # the same request as at an earlier pass: its view
+            return view
         dtype = np.dtype(dtype)
         size = math.prod(shape)
         flat = self._buffers.get(name)
         if flat is None or flat.size < size or flat.dtype != dtype:
             flat = self._buffers[name] = np.empty(size, dtype)
-        return flat[:size].reshape(shape)
+            self._views = {k: v for k, v in self._views.items() if k[0] != name}
+        if len(self._views) >= MAX_WORKSPACE_VIEWS:  # passes of ever new shapes (streams)
+            self._views.clear()
+        view = self._views[key] = flat[:size].reshape(shape)
+        return view
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,13 @@ def test_precision_facts_bound_the_smallest_eigenvalue():
     np.testing.assert_array_equal(lam_tied, np.full(3, lam_min[0]))
 
 
+def test_a_degenerate_covariance_gets_no_floor_and_no_error():
+    """All zeros (or non-finite) breaks the power steps: a floor of 0 (no bound) instead of
+    a division error (numba raises one where numpy would not)."""
+    cov = np.stack([np.zeros((4, 4)), np.eye(4), np.full((4, 4), np.nan)])
+    np.testing.assert_array_equal(fused.precision_floors(cov, 3), [0.0, 1.0 - 1e-6, 0.0])
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_the_precision_floor_alone_is_the_kernels_and_a_lower_bound(covariance_type):
     """The rows with holes take the floor without the rest of the kernel's parameters."""

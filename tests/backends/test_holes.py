@@ -158,3 +158,27 @@ def test_padded_parameters_stay_within_their_batches_for_any_number_of_patterns(
     assert peak < 8e6, peak
     monkeypatch.setattr(holes, "BATCH_VALUES", 4 * 2**20)
     assert_same_stats(batched, holes.hole_stats(tiles, params))
+
+
+@pytest.mark.parametrize("scale", [1e130, 1e-130])
+def test_marginals_hold_at_huge_and_tiny_scales(scale):
+    """Data and mixture scaled alike: the statistics scale exactly and the log-likelihood
+    moves by the observed entries' log-scale, though the marginals' log-determinants leave
+    float range as products of their factors' diagonals (four features at 1e130 each)."""
+    from dataclasses import replace
+
+    x = clustered_with_holes(n=1500)
+    data, params = start_params(x, 2 * PRUNE_MIN_K, "full")
+    patterns = data._hole_patterns()
+    unit = holes.hole_stats(holes.HoleTiles(patterns, data.holes, data.hole_weights), params)
+    scaled = replace(params, means=params.means * scale,
+                     covariances=params.covariances * scale**2,
+                     precisions_cholesky=params.precisions_cholesky / scale)
+    ours = holes.hole_stats(holes.HoleTiles(patterns, data.holes * scale, data.hole_weights),
+                            scaled)
+    n_observed = sum(len(p.rows) * len(p.observed) for p in patterns)
+    assert ours.log_likelihood == pytest.approx(
+        unit.log_likelihood - n_observed * np.log(scale), rel=1e-12)
+    np.testing.assert_allclose(ours.resp_sum, unit.resp_sum, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours.x_sum / scale, unit.x_sum, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(ours.xx_sum / scale**2, unit.xx_sum, rtol=1e-9, atol=1e-7)

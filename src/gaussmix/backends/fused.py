@@ -217,7 +217,8 @@ def precision_floors(covariances, k_total, power_steps=3):
                 for j in range(d):
                     acc += abs(a[i, j]) * v[j]
                 upper = max(upper, acc / v[i])
-            floors[c] = (1.0 - 1e-6) / upper
+            # 0 (no bound) where the covariance is degenerate enough to break the steps.
+            floors[c] = (1.0 - 1e-6) / upper if 0.0 < upper < np.inf else 0.0
     lam_min = np.empty(k_total)
     for k in range(k_total):
         lam_min[k] = floors[k if n_cov > 1 else 0]

@@ -97,6 +97,8 @@ def cost():
     pixels = workloads.astronaut_pixels(size=128)
     cases = {"clustered 20,000 × 6, K=50, 10% at random": (clustered(0, n=20_000), 50, None),
              "astronaut 128×128 (5-D), K=1000, 10% at random": (pixels, 1000, None),
+             "astronaut 256×256 (5-D), K=1000, 10% at random": (
+                 workloads.astronaut_pixels(size=256), 1000, None),
              "astronaut 128×128 (5-D), K=1000, colours under strokes": (pixels, 1000,
                                                                         strokes(128))}
     print("| data | complete s/iter | with holes s/iter | ratio | rows with a hole |")

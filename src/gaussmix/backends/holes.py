@@ -66,6 +66,9 @@ DIRECT_CHUNK = 128
 # Components per task of the per-pattern kernels, which run each chunk over every pattern,
 # vectorised over its components.
 PIECE_CHUNK = 64
+# Runs of fewer (pattern, component) entries than this, one pattern's consecutive components,
+# are loaded and stored entry by entry (few components: a loop per row would cost more).
+SHORT_RUN = 8
 # Reductions may be reassociated (vectorised); nothing else in these kernels is.
 _FAST_REDUCTIONS = {"reassoc", "nsz", "contract"}
 # Marginal parameters per batch of patterns (values of one (G K, o, o) array): about 32 MB.
@@ -76,8 +79,8 @@ BATCH_VALUES = 4 * 2**20
 def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, precisions,
                     marginal_means, log_norm, layout_means, layout_u, layout_abs_u):
     """Every pattern's marginal mixture over its ``o`` observed features, in the kernel's
-    layout and in the bounds' (vectorised over components: each task runs a chunk of
-    ``PIECE_CHUNK`` components over every pattern).
+    layout and in the bounds' (vectorised over blocks of ``PIECE_CHUNK`` consecutive
+    (pattern, component) entries, see :func:`_run`).
 
     Parameters
     ----------
@@ -98,40 +101,137 @@ def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, 
     n_patterns, o = observed.shape
     k_total = cov_t.shape[2]
     q = o if diagonal else o * (o + 1) // 2
-    for chunk in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
-        k0 = chunk * PIECE_CHUNK
-        w = min(k_total, k0 + PIECE_CHUNK) - k0
+    n_entries = n_patterns * k_total
+    for block in prange((n_entries + PIECE_CHUNK - 1) // PIECE_CHUNK):
+        first = block * PIECE_CHUNK
+        lanes = min(n_entries, first + PIECE_CHUNK) - first
+        s_oo = np.empty((o, o, PIECE_CHUNK))
+        means = np.empty((o, PIECE_CHUNK))
+        weights = np.empty(PIECE_CHUNK)
         chol = np.zeros((o, o, PIECE_CHUNK))
         inv = np.zeros((o, o, PIECE_CHUNK))  # L^-1, lower triangular
+        factors = np.empty((q, PIECE_CHUNK))  # U's entries in the bounds' order
         tmp = np.empty(PIECE_CHUNK)
         log_det = np.empty(PIECE_CHUNK)
-        for p in range(n_patterns):
-            obs = observed[p]
-            _cholesky(cov_t, obs, k0, w, chol, tmp)
-            _log_det(chol, w, log_det)
-            _inverse_lower(chol, w, inv, tmp)
-            base = p * k_total + k0
-            for a in range(o):
-                means_a = means_t[obs[a], k0:k0 + w]
-                layout_means[p * o + a, k0:k0 + w] = means_a
-                _scatter_column(marginal_means[base:base + w, a], means_a, w)
-                for b in range(a):
-                    prec_chol[base:base + w, a, b] = 0.0
-                for b in range(a, o):  # U[a, b] = inv[b, a]
-                    _scatter_column(prec_chol[base:base + w, a, b], inv[b, a], w)
-                    tmp[:w] = 0.0
-                    for e in range(b, o):  # (L^-T L^-1)[a, b] = sum_e inv[e, a] inv[e, b]
-                        _multiply_add(tmp, inv[e, a], inv[e, b], w)
-                    _scatter_column(precisions[base:base + w, a, b], tmp, w)
-                    _scatter_column(precisions[base:base + w, b, a], tmp, w)
-            row = p * q
-            for j in range(o):
-                for i in range(j if diagonal else 0, j + 1):
-                    layout_u[row, k0:k0 + w] = inv[j, i, :w]
-                    layout_abs_u[row, k0:k0 + w] = np.abs(inv[j, i, :w])
-                    row += 1
-            for c in range(w):
-                log_norm[base + c] = log_weights[k0 + c] - 0.5 * (o * LOG_2PI + log_det[c])
+        c = 0
+        while c < lanes:
+            p, k, run = _run(first, c, lanes, k_total, 0)
+            _load_blocks(cov_t, observed[p], observed[p], k, c, run, s_oo)
+            _load_rows(means_t, observed[p], k, c, run, means)
+            weights[c:c + run] = log_weights[k:k + run]
+            c += run
+        _cholesky(s_oo, lanes, chol, tmp)
+        _log_det(chol, lanes, log_det)
+        _inverse_lower(chol, lanes, inv, tmp)
+        for a in range(o):  # the entries are the lanes, in order
+            _scatter_column(marginal_means[first:first + lanes, a], means[a], lanes)
+            for b in range(a):
+                prec_chol[first:first + lanes, a, b] = 0.0
+            for b in range(a, o):  # U[a, b] = inv[b, a]
+                _scatter_column(prec_chol[first:first + lanes, a, b], inv[b, a], lanes)
+                tmp[:lanes] = 0.0
+                for e in range(b, o):  # (L^-T L^-1)[a, b] = sum_e inv[e, a] inv[e, b]
+                    _multiply_add(tmp, inv[e, a], inv[e, b], lanes)
+                _scatter_column(precisions[first:first + lanes, a, b], tmp, lanes)
+                _scatter_column(precisions[first:first + lanes, b, a], tmp, lanes)
+        row = 0
+        for j in range(o):
+            for i in range(j if diagonal else 0, j + 1):
+                factors[row, :lanes] = inv[j, i, :lanes]
+                row += 1
+        for c in range(lanes):
+            log_norm[first + c] = weights[c] - 0.5 * (o * LOG_2PI + log_det[c])
+        c = 0
+        while c < lanes:
+            p, k, run = _run(first, c, lanes, k_total, 0)
+            _store_rows(layout_means, p * o, means, k, c, run)
+            _store_rows(layout_u, p * q, factors, k, c, run)
+            c += run
+        for i in range(q):
+            factors[i, :lanes] = np.abs(factors[i, :lanes])
+        c = 0
+        while c < lanes:
+            p, k, run = _run(first, c, lanes, k_total, 0)
+            _store_rows(layout_abs_u, p * q, factors, k, c, run)
+            c += run
+
+
+@njit(cache=True, inline="always")
+def _run(first, c, lanes, width, k0):
+    """The run of lanes from lane c of a block whose lane 0 is lane ``first`` of a task
+    (task lane g: pattern ``g // width``, component ``k0 + g % width``): the pattern, its
+    first component and the run's length (lanes of one pattern, consecutive components)."""
+    g = first + c
+    p = g // width
+    j = g - p * width
+    return p, k0 + j, min(lanes - c, width - j)
+
+
+@njit(cache=True, inline="always")
+def _load_blocks(source, rows, cols, k, c, run, out):
+    """``out[a, b, c:c + run] = source[rows[a], cols[b], k:k + run]``, by rows of components
+    for long runs, lane by lane for short ones (few components)."""
+    if run >= SHORT_RUN:
+        for a in range(rows.shape[0]):
+            for b in range(cols.shape[0]):
+                out[a, b, c:c + run] = source[rows[a], cols[b], k:k + run]
+    else:
+        for lane in range(run):
+            for a in range(rows.shape[0]):
+                for b in range(cols.shape[0]):
+                    out[a, b, c + lane] = source[rows[a], cols[b], k + lane]
+
+
+@njit(cache=True, inline="always")
+def _load_rows(source, rows, k, c, run, out):
+    """``out[a, c:c + run] = source[rows[a], k:k + run]`` (as :func:`_load_blocks`)."""
+    if run >= SHORT_RUN:
+        for a in range(rows.shape[0]):
+            out[a, c:c + run] = source[rows[a], k:k + run]
+    else:
+        for lane in range(run):
+            for a in range(rows.shape[0]):
+                out[a, c + lane] = source[rows[a], k + lane]
+
+
+@njit(cache=True, inline="always")
+def _store_rows(target, first_row, values, k, c, run):
+    """``target[first_row + i, k:k + run] = values[i, c:c + run]`` (as
+    :func:`_load_blocks`)."""
+    if run >= SHORT_RUN:
+        for i in range(values.shape[0]):
+            target[first_row + i, k:k + run] = values[i, c:c + run]
+    else:
+        for lane in range(run):
+            for i in range(values.shape[0]):
+                target[first_row + i, k + lane] = values[i, c + lane]
+
+
+@njit(cache=True, inline="always")
+def _add_rows(target, rows, values, k, c, run):
+    """``target[rows[a], k:k + run] += values[a, c:c + run]`` (as :func:`_load_blocks`)."""
+    if run >= SHORT_RUN:
+        for a in range(rows.shape[0]):
+            _add_into(target[rows[a], k:k + run], values[a, c:c + run], run)
+    else:
+        for lane in range(run):
+            for a in range(rows.shape[0]):
+                target[rows[a], k + lane] += values[a, c + lane]
+
+
+@njit(cache=True, inline="always")
+def _add_blocks(target, rows, cols, values, k, c, run):
+    """``target[rows[a], cols[b], k:k + run] += values[a, b, c:c + run]`` (as
+    :func:`_load_blocks`)."""
+    if run >= SHORT_RUN:
+        for a in range(rows.shape[0]):
+            for b in range(cols.shape[0]):
+                _add_into(target[rows[a], cols[b], k:k + run], values[a, b, c:c + run], run)
+    else:
+        for lane in range(run):
+            for a in range(rows.shape[0]):
+                for b in range(cols.shape[0]):
+                    target[rows[a], cols[b], k + lane] += values[a, b, c + lane]
 
 
 @njit(cache=True, inline="always")
@@ -143,13 +243,13 @@ def _scatter_column(target, values, w):
 
 
 @njit(cache=True, inline="always")
-def _cholesky(cov_t, obs, k0, w, chol, tmp):
-    """``chol[:, :, c]`` (lower) the Cholesky factor of component ``k0 + c``'s covariance
-    over the features ``obs``, for ``c < w`` (vectorised over c)."""
-    o = obs.shape[0]
+def _cholesky(s, w, chol, tmp):
+    """``chol[:, :, c]`` (lower) the Cholesky factor of ``s[:, :, c]``, for ``c < w``
+    (vectorised over c)."""
+    o = s.shape[0]
     for a in range(o):
         for b in range(a + 1):
-            tmp[:w] = cov_t[obs[a], obs[b], k0:k0 + w]
+            tmp[:w] = s[a, b, :w]
             for e in range(b):
                 _multiply_subtract(tmp, chol[a, e], chol[b, e], w)
             target = chol[a, b]
@@ -201,10 +301,11 @@ def _inverse_lower(chol, w, inv, tmp):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def complete_moments(cov_t, observed, diagonal, resp_slots, x_slots, xx_slots, covers,
-                     out_resp, out_x_t, out_xx_t):
+def complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx_slots,
+                     covers, out_resp, out_x_t, out_xx_t):
     """Add every pattern's statistics, completed with the missing moments, to each
-    component's (vectorised over components, as :func:`marginal_pieces`).
+    component's: each task owns a chunk of ``PIECE_CHUNK`` components and runs its
+    (pattern, component) entries in blocks, vectorised over the entries (see :func:`_run`).
 
     With ``y = x - mu_k`` and ``B = S_mo S_oo^-1``: ``E[y_m] = B y_o`` and
     ``Cov[y_m] = C = S_mm - B S_om``, so the first moments gain ``B S1`` and the second
@@ -213,7 +314,7 @@ def complete_moments(cov_t, observed, diagonal, resp_slots, x_slots, xx_slots, c
     Parameters
     ----------
     cov_t : (D, D, K) float64, the covariances, components last
-    observed : (P, o) int64, each pattern's observed features, increasing
+    observed, missing : (P, o), (P, m) int64, each pattern's observed and missing features
     diagonal : bool, whether the kernel ran diagonal precisions (``xx_sum`` diagonals)
     resp_slots : (S, K), x_slots : (S, K, o), xx_slots : (S, K, Q): the kernel's sums over
         the observed features about the means (Q = o(o+1)/2 packed, or o when
@@ -225,61 +326,87 @@ def complete_moments(cov_t, observed, diagonal, resp_slots, x_slots, xx_slots, c
     out_xx_t : (D, D, K) float64 in/out, full second moments about the means
     """
     n_patterns, o = observed.shape
-    d = cov_t.shape[0]
+    m = missing.shape[1]
     k_total = cov_t.shape[2]
-    m = d - o
     n_packed = xx_slots.shape[2]
+    out_resp_rows = out_resp.reshape((1, k_total))
     for chunk in prange((k_total + PIECE_CHUNK - 1) // PIECE_CHUNK):
         k0 = chunk * PIECE_CHUNK
-        w = min(k_total, k0 + PIECE_CHUNK) - k0
-        mis = np.empty(m, dtype=np.int64)
-        n = np.empty(PIECE_CHUNK)
+        width = min(k_total, k0 + PIECE_CHUNK) - k0
+        one = np.zeros(1, dtype=np.int64)
+        n = np.empty((1, PIECE_CHUNK))
         tmp = np.empty(PIECE_CHUNK)
         s1 = np.empty((o, PIECE_CHUNK))
         packed = np.empty((n_packed, PIECE_CHUNK))
         s2 = np.zeros((o, o, PIECE_CHUNK))
+        s_oo = np.empty((o, o, PIECE_CHUNK))
+        s_om = np.empty((o, m, PIECE_CHUNK))
+        s_mm = np.empty((m, m, PIECE_CHUNK))
         chol = np.zeros((o, o, PIECE_CHUNK))
         reg_t = np.empty((o, m, PIECE_CHUNK))  # B^T = S_oo^-1 S_om
         cross = np.empty((o, m, PIECE_CHUNK))  # S2 B^T
-        for p in range(n_patterns):
-            if not _gather_sums(resp_slots, x_slots, xx_slots, covers[p], k0, w, n, s1,
-                                packed):
+        cross_t = np.empty((m, o, PIECE_CHUNK))
+        x_mis = np.empty((m, PIECE_CHUNK))
+        xx_mis = np.empty((m, m, PIECE_CHUNK))
+        n_lanes = n_patterns * width
+        for first in range(0, n_lanes, PIECE_CHUNK):
+            lanes = min(n_lanes, first + PIECE_CHUNK) - first
+            n[0, :lanes] = 0.0
+            s1[:, :lanes] = 0.0
+            packed[:, :lanes] = 0.0
+            c = 0
+            while c < lanes:
+                p, k, run = _run(first, c, lanes, width, k0)
+                _gather_sums(resp_slots, x_slots, xx_slots, covers[p], k, c, run, n[0], s1,
+                             packed)
+                c += run
+            if not _any_nonzero(n[0], lanes):
                 continue
-            obs = observed[p]
-            _missing_features(obs, d, mis)
-            _unpack_second_moments(packed, diagonal, w, s2)
-            _cholesky(cov_t, obs, k0, w, chol, tmp)
-            _regression(cov_t, obs, mis, k0, w, chol, reg_t, tmp)
-            _add_into(out_resp[k0:k0 + w], n, w)
-            for a in range(o):
-                _add_into(out_x_t[obs[a], k0:k0 + w], s1[a], w)
+            c = 0
+            while c < lanes:
+                p, k, run = _run(first, c, lanes, width, k0)
+                _load_blocks(cov_t, observed[p], observed[p], k, c, run, s_oo)
+                _load_blocks(cov_t, observed[p], missing[p], k, c, run, s_om)
+                _load_blocks(cov_t, missing[p], missing[p], k, c, run, s_mm)
+                c += run
+            _unpack_second_moments(packed, diagonal, lanes, s2)
+            _cholesky(s_oo, lanes, chol, tmp)
+            _regression(s_om, lanes, chol, reg_t, tmp)
+            for i in range(m):  # B S1
+                row = x_mis[i]
+                row[:lanes] = 0.0
                 for b in range(o):
-                    _add_into(out_xx_t[obs[a], obs[b], k0:k0 + w], s2[a, b], w)
-            for i in range(m):
-                tmp[:w] = 0.0
-                for b in range(o):
-                    _multiply_add(tmp, reg_t[b, i], s1[b], w)
-                _add_into(out_x_t[mis[i], k0:k0 + w], tmp, w)
-            for a in range(o):
+                    _multiply_add(row, reg_t[b, i], s1[b], lanes)
+            for a in range(o):  # S2 B^T
                 for i in range(m):
                     row = cross[a, i]
-                    row[:w] = 0.0
+                    row[:lanes] = 0.0
                     for e in range(o):
-                        _multiply_add(row, s2[a, e], reg_t[e, i], w)
-                    _add_into(out_xx_t[obs[a], mis[i], k0:k0 + w], row, w)
-                    _add_into(out_xx_t[mis[i], obs[a], k0:k0 + w], row, w)
-            for i in range(m):
+                        _multiply_add(row, s2[a, e], reg_t[e, i], lanes)
+                    cross_t[i, a, :lanes] = row[:lanes]
+            for i in range(m):  # N C + B S2 B^T, with N C = N (S_mm - B S_om)
                 for j in range(m):
-                    # N C = N (S_mm - B S_om), plus B S2 B^T
-                    tmp[:w] = cov_t[mis[i], mis[j], k0:k0 + w]
+                    row = xx_mis[i, j]
+                    row[:lanes] = s_mm[i, j, :lanes]
                     for e in range(o):
-                        _multiply_subtract(tmp, reg_t[e, i], cov_t[obs[e], mis[j], k0:k0 + w],
-                                           w)
-                    for c in range(w):
-                        tmp[c] *= n[c]
+                        _multiply_subtract(row, reg_t[e, i], s_om[e, j], lanes)
+                    for c in range(lanes):
+                        row[c] *= n[0, c]
                     for e in range(o):
-                        _multiply_add(tmp, reg_t[e, i], cross[e, j], w)
-                    _add_into(out_xx_t[mis[i], mis[j], k0:k0 + w], tmp, w)
+                        _multiply_add(row, reg_t[e, i], cross[e, j], lanes)
+            c = 0
+            while c < lanes:
+                p, k, run = _run(first, c, lanes, width, k0)
+                obs = observed[p]
+                mis = missing[p]
+                _add_rows(out_resp_rows, one, n, k, c, run)
+                _add_rows(out_x_t, obs, s1, k, c, run)
+                _add_rows(out_x_t, mis, x_mis, k, c, run)
+                _add_blocks(out_xx_t, obs, obs, s2, k, c, run)
+                _add_blocks(out_xx_t, obs, mis, cross, k, c, run)
+                _add_blocks(out_xx_t, mis, obs, cross_t, k, c, run)
+                _add_blocks(out_xx_t, mis, mis, xx_mis, k, c, run)
+                c += run
 
 
 @njit(cache=True, inline="always")
@@ -305,29 +432,30 @@ def _multiply_subtract(target, a, b, w):
 
 
 @njit(cache=True, inline="always")
-def _gather_sums(resp_slots, x_slots, xx_slots, cover, k0, w, n, s1, packed):
-    """A pattern's sums for components ``k0:k0 + w`` from its slots ``cover``, components
-    last; whether any component has a responsibility."""
+def _any_nonzero(values, w):
+    for c in range(w):
+        if values[c] != 0.0:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _gather_sums(resp_slots, x_slots, xx_slots, cover, k, c, run, n, s1, packed):
+    """Add a pattern's sums for components ``k:k + run`` from its slots ``cover`` to lanes
+    ``c:c + run`` (components last)."""
     o = s1.shape[0]
     n_packed = packed.shape[0]
-    n[:] = 0.0
-    s1[:] = 0.0
-    packed[:] = 0.0
     for slot in cover:
         if slot < 0:
             continue
-        _add_into(n, resp_slots[slot, k0:k0 + w], w)
-        x = x_slots[slot, k0:k0 + w]
-        xx = xx_slots[slot, k0:k0 + w]
-        for c in range(w):
+        _add_into(n[c:c + run], resp_slots[slot, k:k + run], run)
+        x = x_slots[slot, k:k + run]
+        xx = xx_slots[slot, k:k + run]
+        for lane in range(run):
             for i in range(o):
-                s1[i, c] += x[c, i]
+                s1[i, c + lane] += x[lane, i]
             for i in range(n_packed):
-                packed[i, c] += xx[c, i]
-    for c in range(w):
-        if n[c] != 0.0:
-            return True
-    return False
+                packed[i, c + lane] += xx[lane, i]
 
 
 @njit(cache=True, inline="always")
@@ -349,13 +477,13 @@ def _unpack_second_moments(packed, diagonal, w, out):
 
 
 @njit(cache=True, inline="always")
-def _regression(cov_t, obs, mis, k0, w, chol, reg_t, tmp):
-    """``reg_t[:, :, c] = S_oo^-1 S_om`` (o, m) for component ``k0 + c``, by forward and
-    backward substitution with its Cholesky factor ``chol[:, :, c]``."""
-    o = obs.shape[0]
-    for i in range(mis.shape[0]):
+def _regression(s_om, w, chol, reg_t, tmp):
+    """``reg_t[:, :, c] = S_oo^-1 S_om`` (o, m) for ``s_om[:, :, c]``, by forward and
+    backward substitution with the Cholesky factor ``chol[:, :, c]`` of ``S_oo``."""
+    o, m = s_om.shape[0], s_om.shape[1]
+    for i in range(m):
         for a in range(o):  # L y = S_om[:, i]
-            tmp[:w] = cov_t[obs[a], mis[i], k0:k0 + w]
+            tmp[:w] = s_om[a, i, :w]
             for e in range(a):
                 _multiply_subtract(tmp, chol[a, e], reg_t[e, i], w)
             _divide_into(reg_t[a, i], tmp, chol[a, a], w)
@@ -371,19 +499,6 @@ def _divide_into(target, numerator, denominator, w):
     """``target[:w] = numerator[:w] / denominator[:w]``."""
     for c in range(w):
         target[c] = numerator[c] / denominator[c]
-
-
-@njit(cache=True, inline="always")
-def _missing_features(obs, d, mis):
-    """The features of ``range(d)`` not in ``obs`` (increasing), into ``mis``."""
-    m = 0
-    j = 0
-    for i in range(d):
-        if j < obs.shape[0] and obs[j] == i:
-            j += 1
-        else:
-            mis[m] = i
-            m += 1
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -571,8 +686,9 @@ class HoleTiles:
 
     def batches(self, n_components):
         """Consecutive pattern ranges of each level whose marginal parameters stay about
-        ``BATCH_VALUES``: ``(observed, source)``, the patterns' observed features (P, o) and
-        their tiles as a source for the kernel (made once per number of components)."""
+        ``BATCH_VALUES``: ``(observed, missing, source)``, the patterns' observed (P, o) and
+        missing features and their tiles as a source for the kernel (made once per number of
+        components)."""
         hints = self.hints(n_components)
         key = (n_components, BATCH_VALUES)
         if self._batches_key != key:
@@ -587,8 +703,8 @@ class HoleTiles:
             level_hints = hints[level.offset:level.offset + level.n_rows]
             for first in range(0, n_patterns, per_batch):
                 stop = min(n_patterns, first + per_batch)
-                yield level.observed[first:stop], _Batch(level, first, stop, level_hints,
-                                                         self.workspace)
+                yield (level.observed[first:stop], level.missing[first:stop],
+                       _Batch(level, first, stop, level_hints, self.workspace))
 
 
 class _Level:
@@ -598,7 +714,8 @@ class _Level:
 
     Attributes
     ----------
-    observed : (P, o) int64, each pattern's observed features
+    observed, missing : (P, o), (P, D - o) int64, each pattern's observed and missing
+        features
     n_tiled : int, the patterns with tiles (the first ones)
     x : (n, o) float64, C-contiguous
     sample_weight : (n,)
@@ -611,6 +728,7 @@ class _Level:
 
     def __init__(self, patterns, x, w, tile_rows, offset):
         self.observed = np.array([p.observed for p in patterns], dtype=np.int64)
+        self.missing = np.array([p.missing for p in patterns], dtype=np.int64)
         rows, weights, starts, groups = [], [], [np.zeros(1, dtype=np.int64)], []
         self.pattern_tiles = [0]
         n = 0
@@ -674,8 +792,8 @@ class _Batch:
         return self._hints
 
 
-def _direct_part(batch, observed, first, k, diagonal, layout, log_norm, cov_t, resp, out_x_t,
-                 out_xx_t):
+def _direct_part(batch, observed, missing, first, k, diagonal, layout, log_norm, cov_t, resp,
+                 out_x_t, out_xx_t):
     """Add the direct patterns' statistics (patterns ``first:`` of the batch's pieces) to the
     sums; returns their log-likelihood."""
     n_direct, o = observed.shape
@@ -690,8 +808,8 @@ def _direct_part(batch, observed, first, k, diagonal, layout, log_norm, cov_t, r
                 layout_means[first * o:], layout_u[first * q:], log_norm[first * k:],
                 diagonal, row_log_prob, resp_slots, x_slots, xx_slots)
     covers = np.arange(n_direct, dtype=np.int64)[:, None]
-    complete_moments(cov_t, observed, diagonal, resp_slots, x_slots, xx_slots, covers, resp,
-                     out_x_t, out_xx_t)
+    complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx_slots, covers,
+                     resp, out_x_t, out_xx_t)
     positive = batch.direct_weight > 0
     return float(batch.direct_weight[positive] @ row_log_prob[positive])
 
@@ -718,7 +836,7 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
     out_xx_t = np.zeros((d, d, k))
     log_likelihood = 0.0
     workspace = tiles.workspace
-    for observed, batch in tiles.batches(k):
+    for observed, missing, batch in tiles.batches(k):
         n_patterns, o = observed.shape
         size = n_patterns * k
         prec_chol = workspace.array("prec_chol", (size, o, o))
@@ -736,13 +854,14 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
             kp = KernelParams(marginal_means, prec_chol, precisions, log_norm,
                               lam_mins.reshape(-1), diagonal, layout)
             sums = grouped_e_step(batch, kp, k, batch.tile_group, threshold)
-            complete_moments(cov_t, observed[:n_tiled], diagonal, sums.resp_slots,
-                             sums.x_slots, sums.xx_slots, sums.covers[:n_tiled], resp,
-                             out_x_t, out_xx_t)
+            complete_moments(cov_t, observed[:n_tiled], missing[:n_tiled], diagonal,
+                             sums.resp_slots, sums.x_slots, sums.xx_slots,
+                             sums.covers[:n_tiled], resp, out_x_t, out_xx_t)
             log_likelihood += sums.log_likelihood
         if batch.n_direct:
-            log_likelihood += _direct_part(batch, observed[n_tiled:], n_tiled, k, diagonal,
-                                           layout, log_norm, cov_t, resp, out_x_t, out_xx_t)
+            log_likelihood += _direct_part(batch, observed[n_tiled:], missing[n_tiled:],
+                                           n_tiled, k, diagonal, layout, log_norm, cov_t, resp,
+                                           out_x_t, out_xx_t)
     out_xx = np.ascontiguousarray(out_xx_t.transpose(2, 0, 1))
     facts = tiles.weight_facts
     return Stats(covariance_type=cov_type, center=params.means.copy(), resp_sum=resp,

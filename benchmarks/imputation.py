@@ -3,6 +3,7 @@ KNNImputer, side by side in one run.
 
     python benchmarks/imputation.py [--seeds 3] [--share 0.2]
     python benchmarks/imputation.py --cost      # per-iteration cost of holes
+    python benchmarks/imputation.py --cost --rounds 4   # each ratio the median of 4 rounds
 
 For each data set, ``share`` of the entries are removed completely at random (seeds 0, 1, ...;
 a row that loses every entry keeps one), each imputer fills them with its defaults, and the
@@ -85,7 +86,9 @@ def per_iteration(X, k, iterations=(2, 12), repeats=3):
     return (times[1] - times[0]) / (iterations[1] - iterations[0])
 
 
-def cost():
+def cost(rounds=1):
+    """Per-iteration seconds complete and with holes, side by side; with several rounds
+    (complete, then with holes, again and again) the medians and the ratios' range."""
     import os
     import sys
 
@@ -101,7 +104,8 @@ def cost():
                  workloads.astronaut_pixels(size=256), 1000, None),
              "astronaut 128×128 (5-D), K=1000, colours under strokes": (pixels, 1000,
                                                                         strokes(128))}
-    print("| data | complete s/iter | with holes s/iter | ratio | rows with a hole |")
+    spread = " (range)" if rounds > 1 else ""
+    print(f"| data | complete s/iter | with holes s/iter | ratio{spread} | rows with a hole |")
     print("|---|---|---|---|---|")
     for name, (X, k, stroke_mask) in cases.items():
         if stroke_mask is None:
@@ -110,9 +114,13 @@ def cost():
             holes, mask = X.copy(), np.zeros(X.shape, dtype=bool)
             mask[stroke_mask.ravel(), 2:] = True
             holes[mask] = np.nan
-        complete = per_iteration(X, k)
-        missing = per_iteration(holes, k)
-        print(f"| {name} | {complete:.3f} | {missing:.3f} | {missing / complete:.1f}x | "
+        pairs = [(per_iteration(X, k), per_iteration(holes, k)) for _ in range(rounds)]
+        complete, missing = np.median(pairs, axis=0)
+        ratios = [with_holes / alone for alone, with_holes in pairs]
+        shown = f"{np.median(ratios):.1f}x"
+        if rounds > 1:
+            shown += f" ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(f"| {name} | {complete:.3f} | {missing:.3f} | {shown} | "
               f"{mask.any(axis=1).mean():.0%} |")
 
 
@@ -135,10 +143,12 @@ def main():
     parser.add_argument("--share", type=float, default=0.2)
     parser.add_argument("--cost", action="store_true",
                         help="per-iteration cost of 10%% missing entries instead")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --cost: rounds of each measurement (medians)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     if args.cost:
-        cost()
+        cost(args.rounds)
         return
     names = list(imputers(0))
     results = {}

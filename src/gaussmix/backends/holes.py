@@ -11,8 +11,9 @@ pair and each tile's bounds cheaper by the features a pattern lacks (a quadratic
 Patterns of very few rows skip the tiles: each of their rows meets every component directly
 (:func:`direct_sums`). The missing moments follow from the observed ones per pattern and
 component (``B = S_mo S_oo^-1``, ``C = S_mm - B S_om``, see ``_missing.stats``), in a second
-kernel. The per-pattern kernels run chunks of components over every pattern, vectorised over
-the components (their parameters are read components last, ``(D, D, K)``).
+kernel. The per-pattern kernels are vectorised over blocks of (pattern, component) entries
+(the components' parameters read components last, ``(D, D, K)``, a run of one pattern's
+consecutive components at a time).
 
 The marginal parameters take K o^2 values per pattern; patterns are run in batches that
 keep them about ``BATCH_VALUES``, so memory stays bounded for any number of patterns.
@@ -63,8 +64,8 @@ def pattern_tile_rows(n_rows):
 DIRECT_MAX_ROWS = 32
 # Components at a time in :func:`direct_sums` (its work arrays stay in the first-level cache).
 DIRECT_CHUNK = 128
-# Components per task of the per-pattern kernels, which run each chunk over every pattern,
-# vectorised over its components.
+# (Pattern, component) entries per block of the per-pattern kernels (their vector length);
+# also the components each task of :func:`complete_moments` owns.
 PIECE_CHUNK = 64
 # Runs of fewer (pattern, component) entries than this, one pattern's consecutive components,
 # are loaded and stored entry by entry (few components: a loop per row would cost more).

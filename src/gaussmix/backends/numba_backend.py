@@ -81,7 +81,7 @@ class Workspace:
 
     A fresh array of megabytes is mapped anew by the allocator and costs a page fault per
     4 kB on first write: on a 5-D picture with K=1000 and 10% of entries missing, a third of
-    the kernel's time over the rows with holes (their padded parameters, bounds and
+    the kernel's time over the rows with holes (their marginal parameters, bounds and
     accumulators are G times larger). Each named array is a view of a buffer that only grows,
     so memory is that of the largest pass.
     """

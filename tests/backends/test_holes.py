@@ -4,11 +4,15 @@ of ``_missing``, which is itself proven against a plain reference EM (tests/test
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gaussmix import GaussianMixture, _missing
 from gaussmix.backends import holes
 from gaussmix.backends.fused import PRUNE_MIN_K
 from gaussmix.exceptions import ConvergenceWarning
+
+from ..conftest import COVARIANCE_TYPES
 
 pytestmark = pytest.mark.filterwarnings("ignore", category=ConvergenceWarning)
 
@@ -184,3 +188,41 @@ def test_marginals_hold_at_huge_and_tiny_scales(scale):
     np.testing.assert_allclose(ours.resp_sum, unit.resp_sum, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(ours.x_sum / scale, unit.x_sum, rtol=1e-9, atol=1e-7)
     np.testing.assert_allclose(ours.xx_sum / scale**2, unit.xx_sum, rtol=1e-9, atol=1e-7)
+
+
+@given(seed=st.integers(0, 10**6), d=st.integers(2, 6), share=st.sampled_from([0.1, 0.4, 0.7]),
+       k=st.sampled_from([1, 5, 2 * PRUNE_MIN_K, 70]),
+       covariance_type=st.sampled_from(COVARIANCE_TYPES),
+       direct_rows=st.sampled_from([0, 32, 10**9]), almost_empty=st.booleans())
+def test_random_patterns_give_the_pattern_by_pattern_statistics(seed, d, share, k,
+                                                                covariance_type,
+                                                                direct_rows, almost_empty):
+    """Random missingness (a column almost all missing, weights of 0, 1 to 70 components:
+    runs of one component, runs across patterns, tiles or direct rows): the kernel's
+    statistics are the numpy path's."""
+    rng = np.random.RandomState(seed)
+    x = clustered_with_holes(n=200, d=d, k=6, share=share, seed=seed)
+    if almost_empty:
+        x[rng.uniform(size=len(x)) < 0.97, d - 1] = np.nan
+    x[np.isnan(x).all(axis=1), 0] = 0.0  # every row observes something
+    x[0, :] = 0.0  # and every feature is observed
+    w = rng.choice([0.0, 0.3, 1.0, 4.0], size=len(x))
+    w[0] = 1.0
+    data = _missing.prepare(x, w, 4096)
+    params = GaussianMixture(k, covariance_type=covariance_type, max_iter=1, random_state=0,
+                             backend="numpy").fit(x)._params().shifted(-data.shift)
+    patterns = data._hole_patterns()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(holes, "DIRECT_MAX_ROWS", direct_rows)
+        tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+        ours = holes.hole_stats(tiles, params)
+    ref = _missing.stats(data.holes, data.hole_weights, params, {"patterns": patterns})
+    # Two exact computations differ by rounding, which components collapsed onto a few rows
+    # (variances at the 1e-6 floor, logits of 1e7) make larger than on the fits above.
+    for name in ("resp_sum", "x_sum", "xx_sum"):
+        theirs = getattr(ref, name)
+        np.testing.assert_allclose(getattr(ours, name), theirs, rtol=1e-7,
+                                   atol=1e-9 * max(1.0, np.abs(theirs).max()))
+    assert ours.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-9)
+    assert ours.weight_sum == pytest.approx(ref.weight_sum)
+    assert ours.n_rows == ref.n_rows

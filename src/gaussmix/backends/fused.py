@@ -431,12 +431,21 @@ def _candidate_logits(phi, n_rows, coef, n_cand, logits):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _block_max(values, start, n):
-    """``max(values[start:start + n])``."""
+def block_max(values, start, n):
+    """``max(values[start:start + n])`` (vectorised)."""
     top = values.dtype.type(-np.inf)
     for r in range(start, start + n):
         top = max(top, values[r])
     return top
+
+
+@njit(cache=True, fastmath=_FAST)
+def block_sum(values, start, n):
+    """``sum(values[start:start + n])`` (vectorised: reassociated)."""
+    total = values.dtype.type(0)
+    for r in range(start, start + n):
+        total += values[r]
+    return total
 
 
 @njit(cache=True)
@@ -448,7 +457,7 @@ def _drop_far(logits, n_rows, n_cand, cand, threshold):
     n_keep = 0
     for j in range(n_cand):
         base = j * n_rows
-        if _block_max(logits, base, n_rows) < -threshold:
+        if block_max(logits, base, n_rows) < -threshold:
             continue
         if n_keep != j:
             target = n_keep * n_rows

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from .._covariance import as_full, second_moments_from_full
 from .._stats import Stats
-from .fused import PRUNE_NATS, exp_nonpositive, layout_shapes
+from .fused import PRUNE_NATS, block_max, block_sum, exp_nonpositive, layout_shapes
 from .numba_backend import (
     KernelParams,
     WeightFacts,
@@ -70,8 +70,6 @@ PIECE_CHUNK = 64
 # Runs of fewer (pattern, component) entries than this, one pattern's consecutive components,
 # are loaded and stored entry by entry (few components: a loop per row would cost more).
 SHORT_RUN = 8
-# Reductions may be reassociated (vectorised); nothing else in these kernels is.
-_FAST_REDUCTIONS = {"reassoc", "nsz", "contract"}
 # Marginal parameters per batch of patterns (values of one (G K, o, o) array): about 32 MB.
 BATCH_VALUES = 4 * 2**20
 
@@ -148,8 +146,10 @@ def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, 
             _store_rows(layout_means, p * o, means, k, c, run)
             _store_rows(layout_u, p * q, factors, k, c, run)
             c += run
-        for i in range(q):
-            factors[i, :lanes] = np.abs(factors[i, :lanes])
+        for i in range(q):  # in place: np.abs would make an array per row and block
+            row = factors[i]
+            for c in range(lanes):
+                row[c] = abs(row[c])
         c = 0
         while c < lanes:
             p, k, run = _run(first, c, lanes, k_total, 0)
@@ -544,11 +544,11 @@ def direct_sums(x, w, starts, layout_means, layout_u, log_norm, diagonal, row_lo
                 width = min(k_total, k0 + DIRECT_CHUNK) - k0
                 _direct_logits(x[r], j, k0, width, layout_means, layout_u, log_norm,
                                diagonal, row[k0:k0 + width], whitened)
-            top = _largest(row, k_total)
+            top = block_max(row, 0, k_total)
             for k in range(k_total):
                 row[k] -= top
             exp_nonpositive(row, row, bits, k_total)
-            total = _total(row, k_total)
+            total = block_sum(row, 0, k_total)
             row_log_prob[r] = top + math.log(total)
             scales[r - first] = w[r] / total
         # Then, chunk by chunk of components (in the first-level cache), the sums.
@@ -591,22 +591,6 @@ def direct_sums(x, w, starts, layout_means, layout_u, log_norm, diagonal, row_lo
                     x_slots[j, k0 + c, i] = s1[i, c]
                 for i in range(q):
                     xx_slots[j, k0 + c, i] = s2[i, c]
-
-
-@njit(cache=True, fastmath=_FAST_REDUCTIONS)
-def _largest(values, n):
-    top = -np.inf
-    for i in range(n):
-        top = max(top, values[i])
-    return top
-
-
-@njit(cache=True, fastmath=_FAST_REDUCTIONS)
-def _total(values, n):
-    total = 0.0
-    for i in range(n):
-        total += values[i]
-    return total
 
 
 @njit(cache=True, inline="always")
@@ -765,8 +749,8 @@ class _Level:
 class _Batch:
     """Patterns ``first:stop`` of a :class:`_Level`: the tiles of those with tiles in the
     kernel's shape (views: the hints are updated in place), and the rows of the direct ones
-    (``direct_x``, ``direct_weight``, ``direct_starts``; the direct patterns are the batch's
-    last ``n_direct``)."""
+    (``direct_x``, ``direct_weight``, ``direct_starts``, their slots ``direct_covers``; the
+    direct patterns are the batch's last ``n_direct``)."""
 
     def __init__(self, level, first, stop, hints, workspace):
         split = min(stop, max(first, level.n_tiled))
@@ -784,6 +768,8 @@ class _Batch:
         self.direct_x = level.x[r_split:r1]
         self.direct_weight = level.sample_weight[r_split:r1]
         self.direct_starts = level.starts[t_split:t1 + 1] - r_split
+        self.direct_covers = np.arange(self.n_direct, dtype=np.int64)[:, None]  # slot j
+        self.direct_positive = self.direct_weight > 0
 
     @property
     def n_rows(self):
@@ -808,10 +794,9 @@ def _direct_part(batch, observed, missing, first, k, diagonal, layout, log_norm,
     direct_sums(batch.direct_x, batch.direct_weight, batch.direct_starts,
                 layout_means[first * o:], layout_u[first * q:], log_norm[first * k:],
                 diagonal, row_log_prob, resp_slots, x_slots, xx_slots)
-    covers = np.arange(n_direct, dtype=np.int64)[:, None]
-    complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx_slots, covers,
-                     resp, out_x_t, out_xx_t)
-    positive = batch.direct_weight > 0
+    complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx_slots,
+                     batch.direct_covers, resp, out_x_t, out_xx_t)
+    positive = batch.direct_positive
     return float(batch.direct_weight[positive] @ row_log_prob[positive])
 
 

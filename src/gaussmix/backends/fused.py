@@ -572,21 +572,24 @@ def _scatter(b, cand, n_cand, centre, means, diagonal, moments, resp_sum, x_sum,
 
 
 @njit(cache=True, inline="always")
-def _component_logit(x, n, k, means, prec_chol, log_norm):
+def _component_logit(x, n, k, layout, diagonal, log_norm):
     """Component k's logit at row n: ``log_norm - |(x - mu) U|^2 / 2`` (U upper
-    triangular)."""
-    d = means.shape[1]
+    triangular), from the bounds' layout (:func:`bound_layout`)."""
+    means_t, u_t, _ = layout
+    d = means_t.shape[0]
     q = 0.0
+    p = 0
     for j in range(d):
         y = 0.0
-        for i in range(j + 1):
-            y += (x[n, i] - means[k, i]) * prec_chol[k, i, j]
+        for i in range(j if diagonal else 0, j + 1):
+            y += (x[n, i] - means_t[i, k]) * u_t[p, k]
+            p += 1
         q += y * y
     return log_norm[k] - 0.5 * q
 
 
 @njit(cache=True)
-def _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout, precisions,
+def _select_candidates(t, s, e, x, w, hints, boxes, means, layout, precisions,
                        log_norm, lam_min, diagonal, threshold, bound, centre, half, work, seeds,
                        cand, phi, coef, logits, m, row_floor):
     """Candidates of tile t (all components when few or when ``threshold`` is infinite:
@@ -630,7 +633,7 @@ def _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout, pr
         h = hints[n]
         if 0 <= h < k_total:
             row_floor[r] = max(row_floor[r],
-                               _component_logit(x, n, h, means, prec_chol, log_norm))
+                               _component_logit(x, n, h, layout, diagonal, log_norm))
         floor = min(floor, row_floor[r])
     n_cand = 0
     for k in range(k_total):
@@ -708,8 +711,7 @@ def _block_slots(b, first, stop, tile_group):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec_chol,
-                 precisions, log_norm, lam_min, diagonal, threshold, layout, max_rows, floats,
+def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, precisions, log_norm, lam_min, diagonal, threshold, layout, max_rows, floats,
                  reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
@@ -730,14 +732,14 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     tile_group : (n_tiles,) int64, each tile's group
     group_size : int, K components per group
     means : (G K, D) float64
-    prec_chol : (G K, D, D) float64, upper Cholesky factors of the precisions (for the bounds)
     precisions : (G K, D, D) float64, the precision matrices (for the logits)
     log_norm : (G K,) float64, log w_k + log det U_k - D log(2 pi) / 2
     lam_min : (G K,) float64, a lower bound of each precision's smallest eigenvalue
     diagonal : bool, whether the precisions are diagonal
     threshold : float, pruning margin in nats; ``inf``: no pruning (tiles not spatial)
-    layout : tuple of three arrays, :func:`bound_layout` of the components (empty when
-        there are no bounds: ``group_size <= PRUNE_MIN_K`` or no pruning)
+    layout : tuple of three arrays, :func:`bound_layout` of the components (for the bounds
+        and the hints' logits; empty when there are no bounds: ``group_size <=
+        PRUNE_MIN_K`` or no pruning)
     max_rows : int, the most rows of a tile
     floats, reals, ints : (B', L) scratch, a row per block at least (B' >= B), of the
         lengths :func:`scratch_sizes` gives; ``reals`` in the rows' precision
@@ -782,7 +784,7 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
             g_log_norm = log_norm[lo:hi]
             phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
-            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means, prec_chol[lo:hi],
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means,
                                         _group_layout(layout, g, d, q), g_precisions,
                                         g_log_norm, lam_min[lo:hi], diagonal, threshold,
                                         bound, centre, half, work, seeds, cand, phi, coef,
@@ -812,7 +814,7 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, lam_min,
+def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
                       diagonal, threshold, layout, max_rows, floats, reals, ints, values,
                       log_prob, labels, sums):
     """``log p(x_n)``, the most likely component and ``sum_k r_nk values[k]`` of tiled rows
@@ -841,10 +843,10 @@ def fused_log_density(x, starts, boxes, means, prec_chol, precisions, log_norm, 
             n_rows = e - s
             phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
-            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, prec_chol, layout,
-                                        precisions, log_norm, lam_min, diagonal, threshold,
-                                        bound, centre, half, work, seeds, cand, phi, coef,
-                                        logits, m, row_log_prob)
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, layout, precisions,
+                                        log_norm, lam_min, diagonal, threshold, bound, centre,
+                                        half, work, seeds, cand, phi, coef, logits, m,
+                                        row_log_prob)
             _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
                                coef, m)
             _candidate_logits(phi, n_rows, coef, n_cand, logits)

@@ -75,8 +75,8 @@ BATCH_VALUES = 4 * 2**20
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, precisions,
-                    marginal_means, log_norm, layout_means, layout_u, layout_abs_u):
+def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, precisions, marginal_means,
+                    log_norm, layout_means, layout_u, layout_abs_u):
     """Every pattern's marginal mixture over its ``o`` observed features, in the kernel's
     layout and in the bounds' (vectorised over blocks of ``PIECE_CHUNK`` consecutive
     (pattern, component) entries, see :func:`_run`).
@@ -89,13 +89,13 @@ def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, 
     observed : (P, o) int64, each pattern's observed features, increasing
     diagonal : bool, whether the covariances are diagonal (the bounds' layout holds the
         diagonals of the factors alone)
-    prec_chol, precisions : (P K, o, o) float64 out, pattern p's component k at ``p K + k``:
-        the upper Cholesky factor ``U = L^-T`` of ``S_oo^-1`` (``S_oo = L L^T``) and
-        ``U U^T``
+    precisions : (P K, o, o) float64 out, pattern p's component k at ``p K + k``:
+        ``S_oo^-1 = U U^T`` with ``U = L^-T`` (``S_oo = L L^T``)
     marginal_means : (P K, o) float64 out
     log_norm : (P K,) float64 out, ``log w_k - (o log 2 pi + log det S_oo) / 2``
     layout_means, layout_u, layout_abs_u : (P o, K), (P Q, K), (P Q, K) float64 out, the
-        marginals as ``fused.bound_layout`` writes them
+        marginals as ``fused.bound_layout`` writes them from the factors ``U`` (the
+        kernel takes the factors from there alone)
     """
     n_patterns, o = observed.shape
     k_total = cov_t.shape[2]
@@ -108,6 +108,7 @@ def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, 
         means = np.empty((o, PIECE_CHUNK))
         weights = np.empty(PIECE_CHUNK)
         chol = np.zeros((o, o, PIECE_CHUNK))
+        recip = np.empty((o, PIECE_CHUNK))
         inv = np.zeros((o, o, PIECE_CHUNK))  # L^-1, lower triangular
         factors = np.empty((q, PIECE_CHUNK))  # U's entries in the bounds' order
         tmp = np.empty(PIECE_CHUNK)
@@ -119,15 +120,12 @@ def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol, 
             _load_rows(means_t, observed[p], k, c, run, means)
             weights[c:c + run] = log_weights[k:k + run]
             c += run
-        _cholesky(s_oo, lanes, chol, tmp)
+        _cholesky(s_oo, lanes, chol, recip, tmp)
         _log_det(chol, lanes, log_det)
-        _inverse_lower(chol, lanes, inv, tmp)
+        _inverse_lower(chol, recip, lanes, inv, tmp)
         for a in range(o):  # the entries are the lanes, in order
             _scatter_column(marginal_means[first:first + lanes, a], means[a], lanes)
-            for b in range(a):
-                prec_chol[first:first + lanes, a, b] = 0.0
-            for b in range(a, o):  # U[a, b] = inv[b, a]
-                _scatter_column(prec_chol[first:first + lanes, a, b], inv[b, a], lanes)
+            for b in range(a, o):
                 tmp[:lanes] = 0.0
                 for e in range(b, o):  # (L^-T L^-1)[a, b] = sum_e inv[e, a] inv[e, b]
                     _multiply_add(tmp, inv[e, a], inv[e, b], lanes)
@@ -244,9 +242,10 @@ def _scatter_column(target, values, w):
 
 
 @njit(cache=True, inline="always")
-def _cholesky(s, w, chol, tmp):
-    """``chol[:, :, c]`` (lower) the Cholesky factor of ``s[:, :, c]``, for ``c < w``
-    (vectorised over c)."""
+def _cholesky(s, w, chol, recip, tmp):
+    """``chol[:, :, c]`` (lower) the Cholesky factor of ``s[:, :, c]`` and ``recip[:, c]``
+    the reciprocals of its diagonal, for ``c < w`` (vectorised over c; one division per
+    diagonal entry: divisions, not multiplications, bound these kernels)."""
     o = s.shape[0]
     for a in range(o):
         for b in range(a + 1):
@@ -255,12 +254,12 @@ def _cholesky(s, w, chol, tmp):
                 _multiply_subtract(tmp, chol[a, e], chol[b, e], w)
             target = chol[a, b]
             if a == b:
+                inverse = recip[a]
                 for c in range(w):
                     target[c] = math.sqrt(tmp[c])
+                    inverse[c] = 1.0 / target[c]
             else:
-                pivot = chol[b, b]
-                for c in range(w):
-                    target[c] = tmp[c] / pivot[c]
+                _multiply_into(target, tmp, recip[b], w)
 
 
 @njit(cache=True, inline="always")
@@ -284,14 +283,13 @@ def _log_det(chol, w, out):
 
 
 @njit(cache=True, inline="always")
-def _inverse_lower(chol, w, inv, tmp):
-    """``inv[:, :, c] = chol[:, :, c]^-1`` (lower triangular), vectorised over c."""
+def _inverse_lower(chol, recip, w, inv, tmp):
+    """``inv[:, :, c] = chol[:, :, c]^-1`` (lower triangular; ``recip`` the reciprocals of
+    the diagonal, see :func:`_cholesky`), vectorised over c."""
     o = chol.shape[0]
     for a in range(o):
         diagonal = inv[a, a]
-        pivot = chol[a, a]
-        for c in range(w):
-            diagonal[c] = 1.0 / pivot[c]
+        diagonal[:w] = recip[a, :w]
         for b in range(a):
             tmp[:w] = 0.0
             for e in range(b, a):
@@ -344,6 +342,7 @@ def complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx
         s_om = np.empty((o, m, PIECE_CHUNK))
         s_mm = np.empty((m, m, PIECE_CHUNK))
         chol = np.zeros((o, o, PIECE_CHUNK))
+        recip = np.empty((o, PIECE_CHUNK))
         reg_t = np.empty((o, m, PIECE_CHUNK))  # B^T = S_oo^-1 S_om
         cross = np.empty((o, m, PIECE_CHUNK))  # S2 B^T
         cross_t = np.empty((m, o, PIECE_CHUNK))
@@ -371,43 +370,64 @@ def complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx
                 _load_blocks(cov_t, missing[p], missing[p], k, c, run, s_mm)
                 c += run
             _unpack_second_moments(packed, diagonal, lanes, s2)
-            _cholesky(s_oo, lanes, chol, tmp)
-            _regression(s_om, lanes, chol, reg_t, tmp)
-            for i in range(m):  # B S1
-                row = x_mis[i]
-                row[:lanes] = 0.0
-                for b in range(o):
-                    _multiply_add(row, reg_t[b, i], s1[b], lanes)
-            for a in range(o):  # S2 B^T
-                for i in range(m):
-                    row = cross[a, i]
-                    row[:lanes] = 0.0
-                    for e in range(o):
-                        _multiply_add(row, s2[a, e], reg_t[e, i], lanes)
-                    cross_t[i, a, :lanes] = row[:lanes]
-            for i in range(m):  # N C + B S2 B^T, with N C = N (S_mm - B S_om)
-                for j in range(m):
-                    row = xx_mis[i, j]
-                    row[:lanes] = s_mm[i, j, :lanes]
-                    for e in range(o):
-                        _multiply_subtract(row, reg_t[e, i], s_om[e, j], lanes)
-                    for c in range(lanes):
-                        row[c] *= n[0, c]
-                    for e in range(o):
-                        _multiply_add(row, reg_t[e, i], cross[e, j], lanes)
+            _cholesky(s_oo, lanes, chol, recip, tmp)
+            _regression(s_om, lanes, chol, recip, reg_t, tmp)
+            _missing_moments(n[0], s1, s2, s_om, s_mm, reg_t, lanes, x_mis, cross, cross_t,
+                             xx_mis)
             c = 0
             while c < lanes:
                 p, k, run = _run(first, c, lanes, width, k0)
-                obs = observed[p]
-                mis = missing[p]
-                _add_rows(out_resp_rows, one, n, k, c, run)
-                _add_rows(out_x_t, obs, s1, k, c, run)
-                _add_rows(out_x_t, mis, x_mis, k, c, run)
-                _add_blocks(out_xx_t, obs, obs, s2, k, c, run)
-                _add_blocks(out_xx_t, obs, mis, cross, k, c, run)
-                _add_blocks(out_xx_t, mis, obs, cross_t, k, c, run)
-                _add_blocks(out_xx_t, mis, mis, xx_mis, k, c, run)
+                _add_completed(out_resp_rows, out_x_t, out_xx_t, one, observed[p],
+                               missing[p], n, s1, x_mis, s2, cross, cross_t, xx_mis, k, c,
+                               run)
                 c += run
+
+
+@njit(cache=True, inline="always")
+def _missing_moments(n, s1, s2, s_om, s_mm, reg_t, w, x_mis, cross, cross_t, xx_mis):
+    """The moments that involve the missing features, for lanes ``c < w``: with
+    ``reg_t = B^T = S_oo^-1 S_om`` (o, m), ``x_mis = B S1`` (m,), ``cross = S2 B^T`` (o, m)
+    (and ``cross_t`` its transpose) and ``xx_mis = N C + B S2 B^T`` (m, m), where
+    ``C = S_mm - B S_om``; ``n`` (lanes,), ``s1`` (o, lanes), ``s2`` (o, o, lanes) the
+    observed features' sums about the means."""
+    o, m = reg_t.shape[0], reg_t.shape[1]
+    for i in range(m):  # B S1
+        row = x_mis[i]
+        row[:w] = 0.0
+        for b in range(o):
+            _multiply_add(row, reg_t[b, i], s1[b], w)
+    for a in range(o):  # S2 B^T
+        for i in range(m):
+            row = cross[a, i]
+            row[:w] = 0.0
+            for e in range(o):
+                _multiply_add(row, s2[a, e], reg_t[e, i], w)
+            cross_t[i, a, :w] = row[:w]
+    for i in range(m):  # N C + B S2 B^T, with N C = N (S_mm - B S_om)
+        for j in range(m):
+            row = xx_mis[i, j]
+            row[:w] = s_mm[i, j, :w]
+            for e in range(o):
+                _multiply_subtract(row, reg_t[e, i], s_om[e, j], w)
+            for c in range(w):
+                row[c] *= n[c]
+            for e in range(o):
+                _multiply_add(row, reg_t[e, i], cross[e, j], w)
+
+
+@njit(cache=True, inline="always")
+def _add_completed(out_resp_rows, out_x_t, out_xx_t, one, obs, mis, n, s1, x_mis, s2, cross,
+                   cross_t, xx_mis, k, c, run):
+    """Add lanes ``c:c + run`` of one pattern's completed statistics (observed features
+    ``obs``, missing ``mis``) to components ``k:k + run`` of the sums (``one``: the index
+    array ``[0]`` of ``out_resp_rows``, the (1, K) view of the responsibilities' sums)."""
+    _add_rows(out_resp_rows, one, n, k, c, run)
+    _add_rows(out_x_t, obs, s1, k, c, run)
+    _add_rows(out_x_t, mis, x_mis, k, c, run)
+    _add_blocks(out_xx_t, obs, obs, s2, k, c, run)
+    _add_blocks(out_xx_t, obs, mis, cross, k, c, run)
+    _add_blocks(out_xx_t, mis, obs, cross_t, k, c, run)
+    _add_blocks(out_xx_t, mis, mis, xx_mis, k, c, run)
 
 
 @njit(cache=True, inline="always")
@@ -450,13 +470,14 @@ def _gather_sums(resp_slots, x_slots, xx_slots, cover, k, c, run, n, s1, packed)
         if slot < 0:
             continue
         _add_into(n[c:c + run], resp_slots[slot, k:k + run], run)
+        # Feature by feature (strided loads, contiguous stores): a third faster than lane
+        # by lane.
         x = x_slots[slot, k:k + run]
         xx = xx_slots[slot, k:k + run]
-        for lane in range(run):
-            for i in range(o):
-                s1[i, c + lane] += x[lane, i]
-            for i in range(n_packed):
-                packed[i, c + lane] += xx[lane, i]
+        for i in range(o):
+            _add_into(s1[i, c:c + run], x[:, i], run)
+        for i in range(n_packed):
+            _add_into(packed[i, c:c + run], xx[:, i], run)
 
 
 @njit(cache=True, inline="always")
@@ -478,37 +499,39 @@ def _unpack_second_moments(packed, diagonal, w, out):
 
 
 @njit(cache=True, inline="always")
-def _regression(s_om, w, chol, reg_t, tmp):
+def _regression(s_om, w, chol, recip, reg_t, tmp):
     """``reg_t[:, :, c] = S_oo^-1 S_om`` (o, m) for ``s_om[:, :, c]``, by forward and
-    backward substitution with the Cholesky factor ``chol[:, :, c]`` of ``S_oo``."""
+    backward substitution with the Cholesky factor ``chol[:, :, c]`` of ``S_oo`` (and its
+    diagonal's reciprocals ``recip``)."""
     o, m = s_om.shape[0], s_om.shape[1]
     for i in range(m):
         for a in range(o):  # L y = S_om[:, i]
             tmp[:w] = s_om[a, i, :w]
             for e in range(a):
                 _multiply_subtract(tmp, chol[a, e], reg_t[e, i], w)
-            _divide_into(reg_t[a, i], tmp, chol[a, a], w)
+            _multiply_into(reg_t[a, i], tmp, recip[a], w)
         for a in range(o - 1, -1, -1):  # L^T x = y
             tmp[:w] = reg_t[a, i, :w]
             for e in range(a + 1, o):
                 _multiply_subtract(tmp, chol[e, a], reg_t[e, i], w)
-            _divide_into(reg_t[a, i], tmp, chol[a, a], w)
+            _multiply_into(reg_t[a, i], tmp, recip[a], w)
 
 
 @njit(cache=True, inline="always")
-def _divide_into(target, numerator, denominator, w):
-    """``target[:w] = numerator[:w] / denominator[:w]``."""
+def _multiply_into(target, a, b, w):
+    """``target[:w] = a[:w] * b[:w]``."""
     for c in range(w):
-        target[c] = numerator[c] / denominator[c]
+        target[c] = a[c] * b[c]
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def direct_sums(x, w, starts, layout_means, layout_u, log_norm, diagonal, row_log_prob,
-                resp_slots, x_slots, xx_slots):
-    """The statistics of patterns with few rows, every row meeting every component (no
-    tiles, no pruning; parallel over patterns, vectorised over components), in the slots'
-    layout of ``fused.fused_e_step``: pattern j's sums over its observed features, about the
-    marginal means, in slot j.
+def direct_logits(x, w, starts, observed, cov_t, means_t, log_weights, exps, scales,
+                  row_log_prob):
+    """First pass over the rows of patterns with few rows, each row meeting every component
+    (no tiles, no pruning; parallel over patterns, vectorised over chunks of
+    ``DIRECT_CHUNK`` components whose marginals are made on the spot): each row's
+    ``exp(logit - its largest)`` for every component and the factor that makes them its
+    responsibilities.
 
     Parameters
     ----------
@@ -516,114 +539,171 @@ def direct_sums(x, w, starts, layout_means, layout_u, log_norm, diagonal, row_lo
         ``starts[j]:starts[j + 1]``
     w : (R,) float64 weights
     starts : (P + 1,) int64
-    layout_means, layout_u : (P o, K), (P Q, K) float64, the marginals in the bounds'
-        layout (:func:`marginal_pieces`)
-    log_norm : (P K,) float64
-    diagonal : bool
-    row_log_prob : (R,) float64 out, each row's marginal log-density (-inf for rows of
-        weight 0)
-    resp_slots : (P, K), x_slots : (P, K, o), xx_slots : (P, K, Q) float64 out
+    observed : (P, o) int64, each pattern's observed features
+    cov_t : (D, D, K) float64, the covariances, components last
+    means_t : (D, K) float64
+    log_weights : (K,) float64
+    exps : (R, K) float64 out (rows of weight 0 are left as they were)
+    scales : (R,) float64 out, ``w / sum of the row's exps`` (0 for rows of weight 0)
+    row_log_prob : (R,) float64 out, each row's marginal log-density (-inf for weight 0)
     """
-    o = x.shape[1]
-    k_total = layout_means.shape[1]
-    q = xx_slots.shape[2]
-    for j in prange(starts.shape[0] - 1):
+    n_patterns, o = observed.shape
+    k_total = cov_t.shape[2]
+    for j in prange(n_patterns):
         first, stop = starts[j], starts[j + 1]
-        # First each row's exp(logit - its largest) over every component, and its
-        # log-density; at most DIRECT_MAX_ROWS rows.
-        exps = np.empty((stop - first, k_total))
-        scales = np.zeros(stop - first)  # w / sum of exps: the responsibilities' factor
+        obs = observed[j]
+        s_oo = np.empty((o, o, DIRECT_CHUNK))
+        means = np.empty((o, DIRECT_CHUNK))
+        chol = np.zeros((o, o, DIRECT_CHUNK))
+        recip = np.empty((o, DIRECT_CHUNK))
+        inv = np.zeros((o, o, DIRECT_CHUNK))  # L^-1, lower triangular
+        tmp = np.empty(DIRECT_CHUNK)
+        norm = np.empty(DIRECT_CHUNK)
+        diff = np.empty((o, DIRECT_CHUNK))
         whitened = np.empty(DIRECT_CHUNK)
         bits = np.empty(k_total)
+        for k0 in range(0, k_total, DIRECT_CHUNK):
+            width = min(k_total, k0 + DIRECT_CHUNK) - k0
+            _load_blocks(cov_t, obs, obs, k0, 0, width, s_oo)
+            _load_rows(means_t, obs, k0, 0, width, means)
+            _cholesky(s_oo, width, chol, recip, tmp)
+            _log_det(chol, width, norm)
+            _inverse_lower(chol, recip, width, inv, tmp)
+            weights = log_weights[k0:k0 + width]
+            for c in range(width):
+                norm[c] = weights[c] - 0.5 * (o * LOG_2PI + norm[c])
+            for r in range(first, stop):
+                if w[r] > 0.0:
+                    _whitened_logits(x[r], means, inv, norm, width, exps[r, k0:k0 + width],
+                                     diff, whitened)
         for r in range(first, stop):
             if w[r] <= 0.0:
                 row_log_prob[r] = -np.inf
+                scales[r] = 0.0
                 continue
-            row = exps[r - first]
-            for k0 in range(0, k_total, DIRECT_CHUNK):
-                width = min(k_total, k0 + DIRECT_CHUNK) - k0
-                _direct_logits(x[r], j, k0, width, layout_means, layout_u, log_norm,
-                               diagonal, row[k0:k0 + width], whitened)
+            row = exps[r]
             top = block_max(row, 0, k_total)
             for k in range(k_total):
                 row[k] -= top
             exp_nonpositive(row, row, bits, k_total)
             total = block_sum(row, 0, k_total)
             row_log_prob[r] = top + math.log(total)
-            scales[r - first] = w[r] / total
-        # Then, chunk by chunk of components (in the first-level cache), the sums.
-        resp = np.empty(DIRECT_CHUNK)
-        y = np.empty((o, DIRECT_CHUNK))
-        n = np.empty(DIRECT_CHUNK)
-        s1 = np.empty((o, DIRECT_CHUNK))
-        s2 = np.empty((q, DIRECT_CHUNK))
-        for k0 in range(0, k_total, DIRECT_CHUNK):
-            width = min(k_total, k0 + DIRECT_CHUNK) - k0
-            n[:] = 0.0
-            s1[:] = 0.0
-            s2[:] = 0.0
-            for r in range(first, stop):
-                scale = scales[r - first]
-                if scale == 0.0:
-                    continue
-                row = exps[r - first, k0:k0 + width]
-                for c in range(width):
-                    resp[c] = row[c] * scale
-                    n[c] += resp[c]
-                for i in range(o):
-                    means_i = layout_means[j * o + i, k0:k0 + width]
-                    y_i = y[i]
-                    value = x[r, i]
-                    for c in range(width):
-                        y_i[c] = value - means_i[c]
-                    _multiply_add(s1[i], resp, y_i, width)
-                p = 0
-                for i in range(o):
-                    y_i = y[i]
-                    for c in range(width):
-                        whitened[c] = resp[c] * y_i[c]
-                    for b in range(i, i + 1 if diagonal else o):
-                        _multiply_add(s2[p], whitened, y[b], width)
-                        p += 1
-            for c in range(width):
-                resp_slots[j, k0 + c] = n[c]
-                for i in range(o):
-                    x_slots[j, k0 + c, i] = s1[i, c]
-                for i in range(q):
-                    xx_slots[j, k0 + c, i] = s2[i, c]
+            scales[r] = w[r] / total
 
 
 @njit(cache=True, inline="always")
-def _direct_logits(row, j, k0, width, layout_means, layout_u, log_norm, diagonal, out,
-                   whitened):
-    """``out[c]``: pattern j's marginal logit of component ``k0 + c`` at ``row`` (its
-    observed entries), for ``c < width`` (vectorised over components; ``whitened`` is
-    scratch of ``width`` values)."""
+def _whitened_logits(row, means, inv, norm, width, out, diff, whitened):
+    """``out[c] = norm[c] - |L_c^-1 (row - means[:, c])|^2 / 2`` for ``c < width``
+    (``inv[:, :, c] = L_c^-1``; vectorised over c; ``diff`` and ``whitened`` scratch)."""
     o = row.shape[0]
-    q = o if diagonal else o * (o + 1) // 2
-    k_total = layout_means.shape[1]
-    # Values read inside the loops are taken out first and components indexed from k0 by
-    # views: stores to ``out`` could otherwise alias them, which keeps LLVM from
-    # vectorising the loops (measured: 2.5 times slower).
+    # Values read inside the loops are taken out first and every array indexed from 0:
+    # stores to ``out`` could otherwise alias them, which keeps LLVM from vectorising the
+    # loops (measured: 2.5 times slower).
+    for i in range(o):
+        value = row[i]
+        mean_i = means[i]
+        diff_i = diff[i]
+        for c in range(width):
+            diff_i[c] = value - mean_i[c]
     for c in range(width):
         out[c] = 0.0
-    entry = j * q
-    for jj in range(o):
-        # y_jj = sum_i (x_i - mu_i) U[i, jj] over i <= jj (i = jj alone when diagonal)
+    for a in range(o):
         for c in range(width):
             whitened[c] = 0.0
-        for i in range(jj if diagonal else 0, jj + 1):
-            means_i = layout_means[j * o + i, k0:k0 + width]
-            factor = layout_u[entry, k0:k0 + width]
-            entry += 1
-            value = row[i]
-            for c in range(width):
-                whitened[c] += (value - means_i[c]) * factor[c]
+        for i in range(a + 1):
+            _multiply_add(whitened, inv[a, i], diff[i], width)
         for c in range(width):
             out[c] += whitened[c] * whitened[c]
-    norm = log_norm[j * k_total + k0:j * k_total + k0 + width]
     for c in range(width):
         out[c] = norm[c] - 0.5 * out[c]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def direct_moments(x, starts, observed, missing, diagonal, cov_t, means_t, exps, scales,
+                   out_resp, out_x_t, out_xx_t):
+    """Second pass (after :func:`direct_logits`): add the patterns' statistics, completed
+    with the missing moments, to each component's; each task owns a chunk of
+    ``DIRECT_CHUNK`` components and runs every pattern over it (vectorised over the
+    components).
+
+    Parameters
+    ----------
+    x, starts, observed, cov_t, means_t, exps, scales : as :func:`direct_logits`
+    missing : (P, m) int64, each pattern's missing features
+    diagonal : bool, whether the covariances are diagonal (second moments' diagonals alone)
+    out_resp, out_x_t, out_xx_t : as :func:`complete_moments`
+    """
+    n_patterns, o = observed.shape
+    m = missing.shape[1]
+    k_total = cov_t.shape[2]
+    out_resp_rows = out_resp.reshape((1, k_total))
+    for chunk in prange((k_total + DIRECT_CHUNK - 1) // DIRECT_CHUNK):
+        k0 = chunk * DIRECT_CHUNK
+        width = min(k_total, k0 + DIRECT_CHUNK) - k0
+        one = np.zeros(1, dtype=np.int64)
+        n = np.empty((1, DIRECT_CHUNK))
+        resp = np.empty(DIRECT_CHUNK)
+        weighted = np.empty(DIRECT_CHUNK)
+        means = np.empty((o, DIRECT_CHUNK))
+        y = np.empty((o, DIRECT_CHUNK))
+        s1 = np.empty((o, DIRECT_CHUNK))
+        s2 = np.empty((o, o, DIRECT_CHUNK))
+        s_oo = np.empty((o, o, DIRECT_CHUNK))
+        s_om = np.empty((o, m, DIRECT_CHUNK))
+        s_mm = np.empty((m, m, DIRECT_CHUNK))
+        chol = np.zeros((o, o, DIRECT_CHUNK))
+        recip = np.empty((o, DIRECT_CHUNK))
+        tmp = np.empty(DIRECT_CHUNK)
+        reg_t = np.empty((o, m, DIRECT_CHUNK))
+        cross = np.empty((o, m, DIRECT_CHUNK))
+        cross_t = np.empty((m, o, DIRECT_CHUNK))
+        x_mis = np.empty((m, DIRECT_CHUNK))
+        xx_mis = np.empty((m, m, DIRECT_CHUNK))
+        for j in range(n_patterns):
+            obs = observed[j]
+            mis = missing[j]
+            _load_rows(means_t, obs, k0, 0, width, means)
+            n[0, :width] = 0.0
+            s1[:, :] = 0.0
+            s2[:, :, :] = 0.0
+            seen = False
+            for r in range(starts[j], starts[j + 1]):
+                scale = scales[r]
+                if scale == 0.0:
+                    continue
+                seen = True
+                row = exps[r, k0:k0 + width]
+                for c in range(width):
+                    resp[c] = row[c] * scale
+                _add_into(n[0], resp, width)
+                for i in range(o):
+                    value = x[r, i]
+                    mean_i = means[i]
+                    y_i = y[i]
+                    for c in range(width):
+                        y_i[c] = value - mean_i[c]
+                    _multiply_add(s1[i], resp, y_i, width)
+                for i in range(o):
+                    y_i = y[i]
+                    for c in range(width):
+                        weighted[c] = resp[c] * y_i[c]
+                    for b in range(i, i + 1 if diagonal else o):
+                        _multiply_add(s2[i, b], weighted, y[b], width)
+            if not seen:
+                continue
+            if not diagonal:
+                for i in range(o):
+                    for b in range(i + 1, o):
+                        s2[b, i, :width] = s2[i, b, :width]
+            _load_blocks(cov_t, obs, obs, k0, 0, width, s_oo)
+            _load_blocks(cov_t, obs, mis, k0, 0, width, s_om)
+            _load_blocks(cov_t, mis, mis, k0, 0, width, s_mm)
+            _cholesky(s_oo, width, chol, recip, tmp)
+            _regression(s_om, width, chol, recip, reg_t, tmp)
+            _missing_moments(n[0], s1, s2, s_om, s_mm, reg_t, width, x_mis, cross, cross_t,
+                             xx_mis)
+            _add_completed(out_resp_rows, out_x_t, out_xx_t, one, obs, mis, n, s1, x_mis,
+                           s2, cross, cross_t, xx_mis, k0, 0, width)
 
 
 class HoleTiles:
@@ -686,10 +766,22 @@ class HoleTiles:
             n_patterns, o = level.observed.shape
             per_batch = max(1, BATCH_VALUES // (n_components * o * o))
             level_hints = hints[level.offset:level.offset + level.n_rows]
-            for first in range(0, n_patterns, per_batch):
-                stop = min(n_patterns, first + per_batch)
+            for first in range(0, level.n_tiled, per_batch):
+                stop = min(level.n_tiled, first + per_batch)
                 yield (level.observed[first:stop], level.missing[first:stop],
                        _Batch(level, first, stop, level_hints, self.workspace))
+            # The direct patterns' exponentials take (rows, K) values.
+            rows = np.diff(level.starts[level.pattern_tiles])
+            first = level.n_tiled
+            while first < n_patterns:
+                stop = first + 1
+                total = rows[first]
+                while stop < n_patterns and (total + rows[stop]) * n_components <= BATCH_VALUES:
+                    total += rows[stop]
+                    stop += 1
+                yield (level.observed[first:stop], level.missing[first:stop],
+                       _DirectBatch(level, first, stop, self.workspace))
+                first = stop
 
 
 class _Level:
@@ -746,30 +838,27 @@ class _Level:
         return self.x.shape[0]
 
 
+def _pattern_rows(level, first, stop):
+    """Tiles ``t0:t1`` and rows ``r0:r1`` of patterns ``first:stop`` of a :class:`_Level`."""
+    t0, t1 = level.pattern_tiles[first], level.pattern_tiles[stop]
+    return t0, t1, level.starts[t0], level.starts[t1]
+
+
 class _Batch:
-    """Patterns ``first:stop`` of a :class:`_Level`: the tiles of those with tiles in the
-    kernel's shape (views: the hints are updated in place), and the rows of the direct ones
-    (``direct_x``, ``direct_weight``, ``direct_starts``, their slots ``direct_covers``; the
-    direct patterns are the batch's last ``n_direct``)."""
+    """Patterns ``first:stop`` of a :class:`_Level`, all with tiles: their tiles in the
+    kernel's shape (views: the hints are updated in place)."""
+
+    direct = False
 
     def __init__(self, level, first, stop, hints, workspace):
-        split = min(stop, max(first, level.n_tiled))
-        t0, t_split, t1 = (level.pattern_tiles[first], level.pattern_tiles[split],
-                           level.pattern_tiles[stop])
-        r0, r_split, r1 = level.starts[t0], level.starts[t_split], level.starts[t1]
-        self.kernel_x = level.x[r0:r_split]
-        self.sample_weight = level.sample_weight[r0:r_split]
-        self.starts = level.starts[t0:t_split + 1] - r0
-        self.boxes = level.boxes[t0:t_split]
-        self.tile_group = level.tile_group[t0:t_split] - first
+        t0, t1, r0, r1 = _pattern_rows(level, first, stop)
+        self.kernel_x = level.x[r0:r1]
+        self.sample_weight = level.sample_weight[r0:r1]
+        self.starts = level.starts[t0:t1 + 1] - r0
+        self.boxes = level.boxes[t0:t1]
+        self.tile_group = level.tile_group[t0:t1] - first
         self.workspace = workspace
-        self._hints = hints[r0:r_split]
-        self.n_direct = stop - split
-        self.direct_x = level.x[r_split:r1]
-        self.direct_weight = level.sample_weight[r_split:r1]
-        self.direct_starts = level.starts[t_split:t1 + 1] - r_split
-        self.direct_covers = np.arange(self.n_direct, dtype=np.int64)[:, None]  # slot j
-        self.direct_positive = self.direct_weight > 0
+        self._hints = hints[r0:r1]
 
     @property
     def n_rows(self):
@@ -779,25 +868,40 @@ class _Batch:
         return self._hints
 
 
-def _direct_part(batch, observed, missing, first, k, diagonal, layout, log_norm, cov_t, resp,
-                 out_x_t, out_xx_t):
-    """Add the direct patterns' statistics (patterns ``first:`` of the batch's pieces) to the
-    sums; returns their log-likelihood."""
-    n_direct, o = observed.shape
-    q = o if diagonal else o * (o + 1) // 2
+class _DirectBatch:
+    """Patterns ``first:stop`` of a :class:`_Level`, all direct: their rows, pattern j's
+    ``starts[j]:starts[j + 1]``."""
+
+    direct = True
+
+    def __init__(self, level, first, stop, workspace):
+        t0, t1, r0, r1 = _pattern_rows(level, first, stop)
+        self.x = level.x[r0:r1]
+        self.sample_weight = level.sample_weight[r0:r1]
+        self.starts = level.starts[t0:t1 + 1] - r0  # a direct pattern is one tile
+        self.positive = self.sample_weight > 0
+        self.workspace = workspace
+
+    @property
+    def n_rows(self):
+        return self.x.shape[0]
+
+
+def _direct_stats(batch, observed, missing, diagonal, cov_t, means_t, log_weights, resp,
+                  out_x_t, out_xx_t):
+    """Add the statistics of a :class:`_DirectBatch` to the sums; returns its
+    log-likelihood."""
+    k = cov_t.shape[2]
     workspace = batch.workspace
-    resp_slots = workspace.array("direct_resp", (n_direct, k))
-    x_slots = workspace.array("direct_x", (n_direct, k, o))
-    xx_slots = workspace.array("direct_xx", (n_direct, k, q))
-    row_log_prob = workspace.array("direct_log_prob", (len(batch.direct_weight),))
-    layout_means, layout_u, _ = layout
-    direct_sums(batch.direct_x, batch.direct_weight, batch.direct_starts,
-                layout_means[first * o:], layout_u[first * q:], log_norm[first * k:],
-                diagonal, row_log_prob, resp_slots, x_slots, xx_slots)
-    complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx_slots,
-                     batch.direct_covers, resp, out_x_t, out_xx_t)
-    positive = batch.direct_positive
-    return float(batch.direct_weight[positive] @ row_log_prob[positive])
+    exps = workspace.array("direct_exps", (batch.n_rows, k))
+    scales = workspace.array("direct_scales", (batch.n_rows,))
+    row_log_prob = workspace.array("direct_log_prob", (batch.n_rows,))
+    direct_logits(batch.x, batch.sample_weight, batch.starts, observed, cov_t, means_t,
+                  log_weights, exps, scales, row_log_prob)
+    direct_moments(batch.x, batch.starts, observed, missing, diagonal, cov_t, means_t, exps,
+                   scales, resp, out_x_t, out_xx_t)
+    positive = batch.positive
+    return float(batch.sample_weight[positive] @ row_log_prob[positive])
 
 
 def hole_stats(tiles, params, threshold=PRUNE_NATS):
@@ -823,31 +927,27 @@ def hole_stats(tiles, params, threshold=PRUNE_NATS):
     log_likelihood = 0.0
     workspace = tiles.workspace
     for observed, missing, batch in tiles.batches(k):
+        if batch.direct:
+            log_likelihood += _direct_stats(batch, observed, missing, diagonal, cov_t, means_t,
+                                            log_weights, resp, out_x_t, out_xx_t)
+            continue
         n_patterns, o = observed.shape
         size = n_patterns * k
-        prec_chol = workspace.array("prec_chol", (size, o, o))
         precisions = workspace.array("precisions", (size, o, o))
         marginal_means = workspace.array("means", (size, o))
         log_norm = workspace.array("log_norm", (size,))
         layout = tuple(workspace.array(f"layout{i}", shape) for i, shape in
                        enumerate(layout_shapes(size, k, o, diagonal)))
-        marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, prec_chol,
-                        precisions, marginal_means, log_norm, *layout)
-        n_tiled = n_patterns - batch.n_direct
-        if n_tiled:
-            lam_mins = workspace.array("lam_min", (n_patterns, k))
-            lam_mins[:] = lam_min
-            kp = KernelParams(marginal_means, prec_chol, precisions, log_norm,
-                              lam_mins.reshape(-1), diagonal, layout)
-            sums = grouped_e_step(batch, kp, k, batch.tile_group, threshold)
-            complete_moments(cov_t, observed[:n_tiled], missing[:n_tiled], diagonal,
-                             sums.resp_slots, sums.x_slots, sums.xx_slots,
-                             sums.covers[:n_tiled], resp, out_x_t, out_xx_t)
-            log_likelihood += sums.log_likelihood
-        if batch.n_direct:
-            log_likelihood += _direct_part(batch, observed[n_tiled:], missing[n_tiled:],
-                                           n_tiled, k, diagonal, layout, log_norm, cov_t, resp,
-                                           out_x_t, out_xx_t)
+        marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, precisions,
+                        marginal_means, log_norm, *layout)
+        lam_mins = workspace.array("lam_min", (n_patterns, k))
+        lam_mins[:] = lam_min
+        kp = KernelParams(marginal_means, None, precisions, log_norm,
+                          lam_mins.reshape(-1), diagonal, layout)
+        sums = grouped_e_step(batch, kp, k, batch.tile_group, threshold)
+        complete_moments(cov_t, observed, missing, diagonal, sums.resp_slots, sums.x_slots,
+                         sums.xx_slots, sums.covers, resp, out_x_t, out_xx_t)
+        log_likelihood += sums.log_likelihood
     out_xx = np.ascontiguousarray(out_xx_t.transpose(2, 0, 1))
     facts = tiles.weight_facts
     return Stats(covariance_type=cov_type, center=params.means.copy(), resp_sum=resp,

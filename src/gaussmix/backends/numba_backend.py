@@ -189,7 +189,7 @@ class KernelParams:
     """Parameters in the kernel's layout (every covariance type as (K, D, D) factors)."""
 
     means: np.ndarray
-    prec_chol: np.ndarray
+    prec_chol: np.ndarray | None  # for the bounds' layout when not given (None: given)
     precisions: np.ndarray
     log_norm: np.ndarray
     lam_min: np.ndarray
@@ -299,8 +299,8 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
     buffers = KernelBuffers.of(workspace, kp, group_size, source.starts, blocks,
                                source.kernel_x.dtype, threshold)
     fused_e_step(source.kernel_x, source.sample_weight, source.hints(group_size),
-                 source.starts, source.boxes, tile_group, group_size, kp.means, kp.prec_chol,
-                 kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.layout,
+                 source.starts, source.boxes, tile_group, group_size, kp.means, kp.precisions,
+                 kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.layout,
                  buffers.max_rows, buffers.floats, buffers.reals, buffers.ints, resp_slots,
                  x_slots, xx_slots, log_prob, log_lik, pairs)
     return KernelSums(resp_slots, x_slots, xx_slots, _group_covers(tile_group, n_groups, blocks),
@@ -439,10 +439,10 @@ def fused_scores(x, params, values=None, starts=None, threshold=PRUNE_NATS,
     n_blocks = max(1, min(len(starts) - 1, 2 * numba.get_num_threads()))
     buffers = KernelBuffers.of(Workspace(), kp, params.n_components, starts, n_blocks,
                                np.float64, margin)
-    fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.prec_chol,
-                      kp.precisions, kp.log_norm, kp.lam_min, kp.diagonal, margin,
-                      buffers.layout, buffers.max_rows, buffers.floats, buffers.reals,
-                      buffers.ints, values, log_prob, labels, sums)
+    fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.precisions,
+                      kp.log_norm, kp.lam_min, kp.diagonal, margin, buffers.layout,
+                      buffers.max_rows, buffers.floats, buffers.reals, buffers.ints, values,
+                      log_prob, labels, sums)
     if order is None:
         return log_prob, labels, sums
     results = (log_prob, labels, sums)

@@ -8,15 +8,19 @@ group of components, with the same exact pruning as complete rows. Holding the o
 entries alone, rather than padding every row to ``D`` features, makes each (row, component)
 pair and each tile's bounds cheaper by the features a pattern lacks (a quadratic form in
 ``o`` rather than ``D`` features: 15 terms instead of 21 for 4 of 5 observed, 10 for 3).
-Patterns of very few rows skip the tiles: each of their rows meets every component directly
-(:func:`direct_sums`). The missing moments follow from the observed ones per pattern and
-component (``B = S_mo S_oo^-1``, ``C = S_mm - B S_om``, see ``_missing.stats``), in a second
-kernel. The per-pattern kernels are vectorised over blocks of (pattern, component) entries
-(the components' parameters read components last, ``(D, D, K)``, a run of one pattern's
+The missing moments follow from the observed ones per pattern and component
+(``B = S_mo S_oo^-1``, ``C = S_mm - B S_om``, see ``_missing.stats``), in a second kernel.
+The per-pattern kernels are vectorised over blocks of (pattern, component) entries (the
+components' parameters read components last, ``(D, D, K)``, a run of one pattern's
 consecutive components at a time).
 
-The marginal parameters take K o^2 values per pattern; patterns are run in batches that
-keep them about ``BATCH_VALUES``, so memory stays bounded for any number of patterns.
+Patterns of very few rows skip the tiles, the marginal pieces and the slots: each of their
+rows meets every component directly, in chunks of components whose marginals are made on
+the spot (:func:`direct_exps`, :func:`direct_scales`, :func:`direct_moments`).
+
+The marginal parameters take K o^2 values per pattern, the direct patterns' exponentials K
+per row; patterns are run in batches that keep either about ``BATCH_VALUES``, so memory
+stays bounded for any number of patterns.
 """
 
 from __future__ import annotations
@@ -64,14 +68,15 @@ def pattern_tile_rows(n_rows):
 
 
 # Patterns of at most this many rows skip the tiles: each of their rows meets every component
-# directly (:func:`direct_sums`), which costs less than the tiles' bounds and per-candidate
-# set-up when the rows are this few (astronaut 128^2, K=1000, 10% missing: the 14 patterns
-# missing three or four of five entries, 110 rows, 1.09 ms per E-step on tiles, 0.89 ms
-# direct; the ten missing two, about 120 rows each, 2.3 ms on tiles, 4.6 ms direct).
+# directly (:func:`direct_exps`), which costs less than the tiles' bounds and per-candidate
+# set-up when the rows are this few (astronaut 128^2, K=1000, 10% missing, their statistics
+# alone: the 14 patterns missing three or four of five entries, 110 rows, 1.28 ms per E-step
+# on tiles, 0.85 ms direct; the ten missing two, about 120 rows each, 2.5 ms on tiles, 7.1 ms
+# direct).
 DIRECT_MAX_ROWS = 32
 # Components at a time in the direct patterns' kernels (their work arrays stay in the
 # first-level cache), and the blocks of (pattern, chunk) tasks :func:`direct_exps` runs in
-# parallel (work arrays are made per block: made per task, they cost a fifth of its time).
+# parallel (its work arrays are made once per block, however many patterns there are).
 DIRECT_CHUNK = 128
 DIRECT_BLOCKS = 16
 # (Pattern, component) entries per block of the per-pattern kernels (their vector length);
@@ -799,10 +804,11 @@ class HoleTiles:
         return self._hints
 
     def batches(self, n_components):
-        """Consecutive pattern ranges of each level whose marginal parameters stay about
-        ``BATCH_VALUES``: ``(observed, missing, source)``, the patterns' observed (P, o) and
-        missing features and their tiles as a source for the kernel (made once per number of
-        components)."""
+        """Consecutive pattern ranges of each level, the patterns with tiles apart from the
+        direct ones, whose marginal parameters (direct: exponentials) stay about
+        ``BATCH_VALUES``: ``(observed, missing, batch)``, the patterns' observed (P, o) and
+        missing features and a :class:`_Batch` (their tiles as a source for the kernel) or
+        a :class:`_DirectBatch` (made once per number of components)."""
         hints = self.hints(n_components)
         key = (n_components, BATCH_VALUES)
         if self._batches_key != key:
@@ -836,7 +842,7 @@ class HoleTiles:
 class _Level:
     """The patterns of :class:`HoleTiles` that observe ``o`` features: their rows' observed
     entries, tiled pattern by pattern and concatenated (most rows first; the patterns of at
-    most ``DIRECT_MAX_ROWS`` rows last, each as one range of rows for :func:`direct_sums`).
+    most ``DIRECT_MAX_ROWS`` rows last, each as one range of rows for :func:`direct_exps`).
 
     Attributes
     ----------

@@ -105,7 +105,7 @@ def cost(rounds=1):
              "astronaut 128×128 (5-D), K=1000, colours under strokes": (pixels, 1000,
                                                                         strokes(128))}
     spread = " (range)" if rounds > 1 else ""
-    print(f"| data | complete s/iter | with holes s/iter | ratio{spread} | rows with a hole |")
+    print(f"| data | complete ms/iter | with holes ms/iter | ratio{spread} | rows with a hole |")
     print("|---|---|---|---|---|")
     for name, (X, k, stroke_mask) in cases.items():
         if stroke_mask is None:
@@ -117,10 +117,10 @@ def cost(rounds=1):
         pairs = [(per_iteration(X, k), per_iteration(holes, k)) for _ in range(rounds)]
         complete, missing = np.median(pairs, axis=0)
         ratios = [with_holes / alone for alone, with_holes in pairs]
-        shown = f"{np.median(ratios):.1f}x"
+        shown = f"{np.median(ratios):.2f}x"
         if rounds > 1:
             shown += f" ({min(ratios):.2f}-{max(ratios):.2f})"
-        print(f"| {name} | {complete:.3f} | {missing:.3f} | {shown} | "
+        print(f"| {name} | {1e3 * complete:.2f} | {1e3 * missing:.2f} | {shown} | "
               f"{mask.any(axis=1).mean():.0%} |")
 
 

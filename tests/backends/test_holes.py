@@ -119,6 +119,28 @@ def test_patterns_of_few_rows_meet_every_component_directly(monkeypatch, covaria
                                      {"patterns": patterns}))
 
 
+def test_direct_rows_with_a_chunk_of_components_that_all_weigh_nothing(monkeypatch):
+    """The direct rows take their exponentials chunk by chunk of components: a chunk whose
+    components all weigh 0 (logits of -inf throughout) adds nothing, and the rows' scores and
+    statistics are those of the other components."""
+    from dataclasses import replace
+
+    monkeypatch.setattr(holes, "DIRECT_MAX_ROWS", 10**9)
+    k = holes.DIRECT_CHUNK + 40
+    x = clustered_with_holes(n=1200)
+    data, params = start_params(x, k, "full")
+    weights = params.weights.copy()
+    weights[:holes.DIRECT_CHUNK] = 0.0
+    params = replace(params, weights=weights / weights.sum())
+    patterns = data._hole_patterns()
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
+    ours = holes.hole_stats(tiles, params)
+    assert np.isfinite(ours.log_likelihood)
+    assert np.all(ours.resp_sum[:holes.DIRECT_CHUNK] == 0.0)
+    assert_same_stats(ours, _missing.stats(data.holes, data.hole_weights, params,
+                                           {"patterns": patterns}))
+
+
 def test_zero_weight_rows_count_for_nothing():
     x = clustered_with_holes(n=800)
     w = np.random.RandomState(1).choice([0.0, 0.5, 3.0], size=len(x))

@@ -543,7 +543,7 @@ def _multiply_into(target, a, b, w):
 def direct_exps(x, w, starts, observed, cov_t, means_t, log_weights, exps, chunk_top,
                 chunk_sum):
     """First pass over the rows of patterns with few rows, each row meeting every component
-    (no tiles, no pruning): parallel over (pattern, chunk of ``DIRECT_CHUNK`` components)
+    (no tiles, no bounds): parallel over (pattern, chunk of ``DIRECT_CHUNK`` components)
     tasks, each making its marginals on the spot (vectorised over the chunk). A row's
     exponentials are taken within each chunk, relative to the chunk's largest logit, while
     they are in cache; :func:`direct_scales` then relates the chunks.

@@ -139,10 +139,10 @@ def test_the_patterns_of_few_rows_run_direct_only_where_the_tiles_are_bounded(k)
                                      {"patterns": patterns}), log_likelihood_rel=1e-11)
 
 
-def test_direct_rows_with_a_chunk_of_components_that_all_weigh_nothing(monkeypatch):
-    """The direct rows take their exponentials chunk by chunk of components: a chunk whose
-    components all weigh 0 (logits of -inf throughout) adds nothing, and the rows' scores and
-    statistics are those of the other components."""
+def test_direct_rows_with_components_that_weigh_nothing(monkeypatch):
+    """Components of weight 0 (logits of -inf, a whole chunk of the direct kernels' and
+    more): no NaN, responsibilities at the exponential's floor (exp(-700) of a row's
+    largest), and the other components' statistics."""
     from dataclasses import replace
 
     monkeypatch.setattr(holes, "DIRECT_MAX_ROWS", 10**9)
@@ -150,13 +150,13 @@ def test_direct_rows_with_a_chunk_of_components_that_all_weigh_nothing(monkeypat
     x = clustered_with_holes(n=1200)
     data, params = start_params(x, k, "full")
     weights = params.weights.copy()
-    weights[:holes.DIRECT_CHUNK] = 0.0
+    weights[:holes.DIRECT_CHUNK + 1] = 0.0
     params = replace(params, weights=weights / weights.sum())
     patterns = data._hole_patterns()
     tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)
     ours = holes.hole_stats(tiles, params)
     assert np.isfinite(ours.log_likelihood)
-    assert np.all(ours.resp_sum[:holes.DIRECT_CHUNK] == 0.0)
+    assert np.all(ours.resp_sum[:holes.DIRECT_CHUNK + 1] < 1e-290 * len(data.holes))
     assert_same_stats(ours, _missing.stats(data.holes, data.hole_weights, params,
                                            {"patterns": patterns}))
 

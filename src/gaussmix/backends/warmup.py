@@ -1,6 +1,6 @@
 """A quick first fit: numba's kernels compile in a background process, never in a fit.
 
-Compiling the fused kernel and its helpers takes about 60 s on 2 cores, once per install (numba
+Compiling the fused kernel and its helpers takes about 70 s on 2 cores, once per install (numba
 caches the machine code). Until they are compiled, fits, their k-means initialisation and
 scoring take the numpy path, and the compilation runs in a separate process (no lock on this
 one's interpreter): started when a fit ends, so that it does not slow that fit (on 2 cores

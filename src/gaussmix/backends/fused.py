@@ -711,8 +711,9 @@ def _block_slots(b, first, stop, tile_group):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, precisions, log_norm, lam_min, diagonal, threshold, layout, max_rows, floats,
-                 reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
+def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, precisions,
+                 log_norm, lam_min, diagonal, threshold, layout, max_rows, floats, reals, ints,
+                 resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
     The components come in G groups of ``group_size`` and each tile's rows see only the

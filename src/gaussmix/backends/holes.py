@@ -353,20 +353,10 @@ def complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx
         width = min(k_total, k0 + PIECE_CHUNK) - k0
         one = np.zeros(1, dtype=np.int64)
         n = np.empty((1, PIECE_CHUNK))
-        tmp = np.empty(PIECE_CHUNK)
         s1 = np.empty((o, PIECE_CHUNK))
         packed = np.empty((n_packed, PIECE_CHUNK))
         s2 = np.zeros((o, o, PIECE_CHUNK))
-        s_oo = np.empty((o, o, PIECE_CHUNK))
-        s_om = np.empty((o, m, PIECE_CHUNK))
-        s_mm = np.empty((m, m, PIECE_CHUNK))
-        chol = np.zeros((o, o, PIECE_CHUNK))
-        recip = np.empty((o, PIECE_CHUNK))
-        reg_t = np.empty((o, m, PIECE_CHUNK))  # B^T = S_oo^-1 S_om
-        cross = np.empty((o, m, PIECE_CHUNK))  # S2 B^T
-        cross_t = np.empty((m, o, PIECE_CHUNK))
-        x_mis = np.empty((m, PIECE_CHUNK))
-        xx_mis = np.empty((m, m, PIECE_CHUNK))
+        scratch = _moment_scratch(o, m, PIECE_CHUNK)
         n_lanes = n_patterns * width
         for first in range(0, n_lanes, PIECE_CHUNK):
             lanes = min(n_lanes, first + PIECE_CHUNK) - first
@@ -384,31 +374,54 @@ def complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx
             c = 0
             while c < lanes:
                 p, k, run = _run(first, c, lanes, width, k0)
-                _load_blocks(cov_t, observed[p], observed[p], k, c, run, s_oo)
-                _load_blocks(cov_t, observed[p], missing[p], k, c, run, s_om)
-                _load_blocks(cov_t, missing[p], missing[p], k, c, run, s_mm)
+                _load_covariances(cov_t, observed[p], missing[p], k, c, run, scratch)
                 c += run
             _unpack_second_moments(packed, diagonal, lanes, s2)
-            _cholesky(s_oo, lanes, chol, recip, tmp)
-            _regression(s_om, lanes, chol, recip, reg_t, tmp)
-            _missing_moments(n[0], s1, s2, s_om, s_mm, reg_t, lanes, x_mis, cross, cross_t,
-                             xx_mis)
+            _missing_moments(n[0], s1, s2, lanes, scratch)
             c = 0
             while c < lanes:
                 p, k, run = _run(first, c, lanes, width, k0)
                 _add_completed(out_resp_rows, out_x_t, out_xx_t, one, observed[p],
-                               missing[p], n, s1, x_mis, s2, cross, cross_t, xx_mis, k, c,
-                               run)
+                               missing[p], n, s1, s2, scratch, k, c, run)
                 c += run
 
 
 @njit(cache=True, inline="always")
-def _missing_moments(n, s1, s2, s_om, s_mm, reg_t, w, x_mis, cross, cross_t, xx_mis):
-    """The moments that involve the missing features, for lanes ``c < w``: with
+def _moment_scratch(o, m, lanes):
+    """The work arrays of :func:`_missing_moments` for ``lanes`` lanes, as one tuple:
+    ``s_oo`` (o, o), ``s_om`` (o, m), ``s_mm`` (m, m) (the covariance blocks, filled by
+    :func:`_load_covariances`), ``chol`` (o, o), ``recip`` (o,), ``tmp``, ``reg_t`` (o, m),
+    and the results ``x_mis`` (m,), ``cross`` (o, m), ``cross_t`` (m, o), ``xx_mis`` (m, m),
+    each with the lanes last."""
+    return (np.empty((o, o, lanes)), np.empty((o, m, lanes)), np.empty((m, m, lanes)),
+            np.zeros((o, o, lanes)), np.empty((o, lanes)), np.empty(lanes),
+            np.empty((o, m, lanes)), np.empty((m, lanes)), np.empty((o, m, lanes)),
+            np.empty((m, o, lanes)), np.empty((m, m, lanes)))
+
+
+@njit(cache=True, inline="always")
+def _load_covariances(cov_t, obs, mis, k, c, run, scratch):
+    """Components ``k:k + run``'s covariance blocks ``S_oo``, ``S_om`` and ``S_mm`` of one
+    pattern (observed features ``obs``, missing ``mis``) into lanes ``c:c + run`` of
+    :func:`_moment_scratch`'s arrays."""
+    s_oo, s_om, s_mm = scratch[0], scratch[1], scratch[2]
+    _load_blocks(cov_t, obs, obs, k, c, run, s_oo)
+    _load_blocks(cov_t, obs, mis, k, c, run, s_om)
+    _load_blocks(cov_t, mis, mis, k, c, run, s_mm)
+
+
+@njit(cache=True, inline="always")
+def _missing_moments(n, s1, s2, w, scratch):
+    """The moments that involve the missing features, for lanes ``c < w`` of
+    :func:`_moment_scratch`'s arrays (their covariance blocks loaded): with
     ``reg_t = B^T = S_oo^-1 S_om`` (o, m), ``x_mis = B S1`` (m,), ``cross = S2 B^T`` (o, m)
     (and ``cross_t`` its transpose) and ``xx_mis = N C + B S2 B^T`` (m, m), where
     ``C = S_mm - B S_om``; ``n`` (lanes,), ``s1`` (o, lanes), ``s2`` (o, o, lanes) the
     observed features' sums about the means."""
+    (s_oo, s_om, s_mm, chol, recip, tmp, reg_t, x_mis, cross, cross_t,
+     xx_mis) = scratch
+    _cholesky(s_oo, w, chol, recip, tmp)
+    _regression(s_om, w, chol, recip, reg_t, tmp)
     o, m = reg_t.shape[0], reg_t.shape[1]
     for i in range(m):  # B S1
         row = x_mis[i]
@@ -435,11 +448,13 @@ def _missing_moments(n, s1, s2, s_om, s_mm, reg_t, w, x_mis, cross, cross_t, xx_
 
 
 @njit(cache=True, inline="always")
-def _add_completed(out_resp_rows, out_x_t, out_xx_t, one, obs, mis, n, s1, x_mis, s2, cross,
-                   cross_t, xx_mis, k, c, run):
+def _add_completed(out_resp_rows, out_x_t, out_xx_t, one, obs, mis, n, s1, s2, scratch, k, c,
+                   run):
     """Add lanes ``c:c + run`` of one pattern's completed statistics (observed features
-    ``obs``, missing ``mis``) to components ``k:k + run`` of the sums (``one``: the index
-    array ``[0]`` of ``out_resp_rows``, the (1, K) view of the responsibilities' sums)."""
+    ``obs``, missing ``mis``; the missing moments in :func:`_moment_scratch`'s arrays) to
+    components ``k:k + run`` of the sums (``one``: the index array ``[0]`` of
+    ``out_resp_rows``, the (1, K) view of the responsibilities' sums)."""
+    x_mis, cross, cross_t, xx_mis = scratch[7], scratch[8], scratch[9], scratch[10]
     _add_rows(out_resp_rows, one, n, k, c, run)
     _add_rows(out_x_t, obs, s1, k, c, run)
     _add_rows(out_x_t, mis, x_mis, k, c, run)
@@ -678,17 +693,7 @@ def direct_moments(x, starts, observed, missing, diagonal, cov_t, means_t, exps,
         y = np.empty((o, DIRECT_CHUNK))
         s1 = np.empty((o, DIRECT_CHUNK))
         s2 = np.empty((o, o, DIRECT_CHUNK))
-        s_oo = np.empty((o, o, DIRECT_CHUNK))
-        s_om = np.empty((o, m, DIRECT_CHUNK))
-        s_mm = np.empty((m, m, DIRECT_CHUNK))
-        chol = np.zeros((o, o, DIRECT_CHUNK))
-        recip = np.empty((o, DIRECT_CHUNK))
-        tmp = np.empty(DIRECT_CHUNK)
-        reg_t = np.empty((o, m, DIRECT_CHUNK))
-        cross = np.empty((o, m, DIRECT_CHUNK))
-        cross_t = np.empty((m, o, DIRECT_CHUNK))
-        x_mis = np.empty((m, DIRECT_CHUNK))
-        xx_mis = np.empty((m, m, DIRECT_CHUNK))
+        scratch = _moment_scratch(o, m, DIRECT_CHUNK)
         for j in range(n_patterns):
             obs = observed[j]
             mis = missing[j]
@@ -725,15 +730,10 @@ def direct_moments(x, starts, observed, missing, diagonal, cov_t, means_t, exps,
                 for i in range(o):
                     for b in range(i + 1, o):
                         s2[b, i, :width] = s2[i, b, :width]
-            _load_blocks(cov_t, obs, obs, k0, 0, width, s_oo)
-            _load_blocks(cov_t, obs, mis, k0, 0, width, s_om)
-            _load_blocks(cov_t, mis, mis, k0, 0, width, s_mm)
-            _cholesky(s_oo, width, chol, recip, tmp)
-            _regression(s_om, width, chol, recip, reg_t, tmp)
-            _missing_moments(n[0], s1, s2, s_om, s_mm, reg_t, width, x_mis, cross, cross_t,
-                             xx_mis)
-            _add_completed(out_resp_rows, out_x_t, out_xx_t, one, obs, mis, n, s1, x_mis,
-                           s2, cross, cross_t, xx_mis, k0, 0, width)
+            _load_covariances(cov_t, obs, mis, k0, 0, width, scratch)
+            _missing_moments(n[0], s1, s2, width, scratch)
+            _add_completed(out_resp_rows, out_x_t, out_xx_t, one, obs, mis, n, s1, s2, scratch,
+                           k0, 0, width)
 
 
 class HoleTiles:

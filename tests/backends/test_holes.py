@@ -208,6 +208,36 @@ def test_marginal_parameters_stay_within_their_batches_for_any_number_of_pattern
     assert_same_stats(batched, holes.hole_stats(tiles, params))
 
 
+def test_the_direct_rows_exponentials_stay_within_their_batches(monkeypatch):
+    """Thousands of direct rows, many components: their (rows, K) exponentials are made
+    batch by batch, so memory stays that of a batch (and of the (K, D, D) sums), not that
+    of a level's rows."""
+    import tracemalloc
+
+    rng = np.random.RandomState(7)
+    x = rng.normal(size=(12000, 10))  # 40% missing: about a thousand patterns
+    x[rng.uniform(size=x.shape) < 0.4] = np.nan
+    x[np.isnan(x).all(axis=1), 0] = 0.0
+    data, params = start_params(x, 100, "full")
+    patterns = data._hole_patterns()
+    reference = holes.hole_stats(holes.HoleTiles(patterns, data.holes, data.hole_weights),
+                                 params)
+    monkeypatch.setattr(holes, "BATCH_VALUES", 2**14)  # 128 KB of exponentials a batch
+    monkeypatch.setattr(holes, "DIRECT_MAX_ROWS", 10**9)  # every pattern direct
+    tiles = holes.HoleTiles(patterns, data.holes, data.hole_weights)  # buffers not grown yet
+    # A level's direct rows' exponentials at once (the levels take turns with one buffer).
+    direct_rows = max(int(level.pattern_starts[-1] - level.pattern_starts[level.n_tiled])
+                      for level in tiles.levels)
+    whole = direct_rows * params.n_components * 8
+    assert whole > 2e6
+    tracemalloc.start()
+    batched = holes.hole_stats(tiles, params)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < whole / 2, (peak, whole)
+    assert_same_stats(batched, reference)
+
+
 @pytest.mark.parametrize("scale", [1e130, 1e-130])
 def test_marginals_hold_at_huge_and_tiny_scales(scale):
     """Data and mixture scaled alike: the statistics scale exactly and the log-likelihood

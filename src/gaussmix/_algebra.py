@@ -24,7 +24,7 @@ from ._covariance import (
     solve_lower,
     solve_upper,
 )
-from ._em import Params, plan_e_step, softmax_inplace, weighted_log_prob
+from ._em import Params, plan_e_step, robust_centre, softmax_inplace, weighted_log_prob
 
 # Elements of the (queries, K, D_b) arrays of conditional_mean per chunk of queries.
 CONDITIONAL_CHUNK_ELEMENTS = 2**22
@@ -126,12 +126,13 @@ class _GivenDensity:
     """``log w_k + log N(v; mu_k[given], Sigma_k[given, given])`` for batches of queries ``v``.
 
     The marginal mixture and its E-step plan are prepared once, centred on the marginal's
-    mean so that the expanded quadratic forms do not cancel.
+    weighted median (as ``_inference.centred``) so that the expanded quadratic forms stay
+    short.
     """
 
     def __init__(self, params, given):
         marg = marginal(params, given)
-        self.centre = mixture_mean(marg)
+        self.centre = robust_centre(marg.means, marg.weights, np.zeros(marg.n_features))
         self.params = marg.shifted(-self.centre)
         self.plan = plan_e_step(self.params)
 
@@ -198,8 +199,9 @@ def conditional_mean(params, given, values, chunk_size=None, return_covariance=F
     b = len(rest)
     m = values.shape[0]
     # Conditional mean of component k: intercept_k + regression_k @ v, about a centre of the
-    # given features so that the two terms stay small.
-    centre = mixture_mean(params)[given]
+    # given features (their marginal's weighted median, as for scoring) so that the two
+    # terms stay small.
+    centre = robust_centre(params.means[:, given], params.weights, np.zeros(len(given)))
     mu_a = params.means[:, given] - centre
     intercept = params.means[:, rest].copy()
     if regression is not None:

@@ -1,8 +1,9 @@
 """Chunked access to the data in working coordinates.
 
 A fit never materialises an (N, K) array: it walks the rows in chunks. A source yields
-``(x, w)`` pairs: ``x`` a float64 copy of a chunk of rows minus a fixed ``shift`` (the
-weighted mean of the data, so second moments accumulate without cancellation) and ``w`` the
+``(x, w)`` pairs: ``x`` a float64 copy of a chunk of rows minus a fixed ``shift`` (a robust
+centre of the data, :func:`robust_centre`, so that second moments accumulate without
+cancellation and ordinary rows keep their digits however far a few rows lie) and ``w`` the
 rows' weights. Sources are re-iterable: every EM iteration is one pass.
 """
 
@@ -12,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ._em import robust_centre
 
 # Bytes one chunk's (rows x K) float64 blocks may take, all temporaries included.
 CHUNK_BYTES = 48 * 2**20
@@ -28,6 +31,18 @@ def default_chunk_size(n_components, n_features):
     n_feature_map = 1 + n_features + n_features * (n_features + 1) // 2
     per_row = 8 * (2 * n_components + 2 * n_feature_map + n_features)
     return int(np.clip(CHUNK_BYTES // per_row, MIN_CHUNK_ROWS, MAX_CHUNK_ROWS))
+
+
+# Rows a robust centre is taken from (evenly spaced over the data, or the first chunk of a
+# stream).
+CENTRE_SAMPLE_ROWS = 4096
+
+
+def spaced_rows(n_rows, limit=CENTRE_SAMPLE_ROWS):
+    """At most ``limit`` row indices spread evenly over ``n_rows`` (every row when fewer)."""
+    if n_rows <= limit:
+        return np.arange(n_rows)
+    return np.unique(np.linspace(0, n_rows - 1, limit).astype(np.int64))
 
 
 class HeldRows:
@@ -136,8 +151,8 @@ def observed_sums(x, w):
 class PreparedData:
     """What every kind of prepared training data tells a fit plan (``_fit.plan_fit``).
 
-    Subclasses have ``n_rows``, ``n_features``, ``dtype``, ``shift`` (the weighted mean: the
-    origin of the working coordinates) and ``variance`` (weighted, per feature), and provide
+    Subclasses have ``n_rows``, ``n_features``, ``dtype``, ``shift`` (the origin of the
+    working coordinates, :func:`robust_centre`) and ``variance`` (weighted, per feature), and provide
     ``fit_source(backend, chunk_size)`` and ``expectation_for(backend)``.
     """
 
@@ -176,7 +191,7 @@ class FitData(PreparedData):
     X : ndarray of shape (N, D), float32 or float64
     sample_weight : ndarray of shape (N,)
     shift : ndarray of shape (D,)
-        Weighted mean: the origin of the working coordinates.
+        The origin of the working coordinates (:func:`robust_centre`).
     variance : ndarray of shape (D,)
         Weighted per-feature variance.
     """
@@ -189,7 +204,9 @@ class FitData(PreparedData):
 
     @classmethod
     def prepare(cls, X, sample_weight, chunk_size):
-        shift, variance = weighted_moments(X, sample_weight, chunk_size)
+        mean, variance = weighted_moments(X, sample_weight, chunk_size)
+        rows = spaced_rows(X.shape[0])
+        shift = robust_centre(X[rows], sample_weight[rows], mean)
         return cls(X, sample_weight, shift, variance)
 
     def source(self, chunk_size):
@@ -341,12 +358,18 @@ def stream_moments(source):
     mean, variance : ndarray of shape (D,)
         Of each feature's observed entries.
     holes : HoleCounts
+    centre : ndarray of shape (D,)
+        :func:`robust_centre` of the first chunk's rows (the mean where they observe
+        nothing).
     """
     n_rows = n_positive = 0
     total = 0.0
-    first = observed = None
+    first = observed = sample = None
     holes = HoleCounts()
     for x, w in source:
+        if sample is None and len(x):
+            rows = spaced_rows(len(x))
+            sample = (x[rows], w[rows])
         n_rows += len(x)
         n_positive += int((w > 0).sum())
         total += float(w.sum())
@@ -368,7 +391,7 @@ def stream_moments(source):
         check_observed(observed)
     mean = first / observed
     return (n_rows, n_positive, total, mean, squared_deviations(source, mean) / observed,
-            holes)
+            holes, robust_centre(*sample, mean))
 
 
 @dataclass(frozen=True)

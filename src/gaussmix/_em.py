@@ -93,6 +93,39 @@ def params_from_precision_cholesky(weights, means, prec_chol, covariance_type):
     )
 
 
+def robust_centre(x, w, fallback):
+    """Each feature's weighted median over rows ``x`` (their observed entries, positive
+    weights): the origin of the working coordinates (rows of the data) and of scoring
+    (the components' means by their weights).
+
+    A mean follows a few far rows (one row at 1e20 among 1e5 moves it to 1e15), and every
+    ordinary row, shifted by it, would keep only about 0.1 of its units; a median stays
+    with the bulk of the rows, so a row's rounding never depends on the others.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D), NaN for missing entries
+    w : ndarray of shape (n,)
+    fallback : ndarray of shape (D,)
+        Used for a feature with no observed, positive-weight entry among the rows.
+
+    Returns
+    -------
+    centre : ndarray of shape (D,), float64
+    """
+    x = np.asarray(x, dtype=np.float64)
+    centre = np.array(fallback, dtype=np.float64)
+    for j in range(x.shape[1]):
+        keep = (w > 0) & ~np.isnan(x[:, j])
+        if not keep.any():
+            continue
+        values = x[keep, j]
+        order = np.argsort(values, kind="stable")
+        cumulative = np.cumsum(w[keep][order])
+        centre[j] = values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]
+    return centre
+
+
 # --------------------------------------------------------------------------------------------
 # Feature map
 
@@ -181,42 +214,84 @@ def log_normaliser(params):
 
 
 def cancellation_ratios(params):
-    """How much each component's quadratic form, expanded about the origin, can cancel.
+    """How far each component's expanded quadratic form, about the origin, may round beyond
+    the difference form's rounding, anywhere.
 
-    For a row near component k the expanded form sums terms of size about
-    ``(|mu_k|^2 + tr Sigma_k) * lambda_max(Lambda_k)`` into a result of order D, losing about
-    machine epsilon times that (an upper bound: Frobenius norms stand in for spectral ones).
+    The expanded form of row x sums terms whose absolute values add up to at most
+    ``T = | |U|^T (|x| + |mu|) |^2`` (entries' absolute values; U the precision's Cholesky
+    factor, ``Lambda = U U^T``), so it rounds to within a few machine epsilons of T, where
+    the difference form ``|(x - mu) U|^2 = q`` rounds to within a few of q. With
+    ``kappa >= |v|^T |U| |U|^T |v| / v^T Lambda v`` for every v and
+    ``R = | |U|^T |mu| |^2``, the triangle inequality in these norms gives
+    ``sqrt(T) <= sqrt(kappa q) + (1 + sqrt(kappa)) sqrt(R)``, and Cauchy-Schwarz
+    ``T <= ratio (1 + q)`` with ``ratio = kappa + (1 + sqrt(kappa))^2 R``: a component whose
+    ratio is at most L is expanded to within L times the difference form's rounding, for
+    every row however far, and so are its moments about the origin.
+
+    kappa is scale-free: with ``S = diag(Lambda)^(-1/2)`` it is the largest eigenvalue of
+    ``S |U| |U|^T S`` over the smallest of ``S Lambda S`` (both with a unit diagonal;
+    Gershgorin bounds of them above 32 features); 1 for diagonal precisions, near 1 for
+    weakly correlated components, large for nearly collinear ones.
 
     Returns
     -------
     ratios : ndarray of shape (K,)
     """
     cov_type = params.covariance_type
-    prec_chol = params.precisions_cholesky
-    reach = np.einsum("ki,ki->k", params.means, params.means)
-    covariances = params.covariances
-    if cov_type == "full":
-        reach = reach + np.trace(covariances, axis1=1, axis2=2)
-        lam = (prec_chol**2).sum(axis=(1, 2))
-    elif cov_type == "tied":
-        reach = reach + np.trace(covariances)
-        lam = (prec_chol**2).sum()
-    elif cov_type == "diag":
-        reach = reach + covariances.sum(axis=1)
-        lam = (prec_chol**2).max(axis=1)
-    else:
-        reach = reach + params.n_features * covariances
-        lam = prec_chol**2
-    return reach * lam
+    k, d = params.means.shape
+    abs_means = np.abs(params.means)
+    prec_chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if cov_type in ("full", "tied"):
+            factors = prec_chol if cov_type == "full" else prec_chol[np.newaxis]
+            kappa = _correlation_spread(factors)
+            reach = np.abs(factors[0]).T @ abs_means.T if cov_type == "tied" else np.einsum(
+                "kij,ki->jk", np.abs(factors), abs_means)  # |U|^T |mu|, (D, K)
+            reach = reach.T
+        else:
+            kappa = np.ones(1)
+            reach = abs_means * np.abs(prec_chol.reshape(k, -1))
+        reach = np.einsum("kj,kj->k", reach, reach)
+        ratios = kappa + (1.0 + np.sqrt(kappa)) ** 2 * reach
+    return np.where(np.isnan(ratios), np.inf, ratios)
 
 
-# Components whose cancellation ratio exceeds this take the difference form x - mu_k (exact
-# to rounding) instead of the expanded quadratic form: the expansion may lose at most about
-# 1e-8 in relative precision.
-CANCELLATION_LIMIT = 1e8
-# The same budget for logits computed in float32 (on a device): beyond it the expansion could
-# lose more than about 1e-3 nats, and the logits' matrix product runs in float64 instead.
-FLOAT32_CANCELLATION_LIMIT = 1e4
+# Features up to which kappa (see cancellation_ratios) comes from eigenvalues, beyond from
+# Gershgorin's bounds.
+KAPPA_EIGEN_FEATURES = 32
+
+
+def _correlation_spread(factors):
+    """``kappa`` of :func:`cancellation_ratios` for upper Cholesky factors (K, D, D)."""
+    absolute = np.abs(factors)
+    gram = absolute @ np.swapaxes(absolute, 1, 2)  # |U| |U|^T
+    precisions = factors @ np.swapaxes(factors, 1, 2)
+    scale = 1.0 / np.sqrt(np.diagonal(gram, axis1=1, axis2=2))  # diag(Lambda)^-1/2
+    outer = scale[:, :, None] * scale[:, None, :]
+    gram, precisions = gram * outer, precisions * outer
+    if factors.shape[1] <= KAPPA_EIGEN_FEATURES and np.isfinite(precisions).all():
+        largest = np.linalg.eigvalsh(gram)[:, -1]
+        smallest = np.linalg.eigvalsh(precisions)[:, 0]
+        return np.where(smallest > 0, largest / smallest, np.inf)
+    largest = gram.sum(axis=2).max(axis=1)
+    spread = np.abs(np.linalg.inv(precisions)).sum(axis=2).max(axis=1)
+    return largest * spread
+
+
+# One budget for every expansion of a quadratic form (the numpy and torch E-steps about the
+# origin, the fused kernel about each tile's centre), by the precision of its arithmetic: a
+# component is expanded only where the expansion's absolute terms add up to at most this
+# many times (one plus) the row's squared distance, so that it rounds to within this factor
+# of the difference form's own rounding: about 1e-12 of (one plus) the distance in float64,
+# 1e-6 in float32. Elsewhere the difference form x - mu_k runs (in float64).
+EXPANSION_LIMIT = {np.dtype(np.float64): 1e5, np.dtype(np.float32): 32.0}
+CANCELLATION_LIMIT = EXPANSION_LIMIT[np.dtype(np.float64)]
+# float32 logits on a device: beyond this their matrix product runs in float64 instead.
+FLOAT32_CANCELLATION_LIMIT = EXPANSION_LIMIT[np.dtype(np.float32)]
+# The features hold squared coordinates: rows beyond these sums of squares (|x| beyond about
+# 1e150 in float64, seen only when scoring rows far beyond the fitted data) take the
+# difference form for every component; the fused kernel's float32 tiles stop at 1e36.
+FEATURE_SQUARE_CAP = {np.dtype(np.float64): 1e300, np.dtype(np.float32): 1e36}
 
 
 @dataclass(frozen=True)
@@ -338,21 +413,47 @@ def weighted_log_prob(x, params, plan=None, phi=None):
     if plan is None:
         plan = plan_e_step(params)
     cov_type = params.covariance_type
+    far = _far_rows(x) if plan.coef is not None else None
     if plan.coef is None:
         logits = np.empty((x.shape[0], params.n_components))
     else:
         if phi is None:
-            phi = features(x, cov_type)
+            phi = features(x, cov_type) if far is None else features(
+                np.where(far[:, np.newaxis], 0.0, x), cov_type)
         logits = phi @ plan.coef
         if cov_type == "tied":
-            logits += _tied_quadratic(x, params)[:, np.newaxis]
+            logits += _tied_quadratic(x if far is None else np.where(far[:, None], 0.0, x),
+                                      params)[:, np.newaxis]
     if len(plan.exact):
-        means, prec_chol = _subset(params, plan.exact)
-        log_norm = plan.log_norm[plan.exact]
-        for start, stop in _row_slices(x.shape[0], len(plan.exact), params.n_features):
-            diff = _differences(x[start:stop], means)
-            logits[start:stop, plan.exact] = _exact_logits(diff, prec_chol, cov_type, log_norm)
+        _put_exact_logits(logits, x, params, plan.exact, plan.log_norm)
+    if far is not None:
+        rows = np.flatnonzero(far)
+        far_logits = np.empty((len(rows), params.n_components))
+        _put_exact_logits(far_logits, x[rows], params, np.arange(params.n_components),
+                          plan.log_norm)
+        logits[rows] = far_logits
     return logits
+
+
+def _far_rows(x):
+    """A mask of the rows whose squared coordinates could overflow the features (None when
+    there are none, the usual case)."""
+    reach = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(len(x))
+    far = reach > np.sqrt(FEATURE_SQUARE_CAP[np.dtype(np.float64)] / max(1, x.shape[1]))
+    return far if far.any() else None
+
+
+def _put_exact_logits(logits, x, params, components, log_norm):
+    """Write the difference-form logits of ``components`` into their columns of ``logits``
+    (-inf where a distance overflows)."""
+    means, prec_chol = _subset(params, components)
+    cov_type = params.covariance_type
+    for start, stop in _row_slices(x.shape[0], len(components), params.n_features):
+        diff = _differences(x[start:stop], means)
+        with np.errstate(over="ignore", invalid="ignore"):
+            part = _exact_logits(diff, prec_chol, cov_type, log_norm[components])
+        part[np.isnan(part)] = -np.inf
+        logits[start:stop, components] = part
 
 
 def softmax_inplace(logits):

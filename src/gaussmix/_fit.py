@@ -67,7 +67,8 @@ class FitPlan:
 
     @property
     def shift(self):
-        """Origin of the working coordinates (the data's weighted mean), shape (D,)."""
+        """Origin of the working coordinates (a robust centre of the data, see
+        ``_data.robust_centre``), shape (D,)."""
         return self.data.shift
 
     @property

@@ -18,6 +18,7 @@ from ._em import (
     Params,
     log_prob_and_resp,
     plan_e_step,
+    robust_centre,
     softmax_inplace,
     weighted_log_prob,
 )
@@ -31,12 +32,14 @@ WHATS = ("log_prob", "labels", "resp")
 
 
 def centred(params, arr, chunk_size):
-    """Chunks of ``arr`` and the matching parameters, both centred on the mixture's mean.
+    """Chunks of ``arr`` and the matching parameters, both centred on the mixture's weighted
+    median (per feature, over the components' means by their weights).
 
-    Centring keeps the expanded quadratic forms of the E-step free of cancellation for data
-    far from the origin.
+    Centring keeps the expanded quadratic forms of the E-step short for data far from the
+    origin; a median, unlike the mixture's mean, stays with the bulk of the components when
+    one light component lies far away, so ordinary rows keep their digits.
     """
-    centre = params.weights @ params.means / params.weights.sum()
+    centre = robust_centre(params.means, params.weights, np.zeros(params.n_features))
     source = ArrayChunks(arr, np.ones(arr.shape[0]), centre, chunk_size)
     return params.shifted(-centre), source
 

@@ -114,12 +114,12 @@ class StreamInput(ArrayInput):
                                  "pairs instead of passing sample_weight.")
             source = CallableChunks(X)
             dtype = np.dtype(np.float64)
-        n_rows, n_positive, total, mean, variance, holes = stream_moments(source)
+        n_rows, n_positive, total, _, variance, holes, centre = stream_moments(source)
         check_enough_rows(n_components, n_positive)
-        shifted = (ArrayChunks(source.X, source.sample_weight, mean, source.chunk_size)
-                   if isinstance(source, ArrayChunks) else source.with_shift(mean))
+        shifted = (ArrayChunks(source.X, source.sample_weight, centre, source.chunk_size)
+                   if isinstance(source, ArrayChunks) else source.with_shift(centre))
         data = StreamData(n_rows=n_rows, n_positive=n_positive, n_features=source.n_features,
-                          dtype=dtype, total_weight=total, shift=mean, variance=variance,
+                          dtype=dtype, total_weight=total, shift=centre, variance=variance,
                           source=shifted, holes=holes)
         return data, None
 

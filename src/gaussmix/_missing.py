@@ -348,8 +348,11 @@ class MissingData(PreparedData):
     holes : ndarray of shape (M, D)
         The rows with at least one NaN, minus ``shift``.
     hole_weights : ndarray of shape (M,)
-    shift, variance : ndarray of shape (D,)
-        Weighted mean and variance of each feature's observed entries.
+    shift : ndarray of shape (D,)
+        The origin of the working coordinates (``_data.robust_centre`` of the observed
+        entries).
+    variance : ndarray of shape (D,)
+        Weighted variance of each feature's observed entries.
     n_missing : int
         Missing entries.
     n_unobserved : int
@@ -419,7 +422,8 @@ class MissingData(PreparedData):
 
     def sample(self, n, random_state):
         """Rows to initialise from, as many as ``n``: the complete rows when they are at
-        least half of all, else every row with its holes at the observed mean (the origin).
+        least half of all, else every row with its holes at the observed mean (of the rows
+        taken, :func:`filled_with_mean`).
 
         Rows with holes filled by the mean would seed components of the mean's colour on
         the holes (an inpainting mask's strokes), which EM cannot recolour: their colours are
@@ -435,11 +439,10 @@ class MissingData(PreparedData):
             (np.asarray(self.complete.X[from_complete], dtype=np.float64) - self.shift,
              self.complete.sample_weight[from_complete])]
         if use_holes:
-            filled = np.nan_to_num(self.holes[from_holes], nan=0.0)
-            parts.append((filled, self.hole_weights[from_holes]))
+            parts.append((self.holes[from_holes], self.hole_weights[from_holes]))
         x = np.concatenate([p[0] for p in parts])
         w = np.concatenate([p[1] for p in parts])
-        return _Rows(x, w)
+        return _Rows(filled_with_mean(x, w) if use_holes else x, w)
 
 
 class _Rows(HeldRows):
@@ -451,7 +454,7 @@ class _Rows(HeldRows):
 
 def prepare(arr, weights, chunk_size):
     """:class:`MissingData` of an array with NaN (no infinity) and its weights."""
-    from ._data import FitData
+    from ._data import FitData, robust_centre, spaced_rows
 
     holes_mask = np.isnan(arr)
     has_hole = holes_mask.any(axis=1)
@@ -461,9 +464,11 @@ def prepare(arr, weights, chunk_size):
     total = w.sum(axis=0)
     check_observed(total)
     filled = np.where(observed, arr, 0.0).astype(np.float64)
-    shift = (w * filled).sum(axis=0) / total
+    mean = (w * filled).sum(axis=0) / total
     with np.errstate(over="ignore", invalid="ignore"):
-        variance = (w * np.where(observed, filled - shift, 0.0) ** 2).sum(axis=0) / total
+        variance = (w * np.where(observed, filled - mean, 0.0) ** 2).sum(axis=0) / total
+    sample = spaced_rows(arr.shape[0])
+    shift = robust_centre(arr[sample], weights[sample], mean)
     complete = None
     if not has_hole.all():
         rows = arr[~has_hole]
@@ -493,11 +498,23 @@ def complete_rows_suffice(n_complete, n_rows):
 def seed_rows(x, w, holes, n_positive):
     """Sampled rows (working coordinates, NaN for missing) made fit for initialisation: the
     complete ones when :func:`complete_rows_suffice` (``holes``: the data's
-    ``HoleCounts``), else all, their holes at the observed mean (the origin)."""
+    ``HoleCounts``), else all, their holes at the observed mean (:func:`filled_with_mean`)."""
     hole = np.isnan(x).any(axis=1)
     if complete_rows_suffice(holes.n_complete, n_positive) and not hole.all():
         return x[~hole], w[~hole]
-    return np.nan_to_num(x, nan=0.0), w
+    return filled_with_mean(x, w), w
+
+
+def filled_with_mean(x, w):
+    """``x`` (n, D) with each NaN replaced by its feature's weighted mean over the observed
+    entries of these rows (the origin where none is observed): where initialisation puts
+    the holes, whatever the working coordinates' origin."""
+    observed = ~np.isnan(x)
+    weights = w[:, np.newaxis] * observed
+    totals = weights.sum(axis=0)
+    sums = (weights * np.where(observed, x, 0.0)).sum(axis=0)
+    means = np.divide(sums, totals, out=np.zeros(x.shape[1]), where=totals > 0)
+    return np.where(observed, x, means)
 
 
 def rows_stats(x, w, params, backend):

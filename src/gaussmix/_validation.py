@@ -195,7 +195,8 @@ def check_enough_rows(n_components, n_positive, weighted=True):
 
 
 def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
-    """Validated non-negative sample weights as a new float64 array of shape (n_samples,)."""
+    """Validated non-negative sample weights as a new float64 array of shape (n_samples,),
+    scaled by :func:`unit_scale` (only their ratios matter)."""
     if sample_weight is None:
         return np.ones(n_samples, dtype=dtype)
     if isinstance(sample_weight, numbers.Number):
@@ -225,7 +226,16 @@ def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
     if not (weights > 0).any():
         raise InputError(NO_POSITIVE_WEIGHT)
     check_weight_size(weights.max())
-    return weights
+    return unit_scale(weights)
+
+
+def unit_scale(weights):
+    """``weights`` (non-negative, some positive) times the power of two that brings the
+    largest into [0.5, 1) when it lies below: exact, and it keeps tiny weights (5e-324, whose
+    products with the data would be denormal and keep a bit or two) at full precision. Larger
+    weights are left as they are (scaling them down could make the smallest denormal)."""
+    _, exponent = np.frexp(weights.max())
+    return np.ldexp(weights, -int(exponent)) if exponent < 0 else weights
 
 
 def check_chunk_weights(weights, n_rows, name="chunk weights"):

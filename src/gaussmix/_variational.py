@@ -15,7 +15,7 @@ serve it unchanged. What differs is the update after it: the posterior from the 
 statistics (:func:`posterior_from_stats`) and the evidence lower bound (:func:`lower_bound`),
 whose entropy term ``-sum r log r`` is itself a function of the statistics.
 
-Everything is in the fit's working coordinates (the data minus their weighted mean), as the
+Everything is in the fit's working coordinates (the data minus a robust centre), as the
 rest of the loop; the formulas are scikit-learn's, term for term, so that from the same
 responsibilities every iteration equals its own.
 """
@@ -313,29 +313,32 @@ class Variational:
 
 def resolve_priors(*, covariance_type, n_features, weight_concentration_type,
                    weight_concentration, mean_precision, mean, degrees_of_freedom, covariance,
-                   n_components, data_scatter):
+                   n_components, data_moments):
     """scikit-learn's defaults for the priors left as None, in working coordinates.
 
     Parameters
     ----------
     mean : ndarray of shape (D,) or None
-        In working coordinates (None: the data's mean, the origin there).
+        In working coordinates (None: the data's weighted mean).
     covariance : ndarray, float or None
         In the shape of the covariance type (None: the data's covariance with ddof=1).
-    data_scatter : callable () -> ndarray of shape (D, D) or (D,)
-        The data's covariance (ddof=1): (D, D) for 'full' and 'tied', its diagonal otherwise;
-        called only when the covariance prior is left to the data.
+    data_moments : callable () -> (ndarray of shape (D,), ndarray of shape (D, D) or (D,))
+        The data's weighted mean (working coordinates) and covariance (ddof=1): (D, D) for
+        'full' and 'tied', its diagonal otherwise; called only when a prior is left to the
+        data.
     """
     if weight_concentration is None:
         weight_concentration = 1.0 / n_components
     if mean_precision is None:
         mean_precision = 1.0
+    moments = None
     if mean is None:
-        mean = np.zeros(n_features)
+        moments = data_moments()
+        mean = moments[0]
     if degrees_of_freedom is None:
         degrees_of_freedom = float(n_features)
     if covariance is None:
-        scatter = data_scatter()
+        scatter = (moments or data_moments())[1]
         covariance = scatter.mean() if covariance_type == "spherical" else scatter
     return Priors(weight_concentration_type, float(weight_concentration), float(mean_precision),
                   np.asarray(mean, dtype=np.float64), float(degrees_of_freedom),

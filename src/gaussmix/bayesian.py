@@ -18,6 +18,7 @@ from ._em import Params
 from ._estimator import MixtureEstimator
 from ._init import initial_stats
 from ._validation import (
+    MAX_VARIANCE,
     as_array_of_shape,
     check_choice,
     check_positive_definite,
@@ -173,9 +174,10 @@ class BayesianGaussianMixture(MixtureEstimator):
 
     def _priors(self, plan):
         """The priors in the plan's working coordinates (scikit-learn's defaults where
-        None)."""
+        None), refused with a sentence where they reach beyond what the posterior's
+        covariances can hold."""
         mean, covariance, dof = self._user_priors(plan.n_features)
-        return resolve_priors(
+        priors = resolve_priors(
             covariance_type=self.covariance_type, n_features=plan.n_features,
             weight_concentration_type=self.weight_concentration_prior_type,
             weight_concentration=self.weight_concentration_prior,
@@ -183,7 +185,9 @@ class BayesianGaussianMixture(MixtureEstimator):
             mean=None if mean is None else mean - plan.shift,
             degrees_of_freedom=dof, covariance=covariance,
             n_components=self.n_components,
-            data_scatter=lambda: _data_covariance(plan, self.covariance_type))
+            data_moments=lambda: _data_moments(plan, self.covariance_type))
+        check_prior_reach(priors, plan.dtype)
+        return priors
 
     def _starts(self, plan, clusterings=None):
         update = Variational(self._priors(plan), plan.reg_covar, plan.jitter_floor)
@@ -326,9 +330,37 @@ def _positive_real(value):
     return _real(value) and value > 0 and math.isfinite(value)
 
 
-def _data_covariance(plan, covariance_type):
-    """The data's covariance with ddof=1 (weights as frequencies), in one pass of the plan's
-    E-step under a single component: (D, D) for 'full' and 'tied', the diagonal otherwise."""
+def check_prior_reach(priors, dtype):
+    """Refuse priors whose squares the posterior's covariances cannot hold (one sentence).
+
+    The posterior covariance adds ``mean_precision_prior * |mean_prior - data|^2`` (shrunk)
+    and the covariance prior, so both must stay within the spread ``check_scale`` allows the
+    data (1e135 in float64, 1e18 in float32); beyond it a far ``mean_prior`` (1e200) would
+    overflow to infinity, every covariance be repaired to the jitter floor and every row
+    score -inf.
+    """
+    limit = MAX_VARIANCE.get(np.dtype(dtype), MAX_VARIANCE[np.dtype(np.float64)])
+    with np.errstate(over="ignore"):
+        reach = float(priors.mean_precision * np.max(np.square(priors.mean), initial=0.0))
+        covariance = float(np.max(np.abs(priors.covariance), initial=0.0))
+    if not reach <= limit:
+        far = float(np.max(np.abs(priors.mean)))
+        raise ValueError(
+            f"mean_prior lies {far:.3g} from the data's centre, too far for the posterior's "
+            f"covariances to hold its square (beyond {np.sqrt(limit):.0e} with "
+            f"mean_precision_prior {priors.mean_precision:.3g}); give a mean_prior nearer the "
+            "data, or rescale the data and the prior alike.")
+    if not covariance <= limit:
+        raise ValueError(
+            f"covariance_prior holds values up to {covariance:.3g}, beyond the {limit:.0e} "
+            "that the posterior's covariances can hold; rescale the data and the prior "
+            "alike.")
+
+
+def _data_moments(plan, covariance_type):
+    """The data's weighted mean (working coordinates) and covariance with ddof=1 (weights as
+    frequencies), in one pass of the plan's E-step under a single component: (D, D) for
+    'full' and 'tied', the diagonal otherwise."""
     d = plan.n_features
     moments = "full" if covariance_type in ("full", "tied") else "diag"
     identity = np.eye(d)[np.newaxis] if moments == "full" else np.ones((1, d))
@@ -341,4 +373,4 @@ def _data_covariance(plan, covariance_type):
         scatter = stats.xx_sum[0] - total * np.outer(mean, mean)
     else:
         scatter = stats.xx_sum[0] - total * mean**2
-    return scatter / (total - 1.0 if total > 1.0 else total)
+    return mean, scatter / (total - 1.0 if total > 1.0 else total)

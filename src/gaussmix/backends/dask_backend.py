@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._data import ArrayChunks, HoleCounts, MeasuredData, observed_sums
+from .._data import (
+    ArrayChunks,
+    HoleCounts,
+    MeasuredData,
+    observed_sums,
+    robust_centre,
+    spaced_rows,
+)
+
+
+# Rows of each block that the robust centre of the data is taken from (see
+# ``_data.robust_centre``).
+CENTRE_BLOCK_ROWS = 256
 
 
 def _row_blocks(X):
@@ -58,11 +70,13 @@ def _block_summary(block, weights):
     # With infinity the fit is refused; only then are the finite rows copied out.
     rows, row_w = (x[ok], w[ok]) if bad_rows.size else (x, w)
     first, observed, holes = observed_sums(rows, row_w)
+    spaced = spaced_rows(len(rows), CENTRE_BLOCK_ROWS)
     return {"n_rows": len(x), "n_inf": int(infinite_rows.sum()),
             "first_bad": int(bad_rows[0]) if bad_rows.size else None,
             "largest_weight": float(w.max()) if w.size else 0.0, "bad_weights": bad_w,
             "n_positive": int(((w > 0) & ok).sum()), "total": float(w[ok].sum()),
-            "first": first, "observed": observed, "holes": holes}
+            "first": first, "observed": observed, "holes": holes,
+            "sample": (rows[spaced], row_w[spaced])}
 
 
 def _block_second(block, weights, mean):
@@ -198,6 +212,8 @@ def prepare(X, sample_weight, n_components, backend):
 
         check_observed(observed)
     mean = sum(s["first"] for s in summaries) / observed
+    shift = robust_centre(np.concatenate([s["sample"][0] for s in summaries]),
+                          np.concatenate([s["sample"][1] for s in summaries]), mean)
     second = dask.compute(*[delayed(_block_second, pure=True)(b, w, mean)
                             for b, w in zip(blocks, weight_blocks)])
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -205,7 +221,7 @@ def prepare(X, sample_weight, n_components, backend):
 
     chosen = resolve(backend, n_rows * n_components)
     return DaskData(n_rows=n_rows, n_positive=n_positive, n_features=X.shape[1], dtype=dtype,
-                    total_weight=total, shift=mean, variance=sum(second) / observed,
+                    total_weight=total, shift=shift, variance=sum(second) / observed,
                     blocks=blocks, weight_blocks=weight_blocks, backend=chosen, holes=holes)
 
 

@@ -291,7 +291,7 @@ def _tile_bounds(t, boxes, layout, log_norm, lam_min, diagonal, half, bound, wor
     for i in range(d):
         lo = boxes[t, 0, i]
         hi = boxes[t, 1, i]
-        c = 0.5 * (lo + hi)
+        c = 0.5 * lo + 0.5 * hi  # no overflow for any finite box
         for k in range(k_total):
             m = means_t[i, k]
             g = max(lo - m, 0.0) + max(m - hi, 0.0)
@@ -301,8 +301,8 @@ def _tile_bounds(t, boxes, layout, log_norm, lam_min, diagonal, half, bound, wor
         for j in range(d):
             h = half[j]
             for k in range(k_total):
-                g = max((abs(diff[j, k]) - h) * abs_u_t[j, k], 0.0)
-                bound[k] += g * g
+                g = (abs(diff[j, k]) - h) * abs_u_t[j, k]
+                bound[k] += g * g if g > 0.0 else 0.0
     else:
         p = 0
         for j in range(d):
@@ -316,11 +316,15 @@ def _tile_bounds(t, boxes, layout, log_norm, lam_min, diagonal, half, bound, wor
                     r[k] += h * abs_u_t[p, k]
                 p += 1
             for k in range(k_total):
-                g = max(abs(y[k]) - r[k], 0.0)
-                bound[k] += g * g
+                g = abs(y[k]) - r[k]  # NaN where a huge box overflows: no bound (0)
+                bound[k] += g * g if g > 0.0 else 0.0
     for k in range(k_total):
-        # Shrunk a little so that rounding never makes the bound too tight.
-        q = max(lam_min[k] * d2[k], bound[k] * (1.0 - 1e-9))
+        # Shrunk a little so that rounding never makes the bound too tight; a distance that
+        # overflows (0 * inf) gives no bound rather than NaN.
+        q = bound[k] * (1.0 - 1e-9)
+        by_floor = lam_min[k] * d2[k]
+        if by_floor > q:
+            q = by_floor
         bound[k] = log_norm[k] - 0.5 * q
 
 
@@ -449,12 +453,14 @@ def block_sum(values, start, n):
 
 
 @njit(cache=True)
-def _drop_far(logits, n_rows, n_cand, cand, threshold):
+def _drop_far(logits, n_rows, n_cand, n_expanded, cand, threshold):
     """Drop the candidates more than ``threshold`` nats below every row's best (logits
     already relative to each row's largest): their responsibilities are below
     ``exp(-threshold)`` for every row of the tile. Compacts the (n_cand, n_rows) block and
-    ``cand`` in place; returns the number kept."""
+    ``cand`` in place, in order; returns the number kept and how many of them are among the
+    first ``n_expanded``."""
     n_keep = 0
+    n_keep_expanded = 0
     for j in range(n_cand):
         base = j * n_rows
         if block_max(logits, base, n_rows) < -threshold:
@@ -465,20 +471,24 @@ def _drop_far(logits, n_rows, n_cand, cand, threshold):
                 logits[target + r] = logits[base + r]
             cand[n_keep] = cand[j]
         n_keep += 1
-    return n_keep
+        if j < n_expanded:
+            n_keep_expanded += 1
+    return n_keep, n_keep_expanded
 
 
 @njit(cache=True, fastmath=_EXACT)
-def _tile_softmax(logits, n_rows, n_cand, cand, threshold, row_weights, out_log_prob, top,
-                  total, bits, best):
+def _tile_softmax(logits, n_rows, n_cand, n_expanded, cand, threshold, row_weights,
+                  out_log_prob, top, total, bits, best):
     """Weighted responsibilities in place of the (n_cand, n_rows) logits block, in the
     logits' precision.
 
     ``out_log_prob[r] = log p(row r)`` and ``best[r]`` the first candidate component with the
     largest logit. The box bounds keep more candidates than the rows need: those more than
     ``threshold`` nats below every row's best are dropped before the exponentials (``cand``
-    and the block are compacted); returns the number of candidates kept. Every loop runs over
-    rows or over the whole block.
+    and the block are compacted in order); returns the number of candidates kept and how
+    many of them are among the first ``n_expanded``. A row whose every logit is -inf (its
+    distance to every candidate overflows) has log-density -inf and no responsibility.
+    Every loop runs over rows or over the whole block.
     """
     # Each candidate's row of the block is taken as a view and the best index kept by a
     # select (no branch): both keep the loops vectorised (15% off the softmax, measured).
@@ -490,6 +500,11 @@ def _tile_softmax(logits, n_rows, n_cand, cand, threshold, row_weights, out_log_
         block = logits[j * n_rows:(j + 1) * n_rows]
         for r in range(n_rows):
             top[r] = max(top[r], block[r])
+    for r in range(n_rows):
+        out_log_prob[r] = 0.0
+        if top[r] == -np.inf:
+            out_log_prob[r] = -np.inf  # marks the row; its block entries stay -inf
+            top[r] = 0.0
     for j in range(n_cand - 1, -1, -1):  # downwards: ties go to the first candidate
         block = logits[j * n_rows:(j + 1) * n_rows]
         for r in range(n_rows):
@@ -497,9 +512,11 @@ def _tile_softmax(logits, n_rows, n_cand, cand, threshold, row_weights, out_log_
             best[r] = j if value == top[r] else best[r]
             block[r] = value - top[r]
     for r in range(n_rows):
+        if out_log_prob[r] == -np.inf:
+            best[r] = 0
         best[r] = cand[best[r]]
     if threshold < np.inf:
-        n_cand = _drop_far(logits, n_rows, n_cand, cand, threshold)
+        n_cand, n_expanded = _drop_far(logits, n_rows, n_cand, n_expanded, cand, threshold)
     size = n_cand * n_rows
     exp_nonpositive(logits, logits, bits, size)
     for j in range(n_cand):
@@ -507,13 +524,16 @@ def _tile_softmax(logits, n_rows, n_cand, cand, threshold, row_weights, out_log_
         for r in range(n_rows):
             total[r] += block[r]
     for r in range(n_rows):
-        out_log_prob[r] = top[r] + np.log(total[r])
-        total[r] = row_weights[r] / total[r]
+        if out_log_prob[r] == -np.inf:
+            total[r] = 0.0
+        else:
+            out_log_prob[r] = top[r] + np.log(total[r])
+            total[r] = row_weights[r] / total[r]
     for j in range(n_cand):
         block = logits[j * n_rows:(j + 1) * n_rows]
         for r in range(n_rows):
             block[r] *= total[r]
-    return n_cand
+    return n_cand, n_expanded
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -585,13 +605,156 @@ def _component_logit(x, n, k, layout, diagonal, log_norm):
             y += (x[n, i] - means_t[i, k]) * u_t[p, k]
             p += 1
         q += y * y
+    if not q < np.inf:  # overflow (inf, or NaN from inf - inf): the log-density is -inf
+        return -np.inf
     return log_norm[k] - 0.5 * q
 
 
+@njit(cache=True, inline="always")
+def _expansion_is_exact(k, centre, half, layout, diagonal, limit, square_cap):
+    """Whether component k's logits and moments may be expanded about a tile's centre.
+
+    About the centre c the expanded quadratic form sums terms (the features ``z z^T`` of
+    ``z = x - c``, the coefficients built from ``m = mu - c`` and ``Lambda = U U^T``)
+    whose absolute values add up to at most ``T = | |U|^T (h + |m|) |^2`` for every row of
+    the box (half-widths h), so it rounds to within a few machine epsilons of T; the
+    difference form ``|(x - mu) U|^2`` rounds to within a few epsilons of the distance
+    itself. The expansion is kept where ``T <= limit * (1 + q_low)``, with ``q_low`` the
+    box's least squared distance (interval arithmetic, as :func:`_tile_bounds`): its error
+    is then within ``limit`` times the difference form's, for the logits and, by the same
+    sum, for the moments moved from the centre to the mean. ``square_cap`` bounds the
+    squares the features hold (``sum (h + |m|)^2``): beyond it they could overflow.
+    """
+    means_t, u_t, abs_u_t = layout
+    d = centre.shape[0]
+    reach = 0.0
+    for i in range(d):
+        a = half[i] + abs(centre[i] - means_t[i, k])
+        reach += a * a
+    if not reach <= square_cap:  # also False for inf and NaN
+        return False
+    t = 0.0
+    q_low = 0.0
+    p = 0
+    for j in range(d):
+        y = 0.0
+        r = 0.0
+        a = 0.0
+        for i in range(j if diagonal else 0, j + 1):
+            diff = centre[i] - means_t[i, k]
+            y += diff * u_t[p, k]
+            r += half[i] * abs_u_t[p, k]
+            a += (half[i] + abs(diff)) * abs_u_t[p, k]
+            p += 1
+        t += a * a
+        g = abs(y) - r
+        if g > 0.0:
+            q_low += g * g
+    return t <= limit * (1.0 + q_low)
+
+
 @njit(cache=True)
-def _select_candidates(t, s, e, x, w, hints, boxes, means, layout, precisions,
-                       log_norm, lam_min, diagonal, threshold, bound, centre, half, work, seeds,
-                       cand, phi, coef, logits, m, row_floor):
+def _split_candidates(cand, n_cand, centre, half, layout, diagonal, limit, square_cap, spare):
+    """Order the candidates so that those whose expansion about the tile's centre is exact
+    (:func:`_expansion_is_exact`) come first, each part in its former order; returns how
+    many they are. The others take the difference form (``spare``: (K,) int scratch)."""
+    n_expanded = 0
+    n_exact = 0
+    for j in range(n_cand):
+        k = cand[j]
+        if _expansion_is_exact(k, centre, half, layout, diagonal, limit, square_cap):
+            cand[n_expanded] = k
+            n_expanded += 1
+        else:
+            spare[n_exact] = k
+            n_exact += 1
+    for j in range(n_exact):
+        cand[n_expanded + j] = spare[j]
+    return n_expanded
+
+
+@njit(cache=True, fastmath=_FAST)
+def _row_differences(x, s, n_rows, k, means_t, diffs):
+    """``diffs[i, r] = x[s + r, i] - mu_k[i]`` in float64 (whatever the rows' precision)."""
+    for i in range(means_t.shape[0]):
+        mean = means_t[i, k]
+        row = diffs[i]
+        for r in range(n_rows):
+            row[r] = np.float64(x[s + r, i]) - mean
+
+
+@njit(cache=True, fastmath=_FAST)
+def _difference_logits(x, s, n_rows, cand, first, n_cand, layout, diagonal, log_norm, logits,
+                       diffs, y, q):
+    """Candidates ``first:n_cand``'s logits in difference form, ``log_norm - |(x - mu) U|^2
+    / 2`` in float64 (written in the logits' precision; -inf where the distance overflows),
+    vectorised over the tile's rows; ``diffs`` (D, rows), ``y`` and ``q`` (rows,) scratch."""
+    means_t, u_t, _ = layout
+    d = means_t.shape[0]
+    for j in range(first, n_cand):
+        k = cand[j]
+        _row_differences(x, s, n_rows, k, means_t, diffs)
+        for r in range(n_rows):
+            q[r] = 0.0
+        p = 0
+        for jj in range(d):
+            for r in range(n_rows):
+                y[r] = 0.0
+            for i in range(jj if diagonal else 0, jj + 1):
+                u = u_t[p, k]
+                row = diffs[i]
+                for r in range(n_rows):
+                    y[r] += row[r] * u
+                p += 1
+            for r in range(n_rows):
+                q[r] += y[r] * y[r]
+        base = j * n_rows
+        norm = log_norm[k]
+        for r in range(n_rows):
+            value = norm - 0.5 * q[r]
+            # inf, or NaN from inf - inf, where the distance overflows: -inf.
+            logits[base + r] = value if value > -np.inf else -np.inf
+
+
+@njit(cache=True, fastmath=_FAST)
+def _difference_moments(b, x, s, n_rows, cand, first, n_cand, layout, diagonal, resp, resp_sum,
+                        x_sum, xx_sum, diffs, weighted):
+    """Add candidates ``first:n_cand``'s moments about their means, accumulated from the
+    rows' differences in float64 (``resp``: the block of weighted responsibilities), to
+    slot b's sums (the layouts of :func:`_scatter`); ``diffs`` (D, rows) and ``weighted``
+    (rows,) scratch."""
+    means_t = layout[0]
+    d = means_t.shape[0]
+    for j in range(first, n_cand):
+        k = cand[j]
+        base = j * n_rows
+        total = 0.0
+        for r in range(n_rows):
+            total += np.float64(resp[base + r])
+        if total == 0.0:
+            continue
+        resp_sum[b, k] += total
+        _row_differences(x, s, n_rows, k, means_t, diffs)
+        q = 0
+        for i in range(d):
+            row_i = diffs[i]
+            acc = 0.0
+            for r in range(n_rows):
+                weighted[r] = np.float64(resp[base + r]) * row_i[r]
+                acc += weighted[r]
+            x_sum[b, k, i] += acc
+            for l in range(i, i + 1 if diagonal else d):
+                row_l = diffs[l]
+                acc = 0.0
+                for r in range(n_rows):
+                    acc += weighted[r] * row_l[r]
+                xx_sum[b, k, q] += acc
+                q += 1
+
+
+@njit(cache=True)
+def _select_candidates(t, s, e, x, w, hints, boxes, means, layout, log_norm, lam_min,
+                       diagonal, threshold, bound, half, work, seeds, cand, row_floor):
     """Candidates of tile t (all components when few or when ``threshold`` is infinite:
     tiles that are not spatial); returns their number (0: no rows with a positive weight).
 
@@ -618,13 +781,15 @@ def _select_candidates(t, s, e, x, w, hints, boxes, means, layout, precisions,
     for r in range(n_rows):
         row_floor[r] = -np.inf
     if need_seeds:
+        # In difference form, as the hints': a floor must never exceed the logit it bounds,
+        # and an expanded form about the tile's centre may round far off in a wide tile.
         n_seed = seeds.shape[0]
         _best_indices(bound, n_seed, seeds)
-        _tile_coefficients(seeds, n_seed, centre, means, precisions, log_norm, diagonal, coef, m)
-        _tile_logits(phi, n_rows, coef, n_seed, logits)
         for r in range(n_rows):
             for j in range(n_seed):
-                row_floor[r] = max(row_floor[r], logits[j * n_rows + r])
+                value = _component_logit(x, s + r, seeds[j], layout, diagonal, log_norm)
+                if value > row_floor[r]:
+                    row_floor[r] = value
     floor = np.inf
     for r in range(n_rows):
         n = s + r
@@ -632,9 +797,12 @@ def _select_candidates(t, s, e, x, w, hints, boxes, means, layout, precisions,
             continue
         h = hints[n]
         if 0 <= h < k_total:
-            row_floor[r] = max(row_floor[r],
-                               _component_logit(x, n, h, layout, diagonal, log_norm))
+            value = _component_logit(x, n, h, layout, diagonal, log_norm)
+            if value > row_floor[r]:
+                row_floor[r] = value
         floor = min(floor, row_floor[r])
+    # Lowered by more than the difference form's rounding (about D eps of the distance).
+    floor -= 1e-9 * abs(floor)
     n_cand = 0
     for k in range(k_total):
         if bound[k] >= floor - threshold:
@@ -648,17 +816,18 @@ def _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi):
     """Tile ``t``'s box centre and half-widths, and the features of its rows about the
     centre (into ``centre``, ``half`` and ``phi``)."""
     for i in range(x.shape[1]):
-        centre[i] = 0.5 * (boxes[t, 0, i] + boxes[t, 1, i])
-        half[i] = 0.5 * (boxes[t, 1, i] - boxes[t, 0, i])
+        # Halves first: no overflow for any finite box.
+        centre[i] = 0.5 * boxes[t, 0, i] + 0.5 * boxes[t, 1, i]
+        half[i] = 0.5 * boxes[t, 1, i] - 0.5 * boxes[t, 0, i]
     _tile_features(x, s, e, centre, diagonal, phi)
 
 
 def scratch_sizes(k_total, d, n_feat, max_rows):
     """Lengths of one block's work arrays (see :func:`_block_scratch`): float64 values,
     values in the rows' precision, int64 values."""
-    floats = k_total + 3 * d + (3 + d) * k_total + 2 * max_rows
+    floats = k_total + 3 * d + (3 + d) * k_total + (4 + d) * max_rows
     reals = n_feat * max_rows + 2 * k_total * n_feat + 2 * k_total * max_rows + 2 * max_rows
-    ints = k_total + min(SEED_COMPONENTS, k_total) + max_rows
+    ints = 2 * k_total + min(SEED_COMPONENTS, k_total) + max_rows
     return floats, reals, ints
 
 
@@ -668,7 +837,9 @@ def _block_scratch(floats, reals, ints, k_total, d, n_feat, max_rows):
     the kernel's scratch buffers (lengths from :func:`scratch_sizes`; buffers that live
     across E-steps spare the page faults of fresh ones). Features, logits and softmax are in
     the precision of ``reals``; the features are flat: each tile views its start as an
-    (F, rows) array (contiguous, for BLAS)."""
+    (F, rows) array (contiguous, for BLAS). The last item holds the difference form's work
+    arrays: ``(diffs (D, rows), y (rows,), q (rows,), spare (K,) int)``, see
+    :func:`_difference_logits` and :func:`_split_candidates`."""
     f = 0
     bound = floats[f:f + k_total]
     f += k_total
@@ -680,6 +851,11 @@ def _block_scratch(floats, reals, ints, k_total, d, n_feat, max_rows):
     f += (3 + d) * k_total
     row_log_prob = floats[f:f + max_rows]
     acc = floats[f + max_rows:f + 2 * max_rows]
+    f += 2 * max_rows
+    diffs = floats[f:f + d * max_rows].reshape((d, max_rows))
+    f += d * max_rows
+    y = floats[f:f + max_rows]
+    q = floats[f + max_rows:f + 2 * max_rows]
     r = 0
     phi_buf = reals[r:r + n_feat * max_rows]
     r += n_feat * max_rows
@@ -697,8 +873,9 @@ def _block_scratch(floats, reals, ints, k_total, d, n_feat, max_rows):
     cand = ints[:k_total]
     seeds = ints[k_total:k_total + n_seed]
     best = ints[k_total + n_seed:k_total + n_seed + max_rows]
+    spare = ints[k_total + n_seed + max_rows:2 * k_total + n_seed + max_rows]
     return (bound, cand, seeds, centre, half, work, m, phi_buf, coef, moments, logits, bits,
-            row_log_prob, acc, top, total, best)
+            row_log_prob, acc, top, total, best, (diffs, y, q, spare))
 
 
 @njit(cache=True, inline="always")
@@ -712,18 +889,22 @@ def _block_slots(b, first, stop, tile_group):
 
 @njit(parallel=True, cache=True, nogil=True)
 def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, precisions,
-                 log_norm, lam_min, diagonal, threshold, layout, max_rows, floats, reals, ints,
-                 resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
+                 log_norm, lam_min, diagonal, threshold, limit, square_cap, layout, max_rows,
+                 floats, reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
     The components come in G groups of ``group_size`` and each tile's rows see only the
     components of its group (one group: an ordinary mixture; more: the marginal mixtures of
-    rows with missing entries, one per missingness pattern, see ``_missing``).
+    rows with missing entries, one per missingness pattern, see ``_missing``). Each tile's
+    candidates whose expansion about its centre is exact (:func:`_expansion_is_exact`) take
+    the matrix products; the others (a wide tile, a far row, a tight component far from the
+    centre) take the difference form, for their logits and their moments.
 
     Parameters
     ----------
     x : (N, D) float64 or float32, working coordinates, tiles contiguous; logits, softmax
-        and per-tile moments run in this precision, the accumulators in float64
+        and per-tile moments run in this precision, the accumulators and the difference
+        form in float64
     w : (N,) float64 weights
     hints : (N,) int64 in/out, each row's most likely component of its group at the last
         E-step (-1: not known), which makes the pruning tight; overwritten with this
@@ -738,9 +919,10 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     lam_min : (G K,) float64, a lower bound of each precision's smallest eigenvalue
     diagonal : bool, whether the precisions are diagonal
     threshold : float, pruning margin in nats; ``inf``: no pruning (tiles not spatial)
-    layout : tuple of three arrays, :func:`bound_layout` of the components (for the bounds
-        and the hints' logits; empty when there are no bounds: ``group_size <=
-        PRUNE_MIN_K`` or no pruning)
+    limit, square_cap : float, the expansion's limits in the rows' precision (see
+        :func:`_expansion_is_exact`)
+    layout : tuple of three arrays, :func:`bound_layout` of the components (for the bounds,
+        the expansion's check and the difference form)
     max_rows : int, the most rows of a tile
     floats, reals, ints : (B', L) scratch, a row per block at least (B' >= B), of the
         lengths :func:`scratch_sizes` gives; ``reals`` in the rows' precision
@@ -753,7 +935,8 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
         (Q = D(D+1)/2), or the diagonal (Q = D) when ``diagonal``
     log_prob : (N,) float64 out, log p(x_n) (-inf for zero-weight rows)
     log_lik : (B,) float64 out, sum of w_n log p(x_n) over each block's positive-weight rows
-    pairs : (B,) int64 out, (row, component) pairs evaluated
+    pairs : (B, 2) int64 out, (row, component) pairs evaluated, and of them those in
+        difference form
     """
     k_total = group_size
     d = means.shape[1]
@@ -763,9 +946,10 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     n_feat = 1 + q + d
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, moments, logits, bits,
-         row_log_prob, _, top, total, best) = _block_scratch(
+         row_log_prob, _, top, total, best, (diffs, y, dist, spare)) = _block_scratch(
             floats[b], reals[b], ints[b], k_total, d, n_feat, max_rows)
         block_pairs = 0  # counted locally: a shared counter would bounce between cores
+        block_exact = 0
         block_log_lik = 0.0
         stop = (b + 1) * n_tiles // n_blocks
         first_slot, stop_slot = _block_slots(b, b * n_tiles // n_blocks, stop, tile_group)
@@ -783,23 +967,27 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
             g_means = means[lo:hi]
             g_precisions = precisions[lo:hi]
             g_log_norm = log_norm[lo:hi]
+            g_layout = _group_layout(layout, g, d, q)
             phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
-            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means,
-                                        _group_layout(layout, g, d, q), g_precisions,
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means, g_layout,
                                         g_log_norm, lam_min[lo:hi], diagonal, threshold,
-                                        bound, centre, half, work, seeds, cand, phi, coef,
-                                        logits, m, row_log_prob)
+                                        bound, half, work, seeds, cand, row_log_prob)
             if n_cand == 0:
                 for n in range(s, e):
                     log_prob[n] = -np.inf
                 continue
+            n_exp = _split_candidates(cand, n_cand, centre, half, g_layout, diagonal, limit,
+                                      square_cap, spare)
             block_pairs += n_rows * n_cand
-            _tile_coefficients(cand, n_cand, centre, g_means, g_precisions, g_log_norm,
+            block_exact += n_rows * (n_cand - n_exp)
+            _tile_coefficients(cand, n_exp, centre, g_means, g_precisions, g_log_norm,
                                diagonal, coef, m)
-            _candidate_logits(phi, n_rows, coef, n_cand, logits)
-            n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
-                                   row_log_prob, top, total, bits, best)
+            _candidate_logits(phi, n_rows, coef, n_exp, logits)
+            _difference_logits(x, s, n_rows, cand, n_exp, n_cand, g_layout, diagonal,
+                               g_log_norm, logits, diffs, y, dist)
+            n_cand, n_exp = _tile_softmax(logits, n_rows, n_cand, n_exp, cand, threshold,
+                                          w[s:e], row_log_prob, top, total, bits, best)
             for r in range(n_rows):
                 hints[s + r] = best[r]
                 if w[s + r] > 0.0:
@@ -807,21 +995,24 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
                     block_log_lik += w[s + r] * row_log_prob[r]
                 else:
                     log_prob[s + r] = -np.inf
-            _candidate_moments(phi, n_rows, logits, n_cand, moments)
-            _scatter(g + b, cand, n_cand, centre, g_means, diagonal, moments, resp_sum, x_sum,
+            _candidate_moments(phi, n_rows, logits, n_exp, moments)
+            _scatter(g + b, cand, n_exp, centre, g_means, diagonal, moments, resp_sum, x_sum,
                      xx_sum, m)
-        pairs[b] = block_pairs
+            _difference_moments(g + b, x, s, n_rows, cand, n_exp, n_cand, g_layout, diagonal,
+                                logits, resp_sum, x_sum, xx_sum, diffs, y)
+        pairs[b, 0] = block_pairs
+        pairs[b, 1] = block_exact
         log_lik[b] = block_log_lik
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
-                      diagonal, threshold, layout, max_rows, floats, reals, ints, values,
-                      log_prob, labels, sums):
+                      diagonal, threshold, limit, square_cap, layout, max_rows, floats, reals,
+                      ints, values, log_prob, labels, sums):
     """``log p(x_n)``, the most likely component and ``sum_k r_nk values[k]`` of tiled rows
-    (responsibilities ``r``), with the same pruning; as many blocks of consecutive tiles as
-    the scratch buffers have rows run in parallel (the arguments as for
-    :func:`fused_e_step`).
+    (responsibilities ``r``), with the same pruning and the same choice between the
+    expanded and the difference form; as many blocks of consecutive tiles as the scratch
+    buffers have rows run in parallel (the arguments as for :func:`fused_e_step`).
 
     ``values`` (K, M) and ``sums`` (N, M) out: per-component values averaged by each row's
     responsibilities (M = 0: none), e.g. the pieces of a conditional mean. Components the
@@ -836,7 +1027,7 @@ def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
     hints = np.full(x.shape[0], -1, dtype=np.int64)
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, _, logits, bits,
-         row_log_prob, acc, top, total, best) = _block_scratch(
+         row_log_prob, acc, top, total, best, (diffs, y, dist, spare)) = _block_scratch(
             floats[b], reals[b], ints[b], k_total, d, n_feat, max_rows)
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
@@ -844,15 +1035,18 @@ def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
             n_rows = e - s
             phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
-            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, layout, precisions,
-                                        log_norm, lam_min, diagonal, threshold, bound, centre,
-                                        half, work, seeds, cand, phi, coef, logits, m,
-                                        row_log_prob)
-            _tile_coefficients(cand, n_cand, centre, means, precisions, log_norm, diagonal,
+            n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, layout, log_norm,
+                                        lam_min, diagonal, threshold, bound, half, work, seeds,
+                                        cand, row_log_prob)
+            n_exp = _split_candidates(cand, n_cand, centre, half, layout, diagonal, limit,
+                                      square_cap, spare)
+            _tile_coefficients(cand, n_exp, centre, means, precisions, log_norm, diagonal,
                                coef, m)
-            _candidate_logits(phi, n_rows, coef, n_cand, logits)
-            n_cand = _tile_softmax(logits, n_rows, n_cand, cand, threshold, w[s:e],
-                                   row_log_prob, top, total, bits, best)
+            _candidate_logits(phi, n_rows, coef, n_exp, logits)
+            _difference_logits(x, s, n_rows, cand, n_exp, n_cand, layout, diagonal, log_norm,
+                               logits, diffs, y, dist)
+            n_cand, n_exp = _tile_softmax(logits, n_rows, n_cand, n_exp, cand, threshold,
+                                          w[s:e], row_log_prob, top, total, bits, best)
             for r in range(n_rows):
                 labels[s + r] = best[r]
                 log_prob[s + r] = row_log_prob[r]

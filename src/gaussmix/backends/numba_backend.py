@@ -11,10 +11,16 @@ from numba import njit
 
 from .._covariance import as_full, second_moments_from_packed
 from .._data import HeldRows
-from .._em import MAX_RESEED_CANDIDATES, log_normaliser, positive_rows, worst_rows
+from .._em import (
+    EXPANSION_LIMIT,
+    FEATURE_SQUARE_CAP,
+    MAX_RESEED_CANDIDATES,
+    log_normaliser,
+    positive_rows,
+    worst_rows,
+)
 from .._stats import Stats
 from .fused import (
-    PRUNE_MIN_K,
     PRUNE_NATS,
     bound_layout,
     fused_e_step,
@@ -72,6 +78,10 @@ class WeightFacts:
         return cls(float(sample_weight.sum()), n_positive, rows)
 
 
+# float32 tiles whose pairs took the difference form more often than this run in float64
+# from the next pass on (see TiledSource.settle_precision).
+FLOAT32_EXACT_SHARE = 0.25
+
 # Views a workspace keeps for requests it has seen (one per array of a fit's passes).
 MAX_WORKSPACE_VIEWS = 256
 
@@ -112,25 +122,26 @@ class Workspace:
 @dataclass(frozen=True)
 class KernelBuffers:
     """What the kernels read besides the rows and parameters (see ``fused.fused_e_step``):
-    the components' bound layout, the most rows of a tile and a row of scratch per block."""
+    the components' bound layout, the most rows of a tile, a row of scratch per block and
+    the expansion's limits for the rows' precision."""
 
     layout: tuple
     max_rows: int
     floats: np.ndarray
     reals: np.ndarray
     ints: np.ndarray
+    limit: float
+    square_cap: float
 
     @classmethod
-    def of(cls, workspace, kp, group_size, starts, n_blocks, dtype, threshold):
+    def of(cls, workspace, kp, group_size, starts, n_blocks, dtype):
         """Buffers from ``workspace`` for ``kp`` (:class:`KernelParams`) in groups of
         ``group_size``, tiles ``starts``, ``n_blocks`` blocks and rows of ``dtype``."""
         k_all, d = kp.means.shape
-        shapes = layout_shapes(k_all, group_size, d, kp.diagonal)
-        if group_size <= PRUNE_MIN_K or threshold == np.inf:  # no bounds are computed
-            layout = tuple(np.empty((0, group_size)) for _ in shapes)
-        elif kp.layout is not None:
+        if kp.layout is not None:
             layout = kp.layout
-        else:
+        else:  # every pass needs it: the bounds, the expansion's check, the difference form
+            shapes = layout_shapes(k_all, group_size, d, kp.diagonal)
             layout = tuple(workspace.array(f"layout{i}", shape) for i, shape in enumerate(shapes))
             bound_layout(kp.means, kp.prec_chol, kp.diagonal, group_size, *layout)
         max_rows = int(np.diff(starts).max()) if len(starts) > 1 else 0
@@ -138,7 +149,8 @@ class KernelBuffers:
         floats, reals, ints = scratch_sizes(group_size, d, n_feat, max_rows)
         return cls(layout, max_rows, workspace.array("floats", (n_blocks, floats)),
                    workspace.array("reals", (n_blocks, reals), dtype),
-                   workspace.array("ints", (n_blocks, ints), np.int64))
+                   workspace.array("ints", (n_blocks, ints), np.int64),
+                   EXPANSION_LIMIT[np.dtype(dtype)], FEATURE_SQUARE_CAP[np.dtype(dtype)])
 
 
 class TiledSource(HeldRows):
@@ -172,6 +184,15 @@ class TiledSource(HeldRows):
         self.workspace = Workspace()
         self._hints = np.full(self.n_rows, -1, dtype=np.int64)
         self._hints_k = None
+
+    def settle_precision(self, pairs, exact_pairs):
+        """After a pass in float32 that took the difference form (in float64) for more than
+        ``FLOAT32_EXACT_SHARE`` of its pairs, run the float64 kernel from then on: it costs
+        less than float32 tiles whose candidates mostly leave them (components tighter than
+        float32's expansion allows about a tile's centre), and its rows are the same values
+        (float32 data in float64), so the tiles and their boxes stay."""
+        if self.kernel_x.dtype == np.float32 and exact_pairs > FLOAT32_EXACT_SHARE * pairs:
+            self.kernel_x = self.x
 
     def hints(self, n_components):
         """Each row's most likely component at the last E-step (-1: none yet), which the
@@ -257,6 +278,8 @@ class KernelSums:
     log_likelihood : float
     pairs : int
         (row, component) pairs evaluated.
+    exact_pairs : int
+        Of them, those evaluated in difference form.
     log_prob : (N,)
         Each row's log-density.
     """
@@ -267,6 +290,7 @@ class KernelSums:
     covers: np.ndarray
     log_likelihood: float
     pairs: int
+    exact_pairs: int
     log_prob: np.ndarray
 
     def summed(self):
@@ -295,16 +319,18 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
     xx_slots = workspace.array("xx_slots", (slots, group_size, q))
     log_prob = workspace.array("log_prob", (source.n_rows,))
     log_lik = np.zeros(blocks)
-    pairs = np.zeros(blocks, dtype=np.int64)
+    pairs = np.zeros((blocks, 2), dtype=np.int64)
     buffers = KernelBuffers.of(workspace, kp, group_size, source.starts, blocks,
-                               source.kernel_x.dtype, threshold)
+                               source.kernel_x.dtype)
     fused_e_step(source.kernel_x, source.sample_weight, source.hints(group_size),
                  source.starts, source.boxes, tile_group, group_size, kp.means, kp.precisions,
-                 kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.layout,
-                 buffers.max_rows, buffers.floats, buffers.reals, buffers.ints, resp_slots,
-                 x_slots, xx_slots, log_prob, log_lik, pairs)
+                 kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.limit,
+                 buffers.square_cap, buffers.layout, buffers.max_rows, buffers.floats,
+                 buffers.reals, buffers.ints, resp_slots, x_slots, xx_slots, log_prob, log_lik,
+                 pairs)
+    evaluated, exact = pairs.sum(axis=0)
     return KernelSums(resp_slots, x_slots, xx_slots, _group_covers(tile_group, n_groups, blocks),
-                      float(log_lik.sum()), int(pairs.sum()), log_prob)
+                      float(log_lik.sum()), int(evaluated), int(exact), log_prob)
 
 
 @njit(cache=True)
@@ -332,19 +358,23 @@ def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
     threshold : float
         Pruning margin in nats (infinite: no pruning).
     report : dict, optional
-        Receives ``"pair_fraction"``: the fraction of (row, component) pairs evaluated.
+        Receives ``"pair_fraction"``: the fraction of (row, component) pairs evaluated, and
+        ``"exact_fraction"``: the fraction of all pairs evaluated in difference form.
     """
     kp = kernel_params(params)
     k, d = kp.means.shape
     sums = grouped_e_step(source, kp, k, np.zeros(len(source.starts) - 1, dtype=np.int64),
                           threshold)
     resp_sum, x_sum, xx_sum = sums.summed()
+    if hasattr(source, "settle_precision"):
+        source.settle_precision(sums.pairs, sums.exact_pairs)
     weights = source.weight_facts
     worst_log_prob, worst_points = worst_rows(source.x, sums.log_prob,
                                               min(k, MAX_RESEED_CANDIDATES),
                                               weights.positive_rows)
     if report is not None:
         report["pair_fraction"] = sums.pairs / max(1, source.n_rows * k)
+        report["exact_fraction"] = sums.exact_pairs / max(1, source.n_rows * k)
     return Stats(
         covariance_type=params.covariance_type,
         center=kp.means.copy(),
@@ -365,7 +395,7 @@ def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=
     own, so memory stays one chunk deep. ``report`` as for :func:`fused_expectation` (the
     fraction over all chunks)."""
     total = None
-    evaluated = rows = 0
+    evaluated = exact = rows = 0
     workspace = Workspace()
     for x, w in source:
         order, tiled_rows, starts, margin = tile_order(x, params.n_components, threshold,
@@ -374,12 +404,14 @@ def streaming_fused_expectation(source, params, threshold=PRUNE_NATS, tile_rows=
         chunk_report = {}
         stats = fused_expectation(tiled, params, margin, chunk_report)
         evaluated += chunk_report["pair_fraction"] * len(x)
+        exact += chunk_report["exact_fraction"] * len(x)
         rows += len(x)
         total = stats if total is None else total + stats
     if total is None:
         raise ValueError("No data: the chunk iterator yielded no rows.")
     if report is not None:
         report["pair_fraction"] = evaluated / max(1, rows)
+        report["exact_fraction"] = exact / max(1, rows)
     return total
 
 
@@ -438,11 +470,11 @@ def fused_scores(x, params, values=None, starts=None, threshold=PRUNE_NATS,
     # Two blocks per thread: each holds (K, tile rows) logits, and scoring keeps no sums.
     n_blocks = max(1, min(len(starts) - 1, 2 * numba.get_num_threads()))
     buffers = KernelBuffers.of(Workspace(), kp, params.n_components, starts, n_blocks,
-                               np.float64, margin)
+                               np.float64)
     fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.precisions,
-                      kp.log_norm, kp.lam_min, kp.diagonal, margin, buffers.layout,
-                      buffers.max_rows, buffers.floats, buffers.reals, buffers.ints, values,
-                      log_prob, labels, sums)
+                      kp.log_norm, kp.lam_min, kp.diagonal, margin, buffers.limit,
+                      buffers.square_cap, buffers.layout, buffers.max_rows, buffers.floats,
+                      buffers.reals, buffers.ints, values, log_prob, labels, sums)
     if order is None:
         return log_prob, labels, sums
     results = (log_prob, labels, sums)

@@ -23,13 +23,20 @@ import numpy as np
 import torch
 
 from .._covariance import upper_triangle
-from .._data import ArrayChunks, HeldRows, MeasuredData, default_chunk_size
+from .._data import (
+    ArrayChunks,
+    HeldRows,
+    MeasuredData,
+    default_chunk_size,
+    spaced_rows,
+)
 from .._em import (
     MAX_RESEED_CANDIDATES,
     float32_logits_cancel,
     n_quadratic_features,
     plan_e_step,
     put_exact_moments,
+    robust_centre,
     split_moments,
 )
 from .._stats import Stats, merge_worst
@@ -101,7 +108,8 @@ def weight_tensor(sample_weight, X):
         raise InputError(BAD_WEIGHTS)
     if not (w > 0).any():
         raise InputError(NO_POSITIVE_WEIGHT)
-    return w
+    _, exponent = torch.frexp(w.max())  # as _validation.unit_scale: exact, tiny weights kept
+    return torch.ldexp(w, -exponent) if int(exponent) < 0 else w
 
 
 class TensorChunks(HeldRows):
@@ -191,8 +199,9 @@ def _weighted_sum(X, w, function):
 def prepare(X, sample_weight, n_components):
     """Validate a tensor and measure it on its device: :class:`TorchData`.
 
-    The data are moved to working coordinates once (minus their weighted mean, computed in
-    float64), on the device, in their own dtype.
+    The data are moved to working coordinates once (minus a robust centre: the weighted
+    median of evenly spaced rows, ``_data.robust_centre``), on the device, in their own
+    dtype; the variance is about the weighted mean, both computed in float64.
     """
     from .._validation import check_enough_rows
 
@@ -202,12 +211,15 @@ def prepare(X, sample_weight, n_components):
     n_positive = int((w > 0).sum())
     check_enough_rows(n_components, n_positive, sample_weight is not None)
     total = w.sum()
-    shift = _weighted_sum(X, w, lambda rows: rows) / total
-    variance = _weighted_sum(X, w, lambda rows: (rows - shift) ** 2) / total
-    x = X - shift.to(X.dtype)
+    mean = _weighted_sum(X, w, lambda rows: rows) / total
+    variance = _weighted_sum(X, w, lambda rows: (rows - mean) ** 2) / total
+    sample = torch.as_tensor(spaced_rows(X.shape[0]), device=X.device)
+    shift = robust_centre(X[sample].to(torch.float64).cpu().numpy(), w[sample].cpu().numpy(),
+                          mean.cpu().numpy())
+    x = X - torch.as_tensor(shift, device=X.device).to(X.dtype)
     return TorchData(n_rows=X.shape[0], n_positive=n_positive, n_features=X.shape[1],
                      dtype=numpy_dtype(X.dtype), total_weight=float(total),
-                     shift=shift.cpu().numpy(), variance=variance.cpu().numpy(), x=x, w=w)
+                     shift=shift, variance=variance.cpu().numpy(), x=x, w=w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,9 +464,10 @@ def log_prob_labels_resp(params, X, want_resp=False, chunk_size=None):
     """``log p(x)`` (N,), most likely components (N,) and, if asked, responsibilities (N, K)
     of a validated tensor, on its device, in its dtype (labels int64).
 
-    The rows and the means are centred on the mixture's mean first, as for arrays.
+    The rows and the means are centred on the mixture's weighted median first, as for
+    arrays (``_inference.centred``).
     """
-    centre = params.weights @ params.means / params.weights.sum()
+    centre = robust_centre(params.means, params.weights, np.zeros(params.n_features))
     dp = device_params(params.shifted(-centre), X.device, X.dtype)
     x = X - torch.as_tensor(centre, dtype=X.dtype, device=X.device)
     step = chunk_rows(params.n_components, params.n_features, X.device, chunk_size)

@@ -27,10 +27,15 @@ Usage::
     python benchmarks/run.py --quick            # small sizes: a smoke test of the harness
     python benchmarks/run.py --out results.md   # also write the table as Markdown
     python benchmarks/run.py --bayesian         # BayesianGaussianMixture against scikit-learn's
+    python benchmarks/run.py --against OLD/src  # against another gaussmix (a checkout's src)
 
 With ``--bayesian`` both libraries fit their ``BayesianGaussianMixture`` (default priors,
 Dirichlet process); the per-iteration fits start from the same ``random_from_data`` rows
 (``random_state=0``) in each library, and the whole fits use the defaults.
+
+With ``--against SRC`` the other library is gaussmix imported from the folder ``SRC`` (the
+``src`` of another checkout: a version before a change), run exactly as this one, so that a
+change's cost or gain is measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -104,7 +109,9 @@ def worker(task):
         X = X[:: max(1, len(X) // 4000)]
         k = max(2, k // 10)
     bayesian = task.get("bayesian", False)
-    if task["library"] == "gaussmix":
+    if task["library"] in ("gaussmix", "baseline"):
+        if task["library"] == "baseline":
+            sys.path.insert(0, task["source"])
         from gaussmix import BayesianGaussianMixture, GaussianMixture
 
         # Load the compiled kernels (numba's cache: 50-90 ms once per process) before
@@ -178,15 +185,21 @@ def per_iteration(base, iterations):
             "iterations": [lo, hi], "seconds_lo_hi": [short["seconds"], long["seconds"]]}
 
 
-def measure(name, quick, seeds, bayesian=False):
+def measure(name, quick, seeds, bayesian=False, against=None):
+    """One workload's row; ``against``: the source folder of another gaussmix to run in
+    scikit-learn's place (its slot of the row is still named "sklearn")."""
     _, _, _, _, (iters_ours, iters_theirs), sklearn_fit = WORKLOADS[name]
     row = {"workload": name, "seeds": seeds}
-    for library, iterations in (("gaussmix", iters_ours), ("sklearn", iters_theirs)):
-        base = {"library": library, "workload": name, "quick": quick, "bayesian": bayesian}
-        row[library] = {"iter": per_iteration(base, iterations)}
-        if library == "gaussmix" or sklearn_fit:
+    other = ("sklearn", iters_theirs, sklearn_fit) if against is None else (
+        "baseline", iters_ours, True)
+    for slot, (library, iterations, whole_fit) in (("gaussmix", ("gaussmix", iters_ours, True)),
+                                                   ("sklearn", other)):
+        base = {"library": library, "workload": name, "quick": quick, "bayesian": bayesian,
+                "source": against}
+        row[slot] = {"iter": per_iteration(base, iterations)}
+        if whole_fit:
             fits = [run_task({**base, "mode": "fit", "seed": seed}) for seed in range(seeds)]
-            row[library]["fit"] = {
+            row[slot]["fit"] = {
                 "seconds": sum(f["seconds"] for f in fits) / len(fits),
                 "n_iter": sum(f["n_iter"] for f in fits) / len(fits),
                 "ll": sum(f["ll"] for f in fits) / len(fits),
@@ -210,11 +223,13 @@ def _log_lik(fit):
     return f"{fit['ll']:.4f}" if math.isnan(se) else f"{fit['ll']:.4f} ± {se:.4f}"
 
 
-def format_rows(rows):
+def format_rows(rows, other="sklearn"):
+    """The Markdown table; ratios are the other library's over gaussmix's."""
     header = ("| workload | N | K | s/iter gaussmix | s/iter sklearn | per-iteration | "
               "fit s gaussmix | fit s sklearn | whole fit | peak MiB gaussmix | "
               "peak MiB sklearn | memory | "
-              "mean log-lik. gaussmix (± s.e.) | mean log-lik. sklearn (± s.e.) | seeds |")
+              "mean log-lik. gaussmix (± s.e.) | mean log-lik. sklearn (± s.e.) | seeds |"
+              ).replace("sklearn", other)
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     # whole-fit columns are means over the seeds
     for row in rows:
@@ -248,6 +263,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="also write the results as Markdown here")
     parser.add_argument("--bayesian", action="store_true",
                         help="BayesianGaussianMixture in both libraries")
+    parser.add_argument("--against", default=None, metavar="SRC",
+                        help="run gaussmix from this source folder in scikit-learn's place")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -260,10 +277,10 @@ def main(argv=None):
     for name in names:
         start = time.perf_counter()
         seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS.get(name, 3)
-        rows.append(measure(name, args.quick, seeds, args.bayesian))
+        rows.append(measure(name, args.quick, seeds, args.bayesian, args.against))
         print(f"{name}: measured in {time.perf_counter() - start:.0f} s", flush=True)
         print(json.dumps(rows[-1]), flush=True)
-    table = format_rows(rows)
+    table = format_rows(rows, "sklearn" if args.against is None else "baseline")
     print(table)
     if args.out:
         with open(args.out, "w") as f:

@@ -231,7 +231,7 @@ class FitData(PreparedData):
         if "tiled" not in self._cache:
             from .backends.numba_backend import TiledSource
 
-            self._cache["tiled"] = TiledSource(self.source(chunk_size), dtype=self.dtype)
+            self._cache["tiled"] = TiledSource(self.source(chunk_size))
         return self._cache["tiled"]
 
     @property
@@ -293,15 +293,20 @@ class CallableChunks:
         Subtracted from every row (None until the first pass has measured the data).
     """
 
-    def __init__(self, make_chunks, shift=None):
+    def __init__(self, make_chunks, shift=None, weight_exponent=0):
         self.make_chunks = make_chunks
         self.shift = None if shift is None else np.asarray(shift, dtype=np.float64)
+        self.weight_exponent = weight_exponent  # weights times 2**this (see unit_scale)
         self.n_features = None
         self.n_rows = None  # rows of the first whole pass; every later pass must match
+        self.largest_weight = 0.0  # of the first whole pass
 
-    def with_shift(self, shift):
-        source = CallableChunks(self.make_chunks, shift)
+    def with_shift(self, shift, weight_exponent=0):
+        """The same chunks minus ``shift``, their weights times ``2**weight_exponent``
+        (``_validation.weight_exponent`` of the largest: only ratios matter)."""
+        source = CallableChunks(self.make_chunks, shift, weight_exponent)
         source.n_features, source.n_rows = self.n_features, self.n_rows
+        source.largest_weight = self.largest_weight
         return source
 
     def raw_chunks(self):
@@ -319,6 +324,7 @@ class CallableChunks:
             raise InputError("The data function must return an iterable of chunks (arrays of "
                              "shape (n, n_features), or (array, weights) pairs).") from None
         n_rows = 0
+        largest = 0.0
         for index, chunk in enumerate(chunks):
             if isinstance(chunk, tuple) and len(chunk) == 2:
                 rows, weights = chunk
@@ -334,9 +340,12 @@ class CallableChunks:
             w = (np.ones(x.shape[0]) if weights is None
                  else check_chunk_weights(weights, x.shape[0], f"chunk {index}'s weights"))
             n_rows += x.shape[0]
-            yield np.asarray(x, dtype=np.float64), w
+            largest = max(largest, float(w.max(initial=0.0)))
+            yield np.asarray(x, dtype=np.float64), (np.ldexp(w, self.weight_exponent)
+                                                    if self.weight_exponent else w)
         if self.n_rows is None:
             self.n_rows = n_rows
+            self.largest_weight = largest
         elif n_rows != self.n_rows:
             raise InputError(f"The data function yielded {self.n_rows} rows on its first pass "
                              f"and {n_rows} on a later one; it must yield the same rows on "

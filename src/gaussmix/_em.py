@@ -282,16 +282,17 @@ def _correlation_spread(factors):
 # origin, the fused kernel about each tile's centre), by the precision of its arithmetic: a
 # component is expanded only where the expansion's absolute terms add up to at most this
 # many times (one plus) the row's squared distance, so that it rounds to within this factor
-# of the difference form's own rounding: about 1e-12 of (one plus) the distance in float64,
-# 1e-6 in float32. Elsewhere the difference form x - mu_k runs (in float64).
+# of the difference form's own rounding: about 1e-11 of (one plus) the distance in float64,
+# 1e-6 in float32 (logits on a device). Elsewhere the difference form x - mu_k runs (in
+# float64).
 EXPANSION_LIMIT = {np.dtype(np.float64): 1e5, np.dtype(np.float32): 32.0}
 CANCELLATION_LIMIT = EXPANSION_LIMIT[np.dtype(np.float64)]
 # float32 logits on a device: beyond this their matrix product runs in float64 instead.
 FLOAT32_CANCELLATION_LIMIT = EXPANSION_LIMIT[np.dtype(np.float32)]
-# The features hold squared coordinates: rows beyond these sums of squares (|x| beyond about
-# 1e150 in float64, seen only when scoring rows far beyond the fitted data) take the
-# difference form for every component; the fused kernel's float32 tiles stop at 1e36.
-FEATURE_SQUARE_CAP = {np.dtype(np.float64): 1e300, np.dtype(np.float32): 1e36}
+# The features hold squared coordinates: rows beyond this sum of squares (|x| beyond about
+# 1e150, seen only when scoring rows far beyond the fitted data) take the difference form
+# for every component.
+FEATURE_SQUARE_CAP = 1e300
 
 
 @dataclass(frozen=True)
@@ -394,7 +395,7 @@ def _row_slices(n_rows, n_components, n_features):
     return [(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
 
 
-def weighted_log_prob(x, params, plan=None, phi=None):
+def weighted_log_prob(x, params, plan=None, phi=None, unshifted=None):
     """``log w_k + log N(x_n | mu_k, Sigma_k)`` for a chunk.
 
     Parameters
@@ -405,6 +406,10 @@ def weighted_log_prob(x, params, plan=None, phi=None):
         From :func:`plan_e_step` (shared by all chunks of a pass).
     phi : ndarray of shape (n, F), optional
         Precomputed :func:`features`.
+    unshifted : (ndarray of shape (n, D), Params), optional
+        The same rows and parameters before a shift of the origin (scoring rows under a
+        fitted model): the difference form then runs on them, where ``x - mu`` is exact for
+        a row at its component, instead of on two shifted values rounded apart.
 
     Returns
     -------
@@ -413,6 +418,7 @@ def weighted_log_prob(x, params, plan=None, phi=None):
     if plan is None:
         plan = plan_e_step(params)
     cov_type = params.covariance_type
+    exact_x, exact_params = (x, params) if unshifted is None else unshifted
     far = _far_rows(x) if plan.coef is not None else None
     if plan.coef is None:
         logits = np.empty((x.shape[0], params.n_components))
@@ -425,12 +431,12 @@ def weighted_log_prob(x, params, plan=None, phi=None):
             logits += _tied_quadratic(x if far is None else np.where(far[:, None], 0.0, x),
                                       params)[:, np.newaxis]
     if len(plan.exact):
-        _put_exact_logits(logits, x, params, plan.exact, plan.log_norm)
+        _put_exact_logits(logits, exact_x, exact_params, plan.exact, plan.log_norm)
     if far is not None:
         rows = np.flatnonzero(far)
         far_logits = np.empty((len(rows), params.n_components))
-        _put_exact_logits(far_logits, x[rows], params, np.arange(params.n_components),
-                          plan.log_norm)
+        _put_exact_logits(far_logits, exact_x[rows], exact_params,
+                          np.arange(params.n_components), plan.log_norm)
         logits[rows] = far_logits
     return logits
 
@@ -439,7 +445,7 @@ def _far_rows(x):
     """A mask of the rows whose squared coordinates could overflow the features (None when
     there are none, the usual case)."""
     reach = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(len(x))
-    far = reach > np.sqrt(FEATURE_SQUARE_CAP[np.dtype(np.float64)] / max(1, x.shape[1]))
+    far = reach > np.sqrt(FEATURE_SQUARE_CAP / max(1, x.shape[1]))
     return far if far.any() else None
 
 

@@ -16,7 +16,6 @@ from . import backends
 from ._data import ArrayChunks, default_chunk_size
 from ._em import (
     Params,
-    log_prob_and_resp,
     plan_e_step,
     robust_centre,
     softmax_inplace,
@@ -77,13 +76,15 @@ def scores(params, arr, values=None, backend=None, chunk_size=None, tiles=None):
         backend != "torch" and backends.resolve(backend, n * k) == "numba")
     # The pruned kernel holds no (rows, K) block, so its chunks can be large.
     rows = FUSED_CHUNK_ROWS if fused else chunk_size or default_chunk_size(k, arr.shape[1])
-    params, source = centred(params, arr, rows)
     log_prob = np.empty(n)
     labels = np.empty(n, dtype=np.intp)
     sums = None if values is None else np.empty((n, values.shape[1]))
     if fused:
         from .backends.numba_backend import fused_scores
 
+        # In the data's own coordinates: the kernel expands about each tile's centre and
+        # takes the difference form where that would not be exact, so it needs no origin.
+        source = ArrayChunks(arr, np.ones(n), np.zeros(arr.shape[1]), rows)
         with backends.kernel_threads():
             for start, stop, x, starts in _tile_chunks(source, tiles):
                 lp, lab, sm = fused_scores(x, params, values, starts)
@@ -91,10 +92,12 @@ def scores(params, arr, values=None, backend=None, chunk_size=None, tiles=None):
                 if sums is not None:
                     sums[start:stop] = sm
         return _unpermuted(log_prob, labels, sums, tiles)
-    plan = plan_e_step(params)
+    shifted, source = centred(params, arr, rows)
+    plan = plan_e_step(shifted)
     for start, stop in source.bounds():
         x, _ = source.chunk(start, stop)
-        logits = weighted_log_prob(x, params, plan)
+        unshifted = np.asarray(arr[start:stop], dtype=np.float64)
+        logits = weighted_log_prob(x, shifted, plan, unshifted=(unshifted, params))
         labels[start:stop] = logits.argmax(axis=1)
         log_prob[start:stop] = softmax_inplace(logits)
         if sums is not None:
@@ -138,12 +141,15 @@ def _unpermuted(log_prob, labels, sums, tiles):
 def responsibilities(params, arr, chunk_size=None):
     """Posterior probability of each component for each row, shape (N, K), in arr's dtype."""
     k = params.n_components
-    params, source = centred(params, arr, chunk_size or default_chunk_size(k, arr.shape[1]))
-    plan = plan_e_step(params)
+    shifted, source = centred(params, arr, chunk_size or default_chunk_size(k, arr.shape[1]))
+    plan = plan_e_step(shifted)
     out = np.empty((arr.shape[0], k), dtype=arr.dtype)
     for start, stop in source.bounds():
         x, _ = source.chunk(start, stop)
-        out[start:stop] = log_prob_and_resp(x, params, plan)[1]
+        unshifted = (np.asarray(arr[start:stop], dtype=np.float64), params)
+        logits = weighted_log_prob(x, shifted, plan, unshifted=unshifted)
+        softmax_inplace(logits)
+        out[start:stop] = logits
     return out
 
 

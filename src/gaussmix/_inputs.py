@@ -36,6 +36,7 @@ from ._validation import (
     check_sample_weight,
     feature_names,
     has_missing,
+    weight_exponent,
 )
 from .backends.detect import is_dask_array, is_torch_tensor
 
@@ -116,8 +117,12 @@ class StreamInput(ArrayInput):
             dtype = np.dtype(np.float64)
         n_rows, n_positive, total, _, variance, holes, centre = stream_moments(source)
         check_enough_rows(n_components, n_positive)
-        shifted = (ArrayChunks(source.X, source.sample_weight, centre, source.chunk_size)
-                   if isinstance(source, ArrayChunks) else source.with_shift(centre))
+        if isinstance(source, ArrayChunks):  # weights already scaled by check_sample_weight
+            shifted = ArrayChunks(source.X, source.sample_weight, centre, source.chunk_size)
+        else:
+            exponent = weight_exponent(source.largest_weight)
+            shifted = source.with_shift(centre, exponent)
+            total = float(np.ldexp(total, exponent))
         data = StreamData(n_rows=n_rows, n_positive=n_positive, n_features=source.n_features,
                           dtype=dtype, total_weight=total, shift=centre, variance=variance,
                           source=shifted, holes=holes)

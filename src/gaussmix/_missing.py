@@ -71,7 +71,9 @@ class Conditional:
     ----------
     log_norm : ndarray (K,)
         ``log w_k - (o log 2 pi + log det S_oo) / 2``.
-    inv_oo : ndarray (K, o, o)
+    whiten : ndarray (K, o, o)
+        ``L^-1`` for ``S_oo = L L^T``: a row's squared distance is ``|L^-1 (x_o - mu_o)|^2``
+        (a sum of squares, which nothing cancels).
     regression : ndarray (K, m, o)
         ``B_k``.
     covariance : ndarray (K, m, m)
@@ -79,7 +81,7 @@ class Conditional:
     """
 
     log_norm: np.ndarray
-    inv_oo: np.ndarray
+    whiten: np.ndarray
     regression: np.ndarray
     covariance: np.ndarray
 
@@ -99,7 +101,7 @@ def conditional(params, pattern, dense=None):
     covariance = cov[:, m][:, :, m] - regression @ cov[:, o][:, :, m]
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
-    return Conditional(log_weights - 0.5 * (len(o) * LOG_2PI + log_det), inv_oo, regression,
+    return Conditional(log_weights - 0.5 * (len(o) * LOG_2PI + log_det), inv_chol, regression,
                        0.5 * (covariance + np.swapaxes(covariance, 1, 2)))
 
 
@@ -111,7 +113,8 @@ def _blocks(pattern, k, d):
 def _logits_and_fill(x_obs, params, pattern, cond):
     """Logits (n, K) of the observed entries and the conditional means (n, K, m)."""
     diff = x_obs[:, None, :] - params.means[None][:, :, pattern.observed]
-    maha = np.einsum("nki,kij,nkj->nk", diff, cond.inv_oo, diff)
+    whitened = np.einsum("kij,nkj->nki", cond.whiten, diff)
+    maha = np.einsum("nki,nki->nk", whitened, whitened)
     logits = cond.log_norm - 0.5 * maha
     fill = params.means[None][:, :, pattern.missing] + np.einsum("kmo,nko->nkm",
                                                                   cond.regression, diff)

@@ -231,11 +231,20 @@ def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
 
 def unit_scale(weights):
     """``weights`` (non-negative, some positive) times the power of two that brings the
-    largest into [0.5, 1) when it lies below: exact, and it keeps tiny weights (5e-324, whose
-    products with the data would be denormal and keep a bit or two) at full precision. Larger
-    weights are left as they are (scaling them down could make the smallest denormal)."""
-    _, exponent = np.frexp(weights.max())
-    return np.ldexp(weights, -int(exponent)) if exponent < 0 else weights
+    largest into [0.5, 1) when it lies below (:func:`weight_exponent`): exact, and it keeps
+    tiny weights (5e-324, whose products with the data would be denormal and keep a bit or
+    two) at full precision."""
+    exponent = weight_exponent(weights.max())
+    return np.ldexp(weights, exponent) if exponent else weights
+
+
+def weight_exponent(largest):
+    """The power of two (an exponent, 0 or positive) that brings the ``largest`` weight into
+    [0.5, 1) when it lies below; larger weights stay (scaling them down could make the
+    smallest denormal). Only the weights' ratios matter, and a power of two keeps them
+    exactly."""
+    _, exponent = np.frexp(largest)
+    return max(0, -int(exponent))
 
 
 def check_chunk_weights(weights, n_rows, name="chunk weights"):

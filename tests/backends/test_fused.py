@@ -22,18 +22,8 @@ def test_polynomial_exp_is_within_two_ulp():
                          np.random.RandomState(0).uniform(0, 40, 10_000)])
     out = np.empty_like(x)
     bits = np.empty_like(x)
-    fused._exp_nonpositive(x, out, bits, len(x))
+    fused.exp_nonpositive(x, out, bits, len(x))
     np.testing.assert_allclose(out, np.exp(x), rtol=4.5e-16, atol=0)
-
-
-def test_float32_polynomial_exp_is_within_two_ulp():
-    x = -np.concatenate([np.linspace(0, 80, 200_001),
-                         np.random.RandomState(1).uniform(0, 20, 10_000)]).astype(np.float32)
-    out = np.empty_like(x)
-    bits = np.empty_like(x)
-    fused._exp_nonpositive_f32(x, out, bits, len(x))
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, np.exp(x.astype(np.float64)), rtol=2.5e-7, atol=0)
 
 
 def grid_clusters(k_side, spread, n_per, seed=0, d=2):
@@ -257,37 +247,18 @@ def test_one_pass_tiling_is_spatial_only_when_pruning_can_pay():
     assert margin == 30.0
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("k_side", [3, 10])  # 9 components: all taken; 100: pruned
-def test_float32_kernel_statistics_equal_the_float64_ones_to_single_precision(covariance_type,
-                                                                              k_side):
-    """Logits and softmax in float32, statistics summed in float64 about the means: the
-    M-step from them agrees with float64's to single precision, far from the origin too."""
-    x, centres = grid_clusters(k_side, 1.5, 60, d=3 if covariance_type == "full" else 2)
-    offset = 1e3
-    w = np.random.RandomState(1).uniform(0, 2, len(x))
-    params = params_for(covariance_type, centres, 2.0)
-    shift = x.mean(axis=0) + offset
-    working = params.shifted(-x.mean(axis=0))
-    data = (x + offset).astype(np.float32)
-    single = TiledSource(ArrayChunks(data, w, shift, 500), dtype=np.float32)
-    double = TiledSource(ArrayChunks(data, w, shift, 500))
-    assert single.kernel_x.dtype == np.float32 and single.x.dtype == np.float64
-    a = fused_expectation(single, working)
-    b = fused_expectation(double, working)
-    p_a, _ = m_step(a, 1e-6, 1e-6)
-    p_b, _ = m_step(b, 1e-6, 1e-6)
-    for name in ("weights", "means", "covariances"):
-        x_a, x_b = getattr(p_a, name), getattr(p_b, name)
-        assert np.linalg.norm(x_a - x_b) <= 1e-5 * np.linalg.norm(x_b) + 1e-6, name
-    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-6)
-    assert a.resp_sum.dtype == np.float64
-
-
-def test_float32_data_run_the_float32_kernel():
+def test_float32_data_run_the_float64_kernel():
+    """float32 logits would keep only the first digits of a far row's responsibilities (its
+    logits are large, their differences small): float32 data are tiled in float64, and the
+    statistics equal those of the same values given in float64."""
     from gaussmix._data import FitData
 
-    x = np.random.RandomState(0).randn(500, 2)
-    for dtype in (np.float32, np.float64):
-        data = FitData.prepare(x.astype(dtype), np.ones(500), 100)
-        assert data.tiled_source(100).kernel_x.dtype == dtype
+    x = np.random.RandomState(0).randn(500, 2).astype(np.float32)
+    x[0] = 1e4
+    single = FitData.prepare(x, np.ones(500), 100).tiled_source(100)
+    double = FitData.prepare(x.astype(np.float64), np.ones(500), 100).tiled_source(100)
+    assert single.kernel_x.dtype == np.float64
+    params = params_for("full", x[:30].astype(np.float64), 2.0)
+    a, b = fused_expectation(single, params), fused_expectation(double, params)
+    for name in ("resp_sum", "x_sum", "xx_sum"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

@@ -170,6 +170,7 @@ class DaskData(MeasuredData):
 def prepare(X, sample_weight, n_components, backend):
     """Validate a dask array and measure it: :class:`DaskData` (two passes over the data)."""
     import dask
+    import dask.array as da
     from dask import delayed
 
     from .._validation import (
@@ -179,6 +180,7 @@ def prepare(X, sample_weight, n_components, backend):
         check_enough_rows,
         check_weight_size,
         infinity_error,
+        weight_exponent,
     )
 
     if X.ndim != 2:
@@ -198,7 +200,14 @@ def prepare(X, sample_weight, n_components, backend):
         raise infinity_error("X", n_inf, first)
     if any(s["bad_weights"] for s in summaries):
         raise InputError(BAD_WEIGHTS)
-    check_weight_size(max(s["largest_weight"] for s in summaries))
+    largest = max(s["largest_weight"] for s in summaries)
+    check_weight_size(largest)
+    exponent = weight_exponent(largest)
+    if exponent:  # tiny weights, brought to full precision exactly (see unit_scale)
+        scaled = da.asarray(sample_weight).map_blocks(np.ldexp, exponent, dtype=np.float64)
+        weight_blocks = _weight_blocks(scaled, X)
+        summaries = dask.compute(*[delayed(_block_summary, pure=True)(b, w)
+                                   for b, w in zip(blocks, weight_blocks)])
     n_rows = sum(s["n_rows"] for s in summaries)
     n_positive = sum(s["n_positive"] for s in summaries)
     total = sum(s["total"] for s in summaries)

@@ -6,23 +6,32 @@ Rows come in tiles of spatially close rows (see ``tiles.py``). For each tile:
    box (interval arithmetic on the whitened coordinates, :func:`_tile_bounds`, vectorised over
    the components). Each row's largest logit is bounded from below by its logit under its
    *hint*, the component most likely for it at the last E-step (or, without hints, under the
-   few best-bounded components); components whose bound lies more than ``threshold`` nats
-   below the smallest of these are skipped for the whole tile: their responsibility is below
-   ``exp(-threshold)`` (about 4e-18 for the default 40 nats), so results equal full EM to
-   rounding. Any hint keeps this exact; the last E-step's make it tight (on a 5-D picture
-   with 1000 components, three times fewer pairs than with the best-bounded components).
-2. **Logits as a small matrix product.** About the tile's centre ``c`` (``z = x - c``) every
-   component's logit is linear in the features ``phi(z) = [1, z, quadratic terms of z]``, so
-   the tile's logits are ``W @ Phi`` with ``W`` built from the candidates' parameters (BLAS
-   from ``BLAS_MIN_FEATURES`` features, loops below). Centring on the tile keeps the expanded
-   quadratic forms accurate: ``|z|`` and ``|mu - c|`` are at most a few tile widths for every
-   component that matters.
+   few best-bounded components, both in difference form); components whose bound lies more
+   than ``threshold`` nats below the smallest of these are skipped for the whole tile: their
+   responsibility is below ``exp(-threshold)`` (about 4e-18 for the default 40 nats), so
+   results equal full EM to rounding. Any hint keeps this exact; the last E-step's make it
+   tight (on a 5-D picture with 1000 components, three times fewer pairs than with the
+   best-bounded components).
+2. **Logits as a small matrix product, where that is exact.** About the tile's centre ``c``
+   (``z = x - c``) every component's logit is linear in the features
+   ``phi(z) = [1, z, quadratic terms of z]``, so the tile's logits are ``W @ Phi`` with ``W``
+   built from the candidates' parameters (BLAS from ``BLAS_MIN_FEATURES`` features, loops
+   below). That expansion sums terms that can be far larger than the logit they make (a wide
+   tile, a far row in it, a tight component far from the centre): each candidate's sum of
+   absolute terms over the box, ``| |U|^T (h + |mu - c|) |^2``, is checked against
+   ``EXPANSION_LIMIT`` (``_em``) times one plus the box's least squared distance to it
+   (:func:`_expansion_is_exact`), and the candidates that fail take the difference form
+   ``|(x - mu) U|^2``, row by row in float64, for their logits and their moments. Either way
+   a logit is exact to within a small factor of the difference form's own rounding.
 3. **Softmax** in the log domain with a vectorisable polynomial exp (about 1 ulp; libm's exp
    does not vectorise). Candidates more than ``threshold`` nats below every row's best, now
    known exactly, are dropped before the exponentials (about half of those the box bounds
-   keep).
+   keep). A row whose every distance overflows (a row at 1e155 under components of unit
+   size) has log-density -inf and no responsibility, and the other rows of its tile keep
+   theirs.
 4. **Statistics** ``resp @ (w * Phi).T`` about ``c``, then moved exactly to each component's
-   mean and added, in float64, to the block's accumulators.
+   mean and added, in float64, to the block's accumulators (the difference-form candidates'
+   straight about their means).
 
 Tiles are laid out as (candidates, rows) blocks: every inner loop runs over the rows of a
 tile (or over the whole block), contiguous, so it vectorises whatever the number of
@@ -34,8 +43,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 # Components more than this many nats below a tile's lower bound are skipped.
 PRUNE_NATS = 40.0
@@ -58,23 +66,8 @@ _MAGIC = 6755399441055744.0
 _MAGIC_BITS = int(np.float64(_MAGIC).view(np.int64))
 _C = tuple(1.0 / math.factorial(n) for n in range(13))
 _C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12 = _C
-# Responsibilities below exp(-700) (float64) or exp(-80) (float32) are that small instead.
+# Responsibilities below exp(-700) are that small instead.
 _EXP_FLOOR = -700.0
-
-# float32: the same scheme in single precision (typed constants keep every operation in
-# float32), with Cephes' expf polynomial (about 1 ulp on |r| <= ln(2) / 2).
-_F = np.float32
-_EXP_FLOOR_F = _F(-80.0)
-_LOG2E_F = _F(_LOG2E)
-_HALF_F = _F(0.5)
-_ONE_F = _F(1.0)
-_LN2_HI_F = _F(0.693359375)
-_LN2_LO_F = _F(-2.12194440e-4)
-_MAGIC_F = _F(12582912.0)  # 1.5 * 2**23
-_MAGIC_BITS_F = int(np.float32(12582912.0).view(np.int32))
-_P_F = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
-                             4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
-_P0F, _P1F, _P2F, _P3F, _P4F, _P5F = _P_F
 
 # Vectorising reductions needs reassociation; no assumptions about NaN or infinity.
 _FAST = {"contract", "reassoc", "nsz"}
@@ -83,7 +76,7 @@ _EXACT = {"contract"}
 
 
 @njit(cache=True, fastmath=_EXACT, inline="always")
-def _exp_nonpositive(x, out, bits, n):
+def exp_nonpositive(x, out, bits, n):
     """``out[:n] = exp(x[:n])`` for ``x <= 0`` (float64; ``x`` below -700 taken as -700),
     vectorisable, within about 1 ulp.
 
@@ -114,45 +107,6 @@ def _exp_nonpositive(x, out, bits, n):
         ibits[j] = (ibits[j] - _MAGIC_BITS + 1023) << 52
     for j in range(n):
         out[j] *= bits[j]
-
-
-@njit(cache=True, fastmath=_EXACT, inline="always")
-def _exp_nonpositive_f32(x, out, bits, n):
-    """:func:`_exp_nonpositive` in float32 (``x`` below -80 taken as -80): 2^k exp(r) with
-    Cephes' degree-7 polynomial, 2^k assembled in the exponent bits of ``bits``."""
-    ibits = bits.view(np.int32)
-    for j in range(n):
-        v = max(x[j], _EXP_FLOOR_F)
-        k = np.floor(v * _LOG2E_F + _HALF_F)
-        bits[j] = k + _MAGIC_F
-        r = v - k * _LN2_HI_F - k * _LN2_LO_F
-        p = _P0F
-        p = p * r + _P1F
-        p = p * r + _P2F
-        p = p * r + _P3F
-        p = p * r + _P4F
-        p = p * r + _P5F
-        out[j] = p * r * r + r + _ONE_F
-    for j in range(n):
-        ibits[j] = (ibits[j] - _MAGIC_BITS_F + 127) << 23
-    for j in range(n):
-        out[j] *= bits[j]
-
-
-def exp_nonpositive(x, out, bits, n):
-    """``out[:n] = exp(x[:n])`` for ``x <= 0`` in the arrays' precision (in compiled code:
-    the float32 or float64 kernel)."""
-    if x.dtype == np.float32:
-        _exp_nonpositive_f32(x, out, bits, n)
-    else:
-        _exp_nonpositive(x, out, bits, n)
-
-
-@overload(exp_nonpositive, inline="always")
-def _exp_nonpositive_overload(x, out, bits, n):
-    if x.dtype == types.float32:
-        return lambda x, out, bits, n: _exp_nonpositive_f32(x, out, bits, n)
-    return lambda x, out, bits, n: _exp_nonpositive(x, out, bits, n)
 
 
 @njit(cache=True)
@@ -675,12 +629,12 @@ def _split_candidates(cand, n_cand, centre, half, layout, diagonal, limit, squar
 
 @njit(cache=True, fastmath=_FAST)
 def _row_differences(x, s, n_rows, k, means_t, diffs):
-    """``diffs[i, r] = x[s + r, i] - mu_k[i]`` in float64 (whatever the rows' precision)."""
+    """``diffs[i, r] = x[s + r, i] - mu_k[i]``."""
     for i in range(means_t.shape[0]):
         mean = means_t[i, k]
         row = diffs[i]
         for r in range(n_rows):
-            row[r] = np.float64(x[s + r, i]) - mean
+            row[r] = x[s + r, i] - mean
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -730,7 +684,7 @@ def _difference_moments(b, x, s, n_rows, cand, first, n_cand, layout, diagonal, 
         base = j * n_rows
         total = 0.0
         for r in range(n_rows):
-            total += np.float64(resp[base + r])
+            total += resp[base + r]
         if total == 0.0:
             continue
         resp_sum[b, k] += total
@@ -740,7 +694,7 @@ def _difference_moments(b, x, s, n_rows, cand, first, n_cand, layout, diagonal, 
             row_i = diffs[i]
             acc = 0.0
             for r in range(n_rows):
-                weighted[r] = np.float64(resp[base + r]) * row_i[r]
+                weighted[r] = resp[base + r] * row_i[r]
                 acc += weighted[r]
             x_sum[b, k, i] += acc
             for l in range(i, i + 1 if diagonal else d):
@@ -902,9 +856,7 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
 
     Parameters
     ----------
-    x : (N, D) float64 or float32, working coordinates, tiles contiguous; logits, softmax
-        and per-tile moments run in this precision, the accumulators and the difference
-        form in float64
+    x : (N, D) float64, working coordinates, tiles contiguous
     w : (N,) float64 weights
     hints : (N,) int64 in/out, each row's most likely component of its group at the last
         E-step (-1: not known), which makes the pruning tight; overwritten with this
@@ -919,13 +871,12 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     lam_min : (G K,) float64, a lower bound of each precision's smallest eigenvalue
     diagonal : bool, whether the precisions are diagonal
     threshold : float, pruning margin in nats; ``inf``: no pruning (tiles not spatial)
-    limit, square_cap : float, the expansion's limits in the rows' precision (see
-        :func:`_expansion_is_exact`)
+    limit, square_cap : float, the expansion's limits (see :func:`_expansion_is_exact`)
     layout : tuple of three arrays, :func:`bound_layout` of the components (for the bounds,
         the expansion's check and the difference form)
     max_rows : int, the most rows of a tile
     floats, reals, ints : (B', L) scratch, a row per block at least (B' >= B), of the
-        lengths :func:`scratch_sizes` gives; ``reals`` in the rows' precision
+        lengths :func:`scratch_sizes` gives
     resp_sum : (G + B - 1, K) float64 out: B blocks of consecutive tiles run in parallel,
         and block b adds group g's sums to slot ``g + b`` (groups never decrease along the
         tiles, so no two blocks share a slot; one group: a slot per block). Only the slots

@@ -32,6 +32,8 @@ from .fused import (
 )
 from .tiles import TILE_ROWS, consecutive_starts, kd_tiles, tile_boxes
 
+FLOAT64 = np.dtype(np.float64)
+
 # Accumulators are per block of tiles; more blocks than threads balance the load, within
 # this many bytes.
 ACCUMULATOR_BYTES = 64 * 2**20
@@ -77,10 +79,6 @@ class WeightFacts:
         n_positive = len(sample_weight) if rows is None else len(rows)
         return cls(float(sample_weight.sum()), n_positive, rows)
 
-
-# float32 tiles whose pairs took the difference form more often than this run in float64
-# from the next pass on (see TiledSource.settle_precision).
-FLOAT32_EXACT_SHARE = 0.25
 
 # Views a workspace keeps for requests it has seen (one per array of a fit's passes).
 MAX_WORKSPACE_VIEWS = 256
@@ -134,9 +132,9 @@ class KernelBuffers:
     square_cap: float
 
     @classmethod
-    def of(cls, workspace, kp, group_size, starts, n_blocks, dtype):
+    def of(cls, workspace, kp, group_size, starts, n_blocks):
         """Buffers from ``workspace`` for ``kp`` (:class:`KernelParams`) in groups of
-        ``group_size``, tiles ``starts``, ``n_blocks`` blocks and rows of ``dtype``."""
+        ``group_size``, tiles ``starts`` and ``n_blocks`` blocks."""
         k_all, d = kp.means.shape
         if kp.layout is not None:
             layout = kp.layout
@@ -148,9 +146,9 @@ class KernelBuffers:
         n_feat = 1 + d + (d if kp.diagonal else d * (d + 1) // 2)
         floats, reals, ints = scratch_sizes(group_size, d, n_feat, max_rows)
         return cls(layout, max_rows, workspace.array("floats", (n_blocks, floats)),
-                   workspace.array("reals", (n_blocks, reals), dtype),
+                   workspace.array("reals", (n_blocks, reals)),
                    workspace.array("ints", (n_blocks, ints), np.int64),
-                   EXPANSION_LIMIT[np.dtype(dtype)], FEATURE_SQUARE_CAP[np.dtype(dtype)])
+                   EXPANSION_LIMIT[FLOAT64], FEATURE_SQUARE_CAP)
 
 
 class TiledSource(HeldRows):
@@ -162,19 +160,17 @@ class TiledSource(HeldRows):
     Parameters
     ----------
     source : ArrayChunks
-        The rows, chunk by chunk (converted to float64 working coordinates).
-    dtype : numpy dtype, default float64
-        Precision of the kernel's logits and softmax: float32 for float32 data (the
-        statistics are still summed in float64). The expanded quadratic forms stay accurate
-        in float32 because the tiles are small: rows are within a tile's width of its centre.
+        The rows, chunk by chunk (converted to float64 working coordinates: float32 data
+        too, whose logits in float32 would keep only the first digits of a far row's
+        responsibilities).
     tile_rows : int
     """
 
-    def __init__(self, source, dtype=np.float64, tile_rows=TILE_ROWS):
+    def __init__(self, source, tile_rows=TILE_ROWS):
         x = np.concatenate([chunk for chunk, _ in source]) if source.n_rows else np.empty(
             (0, source.n_features))
         order, starts, self.x = kd_tiles(x, tile_rows)
-        self.kernel_x = self.x if np.dtype(dtype) != np.float32 else self.x.astype(np.float32)
+        self.kernel_x = self.x
         self.sample_weight = np.ascontiguousarray(source.sample_weight[order], dtype=np.float64)
         self.weight_facts = WeightFacts.of(self.sample_weight)
         self.starts = starts
@@ -184,15 +180,6 @@ class TiledSource(HeldRows):
         self.workspace = Workspace()
         self._hints = np.full(self.n_rows, -1, dtype=np.int64)
         self._hints_k = None
-
-    def settle_precision(self, pairs, exact_pairs):
-        """After a pass in float32 that took the difference form (in float64) for more than
-        ``FLOAT32_EXACT_SHARE`` of its pairs, run the float64 kernel from then on: it costs
-        less than float32 tiles whose candidates mostly leave them (components tighter than
-        float32's expansion allows about a tile's centre), and its rows are the same values
-        (float32 data in float64), so the tiles and their boxes stay."""
-        if self.kernel_x.dtype == np.float32 and exact_pairs > FLOAT32_EXACT_SHARE * pairs:
-            self.kernel_x = self.x
 
     def hints(self, n_components):
         """Each row's most likely component at the last E-step (-1: none yet), which the
@@ -320,8 +307,7 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
     log_prob = workspace.array("log_prob", (source.n_rows,))
     log_lik = np.zeros(blocks)
     pairs = np.zeros((blocks, 2), dtype=np.int64)
-    buffers = KernelBuffers.of(workspace, kp, group_size, source.starts, blocks,
-                               source.kernel_x.dtype)
+    buffers = KernelBuffers.of(workspace, kp, group_size, source.starts, blocks)
     fused_e_step(source.kernel_x, source.sample_weight, source.hints(group_size),
                  source.starts, source.boxes, tile_group, group_size, kp.means, kp.precisions,
                  kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.limit,
@@ -366,8 +352,6 @@ def fused_expectation(source, params, threshold=PRUNE_NATS, report=None):
     sums = grouped_e_step(source, kp, k, np.zeros(len(source.starts) - 1, dtype=np.int64),
                           threshold)
     resp_sum, x_sum, xx_sum = sums.summed()
-    if hasattr(source, "settle_precision"):
-        source.settle_precision(sums.pairs, sums.exact_pairs)
     weights = source.weight_facts
     worst_log_prob, worst_points = worst_rows(source.x, sums.log_prob,
                                               min(k, MAX_RESEED_CANDIDATES),
@@ -419,7 +403,6 @@ class _Tiled:
     """One tiled chunk, in the shape :func:`fused_expectation` reads."""
 
     def __init__(self, x, sample_weight, starts, workspace):
-        # float64 even for float32 data: one-pass tiles need not be small (see tile_order).
         self.workspace = workspace
         self.x = self.kernel_x = x
         self.sample_weight = sample_weight.astype(np.float64)
@@ -469,8 +452,7 @@ def fused_scores(x, params, values=None, starts=None, threshold=PRUNE_NATS,
     sums = np.empty((len(x), values.shape[1]))
     # Two blocks per thread: each holds (K, tile rows) logits, and scoring keeps no sums.
     n_blocks = max(1, min(len(starts) - 1, 2 * numba.get_num_threads()))
-    buffers = KernelBuffers.of(Workspace(), kp, params.n_components, starts, n_blocks,
-                               np.float64)
+    buffers = KernelBuffers.of(Workspace(), kp, params.n_components, starts, n_blocks)
     fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.precisions,
                       kp.log_norm, kp.lam_min, kp.diagonal, margin, buffers.limit,
                       buffers.square_cap, buffers.layout, buffers.max_rows, buffers.floats,

@@ -31,6 +31,7 @@ from .._data import (
     spaced_rows,
 )
 from .._em import (
+    FEATURE_SQUARE_CAP,
     MAX_RESEED_CANDIDATES,
     float32_logits_cancel,
     n_quadratic_features,
@@ -47,6 +48,9 @@ from .._validation import BAD_WEIGHTS, NO_POSITIVE_WEIGHT, InputError, non_finit
 # BYTES_PER_PAIR per (row, component) pair: logits, responsibilities and their float64 copy.
 DEVICE_MEMORY_FRACTION = 1 / 16
 BYTES_PER_PAIR = 40
+# float32 chunks whose rows' best logits exceed this in size take float64 logits (see
+# weighted_log_prob): below it float32 keeps them to about 1e-5 nats.
+FLOAT32_LOGIT_LIMIT = 128.0
 MIN_CHUNK_ROWS = 1024
 # Rows per step of the passes that measure the data and draw the initialisation sample.
 SAMPLE_STEP_ROWS = 2**22
@@ -113,19 +117,45 @@ def weight_tensor(sample_weight, X):
 
 
 class TensorChunks(HeldRows):
-    """Rows on a device in working coordinates, yielded as ``(x, w)`` tensor chunks.
+    """Rows on a device, yielded in working coordinates as ``(x, w)`` tensor chunks.
+
+    The device keeps the rows as given; each chunk is moved to working coordinates in
+    float64 and then rounded to the rows' dtype (:meth:`rows`), and its float64 version is at
+    hand (:meth:`wide`): float32 rows shifted in float32 would keep only about 6e-8 of their
+    distance from the origin, so a row far from it would lose its place relative to a
+    component near it.
 
     Parameters
     ----------
-    x : tensor of shape (N, D), float32 or float64
+    data : tensor of shape (N, D), float32 or float64, data coordinates
     sample_weight : tensor of shape (N,), float64
     chunk_size : int
+    shift : tensor of shape (D,), float64, optional
+        The origin of the working coordinates (zeros: none).
     """
 
-    def __init__(self, x, sample_weight, chunk_size):
-        self.x = x
+    def __init__(self, data, sample_weight, chunk_size, shift=None):
+        self.x = data
         self.sample_weight = sample_weight
         self.chunk_size = int(chunk_size)
+        self.shift = (torch.zeros(data.shape[1], dtype=torch.float64, device=data.device)
+                      if shift is None else shift)
+
+    def bounds(self):
+        return [(s, min(s + self.chunk_size, self.n_rows))
+                for s in range(0, self.n_rows, self.chunk_size)]
+
+    def wide(self, start, stop):
+        """Rows ``start:stop`` in working coordinates, float64."""
+        return self.x[start:stop].to(torch.float64) - self.shift
+
+    def rows(self, start, stop):
+        """Rows ``start:stop`` in working coordinates, in the rows' dtype."""
+        return self.wide(start, stop).to(self.x.dtype)
+
+    def __iter__(self):
+        for start, stop in self.bounds():
+            yield self.rows(start, stop), self.sample_weight[start:stop]
 
 
 def chunk_rows(n_components, n_features, device, chunk_size=None):
@@ -142,8 +172,9 @@ def chunk_rows(n_components, n_features, device, chunk_size=None):
 
 @dataclass(frozen=True)
 class TorchData(MeasuredData):
-    """A tensor prepared for a fit on its device: rows in working coordinates (the data's
-    dtype) and float64 weights, both on the device."""
+    """A tensor prepared for a fit on its device: the rows as given (moved to working
+    coordinates chunk by chunk, see :class:`TensorChunks`) and float64 weights, both on the
+    device."""
 
     x: torch.Tensor
     w: torch.Tensor
@@ -159,7 +190,10 @@ class TorchData(MeasuredData):
         return chunk_rows(n_components, self.n_features, self.device)
 
     def fit_source(self, backend, chunk_size):
-        return TensorChunks(self.x, self.w, chunk_size)
+        return TensorChunks(self.x, self.w, chunk_size, self._device_shift())
+
+    def _device_shift(self):
+        return torch.as_tensor(self.shift, dtype=torch.float64, device=self.device)
 
     def expectation_for(self, backend):
         return expectation
@@ -174,8 +208,10 @@ class TorchData(MeasuredData):
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(random_state.randint(0, 2**31 - 1)))
         rows, weights = [], []
+        shift = self._device_shift()
         for start in range(0, self.n_rows, SAMPLE_STEP_ROWS):
-            x, w = self.x[start:start + SAMPLE_STEP_ROWS], self.w[start:start + SAMPLE_STEP_ROWS]
+            x = self.x[start:start + SAMPLE_STEP_ROWS].to(torch.float64) - shift
+            w = self.w[start:start + SAMPLE_STEP_ROWS]
             keep = w > 0
             if generator is not None:
                 keep &= torch.rand(len(w), generator=generator, device=self.device,
@@ -199,9 +235,10 @@ def _weighted_sum(X, w, function):
 def prepare(X, sample_weight, n_components):
     """Validate a tensor and measure it on its device: :class:`TorchData`.
 
-    The data are moved to working coordinates once (minus a robust centre: the weighted
-    median of evenly spaced rows, ``_data.robust_centre``), on the device, in their own
-    dtype; the variance is about the weighted mean, both computed in float64.
+    The origin of the working coordinates is a robust centre (the weighted median of evenly
+    spaced rows, ``_data.robust_centre``); the variance is about the weighted mean, both
+    computed in float64. The rows stay as given: chunks move to working coordinates as they
+    are read (:class:`TensorChunks`).
     """
     from .._validation import check_enough_rows
 
@@ -216,10 +253,9 @@ def prepare(X, sample_weight, n_components):
     sample = torch.as_tensor(spaced_rows(X.shape[0]), device=X.device)
     shift = robust_centre(X[sample].to(torch.float64).cpu().numpy(), w[sample].cpu().numpy(),
                           mean.cpu().numpy())
-    x = X - torch.as_tensor(shift, device=X.device).to(X.dtype)
     return TorchData(n_rows=X.shape[0], n_positive=n_positive, n_features=X.shape[1],
                      dtype=numpy_dtype(X.dtype), total_weight=float(total),
-                     shift=shift, variance=variance.cpu().numpy(), x=x, w=w)
+                     shift=shift, variance=variance.cpu().numpy(), x=X, w=w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,6 +277,15 @@ class DeviceParams:
         Components in difference form.
     exact_means, exact_chol, exact_log_norm : tensors
         Their means (E, D), precision factors (shapes by type) and log normalisers (E,).
+    wide : DeviceParams or None
+        The same in float64, for a float32 chunk with a row far from every component (see
+        :func:`weighted_log_prob`); None when these are float64 already.
+    means, chol, log_norm : tensors
+        Every component's mean (K, D), precision factor and log normaliser (K,), float64,
+        for rows whose squares would overflow the features (every component in difference
+        form for them).
+    origin : tensor (D,), float64
+        Where the parameters' coordinates start in the data's (scoring shifts both).
     """
 
     covariance_type: str
@@ -252,10 +297,16 @@ class DeviceParams:
     exact_chol: torch.Tensor
     exact_log_norm: torch.Tensor
     plan: object
+    wide: object = None
+    means: torch.Tensor = None
+    chol: torch.Tensor = None
+    log_norm: torch.Tensor = None
+    origin: torch.Tensor = None
 
 
-def device_params(params, device, dtype):
-    """:class:`DeviceParams` for numpy :class:`~gaussmix._em.Params` (working coordinates).
+def device_params(params, device, dtype, origin=None):
+    """:class:`DeviceParams` for numpy :class:`~gaussmix._em.Params` (working coordinates,
+    starting at ``origin`` in the data's; zeros by default).
 
     The components are split as for the numpy E-step (``_em.plan_e_step``). For float32 data
     the logits' matrix product runs in float32 when no expanded-form component would cancel
@@ -265,6 +316,9 @@ def device_params(params, device, dtype):
     logits_dtype = dtype
     if dtype == torch.float32 and plan.coef is not None and float32_logits_cancel(params, plan):
         logits_dtype = torch.float64
+    origin = np.zeros(params.n_features) if origin is None else origin
+    wide = None if dtype == torch.float64 else device_params(params, device, torch.float64,
+                                                             origin)
 
     def put(a, kind=dtype):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=kind, device=device)
@@ -282,6 +336,11 @@ def device_params(params, device, dtype):
         exact_chol=put(chol if cov_type == "tied" else chol[exact]),
         exact_log_norm=put(plan.log_norm[exact]),
         plan=plan,
+        wide=wide,
+        means=put(params.means, torch.float64),
+        chol=put(chol, torch.float64),
+        log_norm=put(plan.log_norm, torch.float64),
+        origin=put(origin, torch.float64),
     )
 
 
@@ -315,10 +374,18 @@ def _whiten(diff, chol, covariance_type):
     return diff * chol[None, :, None]
 
 
-def weighted_log_prob(x, dp, phi=None):
-    """``log w_k + log N(x_n | k)`` of a chunk on its device, shape (n, K), in x's dtype.
+def weighted_log_prob(x, dp, phi=None, wide=None, raw=None):
+    """``log w_k + log N(x_n | k)`` of a chunk on its device, shape (n, K), in x's dtype, or
+    in float64 for a float32 chunk with a row whose best logit exceeds
+    ``FLOAT32_LOGIT_LIMIT`` in size: float32 keeps such a logit to about 6e-8 of itself, and
+    that row's responsibilities, differences of large logits, to as little (the chunk is then
+    computed again, in float64: one synchronisation with the device per float32 chunk).
 
-    ``phi``: the chunk's :func:`features` in the dtype of ``dp.coef``, when already known.
+    ``phi``: the chunk's :func:`features` in the dtype of ``dp.coef``, when already known;
+    ``wide``: the chunk's rows in float64 (x itself in float64 when not given); ``raw``: the
+    same rows in the data's coordinates, float64 (scoring): the difference form then runs on
+    them, where ``x - mu`` is exact for a row at its component, not on two shifted values
+    rounded apart.
 
     Returns
     -------
@@ -326,23 +393,56 @@ def weighted_log_prob(x, dp, phi=None):
     diff : tensor (n, E, D) or None
         The exact components' differences, for their moments.
     """
+    logits, diff = _logits(x, dp, phi, raw)
+    if dp.wide is not None and bool(
+            torch.abs(logits.max(dim=1).values).max() > FLOAT32_LOGIT_LIMIT):
+        return _logits(x.to(torch.float64) if wide is None else wide, dp.wide, None, raw)
+    return logits, diff
+
+
+def _logits(x, dp, phi=None, raw=None):
+    """:func:`weighted_log_prob` in the precision of ``dp`` and ``x``; rows whose squares
+    could overflow the features (``_em.FEATURE_SQUARE_CAP``, seen only when scoring rows far
+    beyond the data) take the difference form for every component, in float64."""
     n = x.shape[0]
+    limit = np.sqrt(FEATURE_SQUARE_CAP / max(1, x.shape[1]))
+    far = torch.abs(x).amax(dim=1) > limit if x.shape[1] else None
+    far = far if far is not None and bool(far.any()) else None
+    safe = x if far is None else torch.where(far[:, None], torch.zeros_like(x), x)
     if dp.coef is None:
         logits = torch.empty(n, dp.n_components, dtype=x.dtype, device=x.device)
     else:
-        xc = x.to(dp.coef.dtype)
-        phi = features(xc, dp.covariance_type) if phi is None else phi
+        xc = safe.to(dp.coef.dtype)
+        phi = features(xc, dp.covariance_type) if phi is None or far is not None else phi
         logits = phi @ dp.coef
         if dp.covariance_type == "tied":
             y = xc @ dp.tied_chol
             logits += -0.5 * (y * y).sum(dim=1, keepdim=True)
         logits = logits.to(x.dtype)
     diff = None
-    if len(dp.exact):
-        diff = x[:, None, :] - dp.exact_means[None]
+    if len(dp.exact) and raw is not None:
+        chol = dp.chol if dp.covariance_type == "tied" else dp.chol[dp.exact]
+        y = _whiten(raw[:, None, :] - (dp.means[dp.exact] + dp.origin)[None], chol,
+                    dp.covariance_type)
+        exact_logits = dp.log_norm[dp.exact] - 0.5 * (y * y).sum(dim=2)
+        logits[:, dp.exact] = torch.nan_to_num(exact_logits, nan=-torch.inf,
+                                               neginf=-torch.inf).to(logits.dtype)
+    elif len(dp.exact):
+        diff = safe[:, None, :] - dp.exact_means[None]
         y = _whiten(diff, dp.exact_chol, dp.covariance_type)
         logits[:, dp.exact] = dp.exact_log_norm - 0.5 * (y * y).sum(dim=2)
+    if far is not None:
+        rows = raw[far] if raw is not None else x[far].to(torch.float64) + dp.origin
+        logits[far] = _difference_logits(rows, dp).to(logits.dtype)
     return logits, diff
+
+
+def _difference_logits(rows, dp):
+    """Every component's logits of ``rows`` (m, D, the data's coordinates) in difference
+    form, float64 (-inf where a distance overflows)."""
+    y = _whiten(rows[:, None, :] - (dp.means + dp.origin)[None], dp.chol, dp.covariance_type)
+    logits = dp.log_norm - 0.5 * (y * y).sum(dim=2)
+    return torch.nan_to_num(logits, nan=-torch.inf, neginf=-torch.inf)
 
 
 def _log_softmax(logits):
@@ -383,6 +483,7 @@ def expectation(source, params):
     x_all = source.x
     dev, dtype = x_all.device, x_all.dtype
     dp = device_params(params, dev, dtype)
+    means64 = (dp if dp.wide is None else dp.wide).exact_means
     cov_type = params.covariance_type
     k, d = params.means.shape
     f = 1 + d + n_quadratic_features(d, cov_type)
@@ -395,21 +496,28 @@ def expectation(source, params):
     log_lik = torch.zeros((), **f64)
     n_candidates = min(k, MAX_RESEED_CANDIDATES)
     worst_lp, worst_x = [], []
-    for x, w in source:
+    for start, stop in source.bounds():
+        x, x64, w = source.rows(start, stop), source.wide(start, stop), \
+            source.sample_weight[start:stop]
         phi = None if dp.coef is None else features(x.to(dp.coef.dtype), cov_type)
-        logits, diff = weighted_log_prob(x, dp, phi)
+        logits, diff = weighted_log_prob(x, dp, phi, x64)
         log_prob, resp = _log_softmax(logits)
         weighted = resp.to(torch.float64) * w[:, None]
+        # The moments take the float64 rows: float32 products would keep about 6e-8 of x^2
+        # or of a far row's difference from a mean, more than a tight component's spread.
         if phi is not None:
-            moments += weighted.T @ phi.to(torch.float64)
+            if phi.dtype != torch.float64:
+                phi = features(x64, cov_type)
+            moments += weighted.T @ phi
         if n_exact:
-            part = _centred_moments(diff.to(torch.float64), weighted[:, exact], cov_type)
+            if diff.dtype != torch.float64:
+                diff = x64[:, None, :] - means64[None]
+            part = _centred_moments(diff, weighted[:, exact], cov_type)
             exact_parts = part if exact_parts is None else tuple(
                 a + b for a, b in zip(exact_parts, part))
         if cov_type == "tied" and phi is not None:
             rest = w if not n_exact else w * torch.clamp(1.0 - resp[:, exact].to(
                 torch.float64).sum(dim=1), min=0.0)
-            x64 = x.to(torch.float64)
             tied_rest += (x64 * rest[:, None]).T @ x64
         # No boolean indexing: it would wait for the device on every chunk.
         positive = w > 0
@@ -418,7 +526,7 @@ def expectation(source, params):
         low = torch.topk(torch.where(positive, lp, torch.inf), min(n_candidates, len(lp)),
                          largest=False)
         worst_lp.append(low.values)
-        worst_x.append(x[low.indices].to(torch.float64))
+        worst_x.append(x64[low.indices])
     return _host_stats(params, moments, tied_rest, exact_parts, dp, log_lik, source,
                        worst_lp, worst_x, n_candidates)
 
@@ -464,16 +572,18 @@ def log_prob_labels_resp(params, X, want_resp=False, chunk_size=None):
     """``log p(x)`` (N,), most likely components (N,) and, if asked, responsibilities (N, K)
     of a validated tensor, on its device, in its dtype (labels int64).
 
-    The rows and the means are centred on the mixture's weighted median first, as for
-    arrays (``_inference.centred``).
+    The rows and the means are centred on the mixture's weighted median first (in float64),
+    as for arrays (``_inference.centred``), and the difference form runs in the data's own
+    coordinates.
     """
     centre = robust_centre(params.means, params.weights, np.zeros(params.n_features))
-    dp = device_params(params.shifted(-centre), X.device, X.dtype)
-    x = X - torch.as_tensor(centre, dtype=X.dtype, device=X.device)
+    dp = device_params(params.shifted(-centre), X.device, X.dtype, centre)
     step = chunk_rows(params.n_components, params.n_features, X.device, chunk_size)
     log_prob, labels, resp = [], [], []
-    for start in range(0, x.shape[0], step):
-        logits, _ = weighted_log_prob(x[start:start + step], dp)
+    for start in range(0, X.shape[0], step):
+        raw = X[start:start + step].to(torch.float64)
+        wide = raw - dp.origin
+        logits, _ = weighted_log_prob(wide.to(X.dtype), dp, wide=wide, raw=raw)
         labels.append(logits.argmax(dim=1))
         lp, r = _log_softmax(logits)
         log_prob.append(lp)

@@ -26,7 +26,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def dense_covariances(covariances, covariance_type, n_components, n_features):
-    """Every covariance as a (K, D, D) float64 array."""
+    """Every covariance (or precision factor, or precision: any per-type array that is a
+    diagonal for 'diag' and a multiple of the identity for 'spherical') as a (K, D, D)
+    float64 array."""
     cov = np.asarray(covariances, dtype=np.float64)
     if covariance_type == "full":
         return cov
@@ -97,18 +99,6 @@ def component_terms(X, weights, means, covariances=None, precisions_cholesky=Non
     return log_norm, maha
 
 
-def dense_factors(precisions_cholesky, covariance_type, n_components, n_features):
-    """Upper precision factors of any covariance type as (K, D, D) float64."""
-    u = np.asarray(precisions_cholesky, dtype=np.float64)
-    if covariance_type == "full":
-        return u
-    if covariance_type == "tied":
-        return np.broadcast_to(u, (n_components, n_features, n_features))
-    if covariance_type == "diag":
-        return np.stack([np.diag(f) for f in u])
-    return np.stack([np.eye(n_features) * f for f in u.reshape(-1)])
-
-
 def model_arrays(model):
     """A fitted model's weights, means and dense covariances in float64."""
     k, d = model.means_.shape
@@ -162,8 +152,9 @@ def reference_of_params(params, X):
     k, d = params.means.shape
     return reference_scores(params.weights, params.means,
                             dense_covariances(params.covariances, params.covariance_type, k, d),
-                            X, dense_factors(params.precisions_cholesky, params.covariance_type,
-                                             k, d), params.log_weights)
+                            X, dense_covariances(params.precisions_cholesky,
+                                                 params.covariance_type, k, d),
+                            params.log_weights)
 
 
 def n_parameters(covariance_type, n_components, n_features):
@@ -272,7 +263,10 @@ def reference_em_step(X, sample_weight, weights, means, covariances, covariance_
     for rows, key in zip(groups, keys):
         for j in range(k):
             new_means[j] += wr[rows, j] @ (completed(rows, key, j)[0] - centre)
-    new_means = centre + new_means / nk[:, None]
+    # A component without mass keeps its mean and covariance (the estimator re-seeds it).
+    kept = nk > 0
+    new_means = np.where(kept[:, None], centre + new_means / np.where(kept, nk, 1.0)[:, None],
+                         means)
     scatter = np.zeros((k, d, d))  # about the new means: nothing cancels
     for rows, key in zip(groups, keys):
         for j in range(k):
@@ -280,7 +274,8 @@ def reference_em_step(X, sample_weight, weights, means, covariances, covariance_
             diff = filled - new_means[j]
             r = wr[rows, j]
             scatter[j] += (diff * r[:, None]).T @ diff + r.sum() * extra
-    scatter /= nk[:, None, None]
+    scatter = np.where(kept[:, None, None], scatter / np.where(kept, nk, 1.0)[:, None, None],
+                       covariances - reg_covar * np.eye(d))
     if covariance_type == "tied":
         scatter[:] = np.einsum("k,kij->ij", nk, scatter) / nk.sum()
     elif covariance_type == "diag":

@@ -153,6 +153,13 @@ def responsibilities(params, arr, chunk_size=None):
     return out
 
 
+def rounded(log_prob, dtype):
+    """Log-densities in the rows' ``dtype``: below float32's range (a row 1e20 times beyond a
+    float32 model's components) -inf, which is their float32 rounding."""
+    with np.errstate(over="ignore"):
+        return log_prob.astype(dtype)
+
+
 @dataclass(frozen=True)
 class Inference:
     """A fitted mixture as the input adapters need it.
@@ -184,7 +191,7 @@ class Inference:
         if what == "resp":
             return responsibilities(self.params, arr, self.chunk_size)
         log_prob, labels = log_prob_and_labels(self.params, arr, self.backend, self.chunk_size)
-        return labels if what == "labels" else log_prob.astype(arr.dtype)
+        return labels if what == "labels" else rounded(log_prob, arr.dtype)
 
     def _rows_with_holes(self, arr, holes, what):
         from . import _missing
@@ -203,7 +210,7 @@ class Inference:
             out[holes] = resp.argmax(axis=1)
         else:
             out = np.empty(arr.shape[0], dtype=arr.dtype)
-            out[holes] = log_prob
+            out[holes] = rounded(log_prob, arr.dtype)
         if len(complete):
             out[complete] = self.rows(arr[complete], what)
         return out

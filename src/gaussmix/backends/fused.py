@@ -212,6 +212,28 @@ def bound_layout(means, prec_chol, diagonal, group_size, means_t, u_t, abs_u_t):
                 p += 1
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def factor_row_norms(layout, group_size, diagonal, out):
+    """``out[g K + k, i] = | U[i, :] |``, the Euclidean norm of row i of each component's
+    upper factor, from a :func:`bound_layout` (what :func:`_split_candidates` bounds the
+    expansion's terms with). ``out``: (G K, D)."""
+    means_t, _, abs_u_t = layout
+    k_all, d = out.shape
+    q = d if diagonal else d * (d + 1) // 2
+    for k in prange(k_all):
+        g = k // group_size
+        c = k - g * group_size
+        for i in range(d):
+            out[k, i] = 0.0
+        p = g * q
+        for j in range(d):
+            for i in range(j if diagonal else 0, j + 1):
+                out[k, i] += abs_u_t[p, c] * abs_u_t[p, c]
+                p += 1
+        for i in range(d):
+            out[k, i] = np.sqrt(out[k, i])
+
+
 @njit(cache=True, inline="always")
 def _group_layout(layout, g, d, q):
     """Group g's rows of a :func:`bound_layout` (C-contiguous views)."""
@@ -608,15 +630,40 @@ def _expansion_is_exact(k, centre, half, layout, diagonal, limit, square_cap):
 
 
 @njit(cache=True)
-def _split_candidates(cand, n_cand, centre, half, layout, diagonal, limit, square_cap, spare):
+def _split_candidates(cand, n_cand, centre, half, means, norms, layout, diagonal, limit,
+                      square_cap, bound, log_norm, bounded, spare):
     """Order the candidates so that those whose expansion about the tile's centre is exact
     (:func:`_expansion_is_exact`) come first, each part in its former order; returns how
-    many they are. The others take the difference form (``spare``: (K,) int scratch)."""
+    many they are. The others take the difference form (``spare``: (K,) int scratch).
+
+    Most candidates pass a quick sufficient test first: with ``a_i = h_i + |c_i - mu_i|``,
+    the expansion's terms are at most ``(sum_i a_i |U[i, :]|)^2`` (Minkowski; ``norms`` are
+    the rows' norms, contiguous per component), which is checked against ``limit`` and, when
+    the tile was bounded (``bounded``: ``bound`` holds its logits' upper bounds), against
+    ``limit`` times one plus the least squared distance they imply. Only the candidates it
+    does not clear take the exact check (the factors' entries, strided in the layout)."""
+    d = centre.shape[0]
     n_expanded = 0
     n_exact = 0
     for j in range(n_cand):
         k = cand[j]
-        if _expansion_is_exact(k, centre, half, layout, diagonal, limit, square_cap):
+        reach = 0.0
+        terms = 0.0
+        for i in range(d):
+            a = half[i] + abs(centre[i] - means[k, i])
+            reach += a * a
+            terms += a * norms[k, i]
+        terms *= terms
+        if not reach <= square_cap:
+            expanded = False
+        elif terms <= limit:
+            expanded = True
+        elif bounded and terms <= limit * (1.0 + 2.0 * (log_norm[k] - bound[k])):
+            expanded = True
+        else:
+            expanded = _expansion_is_exact(k, centre, half, layout, diagonal, limit,
+                                           square_cap)
+        if expanded:
             cand[n_expanded] = k
             n_expanded += 1
         else:
@@ -843,8 +890,9 @@ def _block_slots(b, first, stop, tile_group):
 
 @njit(parallel=True, cache=True, nogil=True)
 def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, precisions,
-                 log_norm, lam_min, diagonal, threshold, limit, square_cap, layout, max_rows,
-                 floats, reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik, pairs):
+                 log_norm, lam_min, diagonal, threshold, limit, square_cap, layout, norms,
+                 max_rows, floats, reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik,
+                 pairs):
     """One E-step over tiled rows, accumulating per block of tiles.
 
     The components come in G groups of ``group_size`` and each tile's rows see only the
@@ -874,6 +922,7 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     limit, square_cap : float, the expansion's limits (see :func:`_expansion_is_exact`)
     layout : tuple of three arrays, :func:`bound_layout` of the components (for the bounds,
         the expansion's check and the difference form)
+    norms : (G K, D) float64, :func:`factor_row_norms` of the layout
     max_rows : int, the most rows of a tile
     floats, reals, ints : (B', L) scratch, a row per block at least (B' >= B), of the
         lengths :func:`scratch_sizes` gives
@@ -892,6 +941,7 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
     k_total = group_size
     d = means.shape[1]
     n_blocks = resp_sum.shape[0] - means.shape[0] // group_size + 1
+    bounded = k_total > PRUNE_MIN_K and threshold < np.inf  # as _select_candidates decides
     n_tiles = starts.shape[0] - 1
     q = d if diagonal else d * (d + 1) // 2
     n_feat = 1 + q + d
@@ -928,8 +978,9 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
                 for n in range(s, e):
                     log_prob[n] = -np.inf
                 continue
-            n_exp = _split_candidates(cand, n_cand, centre, half, g_layout, diagonal, limit,
-                                      square_cap, spare)
+            n_exp = _split_candidates(cand, n_cand, centre, half, g_means, norms[lo:hi],
+                                      g_layout, diagonal, limit, square_cap, bound,
+                                      g_log_norm, bounded, spare)
             block_pairs += n_rows * n_cand
             block_exact += n_rows * (n_cand - n_exp)
             _tile_coefficients(cand, n_exp, centre, g_means, g_precisions, g_log_norm,
@@ -958,8 +1009,8 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
 
 @njit(parallel=True, cache=True, nogil=True)
 def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
-                      diagonal, threshold, limit, square_cap, layout, max_rows, floats, reals,
-                      ints, values, log_prob, labels, sums):
+                      diagonal, threshold, limit, square_cap, layout, norms, max_rows, floats,
+                      reals, ints, values, log_prob, labels, sums):
     """``log p(x_n)``, the most likely component and ``sum_k r_nk values[k]`` of tiled rows
     (responsibilities ``r``), with the same pruning and the same choice between the
     expanded and the difference form; as many blocks of consecutive tiles as the scratch
@@ -974,6 +1025,7 @@ def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
     n_values = values.shape[1]
     n_feat = 1 + d + (d if diagonal else d * (d + 1) // 2)
     n_blocks = floats.shape[0]
+    bounded = k_total > PRUNE_MIN_K and threshold < np.inf  # as _select_candidates decides
     w = np.ones(x.shape[0])
     hints = np.full(x.shape[0], -1, dtype=np.int64)
     for b in prange(n_blocks):
@@ -989,8 +1041,9 @@ def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
             n_cand = _select_candidates(t, s, e, x, w, hints, boxes, means, layout, log_norm,
                                         lam_min, diagonal, threshold, bound, half, work, seeds,
                                         cand, row_log_prob)
-            n_exp = _split_candidates(cand, n_cand, centre, half, layout, diagonal, limit,
-                                      square_cap, spare)
+            n_exp = _split_candidates(cand, n_cand, centre, half, means, norms, layout,
+                                      diagonal, limit, square_cap, bound, log_norm, bounded,
+                                      spare)
             _tile_coefficients(cand, n_exp, centre, means, precisions, log_norm, diagonal,
                                coef, m)
             _candidate_logits(phi, n_rows, coef, n_exp, logits)

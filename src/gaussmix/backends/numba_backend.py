@@ -23,6 +23,7 @@ from .._stats import Stats
 from .fused import (
     PRUNE_NATS,
     bound_layout,
+    factor_row_norms,
     fused_e_step,
     fused_log_density,
     layout_shapes,
@@ -120,10 +121,11 @@ class Workspace:
 @dataclass(frozen=True)
 class KernelBuffers:
     """What the kernels read besides the rows and parameters (see ``fused.fused_e_step``):
-    the components' bound layout, the most rows of a tile, a row of scratch per block and
-    the expansion's limits for the rows' precision."""
+    the components' bound layout and its factors' row norms, the most rows of a tile, a row
+    of scratch per block and the expansion's limits."""
 
     layout: tuple
+    norms: np.ndarray
     max_rows: int
     floats: np.ndarray
     reals: np.ndarray
@@ -142,10 +144,12 @@ class KernelBuffers:
             shapes = layout_shapes(k_all, group_size, d, kp.diagonal)
             layout = tuple(workspace.array(f"layout{i}", shape) for i, shape in enumerate(shapes))
             bound_layout(kp.means, kp.prec_chol, kp.diagonal, group_size, *layout)
+        norms = workspace.array("norms", (k_all, d))
+        factor_row_norms(layout, group_size, kp.diagonal, norms)
         max_rows = int(np.diff(starts).max()) if len(starts) > 1 else 0
         n_feat = 1 + d + (d if kp.diagonal else d * (d + 1) // 2)
         floats, reals, ints = scratch_sizes(group_size, d, n_feat, max_rows)
-        return cls(layout, max_rows, workspace.array("floats", (n_blocks, floats)),
+        return cls(layout, norms, max_rows, workspace.array("floats", (n_blocks, floats)),
                    workspace.array("reals", (n_blocks, reals)),
                    workspace.array("ints", (n_blocks, ints), np.int64),
                    EXPANSION_LIMIT[FLOAT64], FEATURE_SQUARE_CAP)
@@ -311,9 +315,9 @@ def grouped_e_step(source, kp, group_size, tile_group, threshold):
     fused_e_step(source.kernel_x, source.sample_weight, source.hints(group_size),
                  source.starts, source.boxes, tile_group, group_size, kp.means, kp.precisions,
                  kp.log_norm, kp.lam_min, kp.diagonal, threshold, buffers.limit,
-                 buffers.square_cap, buffers.layout, buffers.max_rows, buffers.floats,
-                 buffers.reals, buffers.ints, resp_slots, x_slots, xx_slots, log_prob, log_lik,
-                 pairs)
+                 buffers.square_cap, buffers.layout, buffers.norms, buffers.max_rows,
+                 buffers.floats, buffers.reals, buffers.ints, resp_slots, x_slots, xx_slots,
+                 log_prob, log_lik, pairs)
     evaluated, exact = pairs.sum(axis=0)
     return KernelSums(resp_slots, x_slots, xx_slots, _group_covers(tile_group, n_groups, blocks),
                       float(log_lik.sum()), int(evaluated), int(exact), log_prob)
@@ -455,8 +459,9 @@ def fused_scores(x, params, values=None, starts=None, threshold=PRUNE_NATS,
     buffers = KernelBuffers.of(Workspace(), kp, params.n_components, starts, n_blocks)
     fused_log_density(tiled, starts, tile_boxes(tiled, starts), kp.means, kp.precisions,
                       kp.log_norm, kp.lam_min, kp.diagonal, margin, buffers.limit,
-                      buffers.square_cap, buffers.layout, buffers.max_rows, buffers.floats,
-                      buffers.reals, buffers.ints, values, log_prob, labels, sums)
+                      buffers.square_cap, buffers.layout, buffers.norms, buffers.max_rows,
+                      buffers.floats, buffers.reals, buffers.ints, values, log_prob, labels,
+                      sums)
     if order is None:
         return log_prob, labels, sums
     results = (log_prob, labels, sums)

@@ -280,12 +280,13 @@ class DeviceParams:
     wide : DeviceParams or None
         The same in float64, for a float32 chunk with a row far from every component (see
         :func:`weighted_log_prob`); None when these are float64 already.
-    means, chol, log_norm : tensors
-        Every component's mean (K, D), precision factor and log normaliser (K,), float64,
-        for rows whose squares would overflow the features (every component in difference
-        form for them).
+    chol, log_norm : tensors
+        Every component's precision factor and log normaliser (K,), float64, for rows whose
+        squares would overflow the features (every component in difference form for them).
     origin : tensor (D,), float64
         Where the parameters' coordinates start in the data's (scoring shifts both).
+    raw_means : tensor (K, D), float64
+        The means in the data's coordinates as given (not shifted there and back).
     """
 
     covariance_type: str
@@ -298,15 +299,16 @@ class DeviceParams:
     exact_log_norm: torch.Tensor
     plan: object
     wide: object = None
-    means: torch.Tensor = None
     chol: torch.Tensor = None
     log_norm: torch.Tensor = None
     origin: torch.Tensor = None
+    raw_means: torch.Tensor = None
 
 
-def device_params(params, device, dtype, origin=None):
+def device_params(params, device, dtype, origin=None, raw_means=None):
     """:class:`DeviceParams` for numpy :class:`~gaussmix._em.Params` (working coordinates,
-    starting at ``origin`` in the data's; zeros by default).
+    starting at ``origin`` in the data's, where the means are ``raw_means``; zeros and the
+    params' means by default).
 
     The components are split as for the numpy E-step (``_em.plan_e_step``). For float32 data
     the logits' matrix product runs in float32 when no expanded-form component would cancel
@@ -317,8 +319,9 @@ def device_params(params, device, dtype, origin=None):
     if dtype == torch.float32 and plan.coef is not None and float32_logits_cancel(params, plan):
         logits_dtype = torch.float64
     origin = np.zeros(params.n_features) if origin is None else origin
+    raw_means = params.means + origin if raw_means is None else raw_means
     wide = None if dtype == torch.float64 else device_params(params, device, torch.float64,
-                                                             origin)
+                                                             origin, raw_means)
 
     def put(a, kind=dtype):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=kind, device=device)
@@ -337,10 +340,10 @@ def device_params(params, device, dtype, origin=None):
         exact_log_norm=put(plan.log_norm[exact]),
         plan=plan,
         wide=wide,
-        means=put(params.means, torch.float64),
         chol=put(chol, torch.float64),
         log_norm=put(plan.log_norm, torch.float64),
         origin=put(origin, torch.float64),
+        raw_means=put(raw_means, torch.float64),
     )
 
 
@@ -422,8 +425,7 @@ def _logits(x, dp, phi=None, raw=None):
     diff = None
     if len(dp.exact) and raw is not None:
         chol = dp.chol if dp.covariance_type == "tied" else dp.chol[dp.exact]
-        y = _whiten(raw[:, None, :] - (dp.means[dp.exact] + dp.origin)[None], chol,
-                    dp.covariance_type)
+        y = _whiten(raw[:, None, :] - dp.raw_means[dp.exact][None], chol, dp.covariance_type)
         exact_logits = dp.log_norm[dp.exact] - 0.5 * (y * y).sum(dim=2)
         logits[:, dp.exact] = torch.nan_to_num(exact_logits, nan=-torch.inf,
                                                neginf=-torch.inf).to(logits.dtype)
@@ -440,7 +442,7 @@ def _logits(x, dp, phi=None, raw=None):
 def _difference_logits(rows, dp):
     """Every component's logits of ``rows`` (m, D, the data's coordinates) in difference
     form, float64 (-inf where a distance overflows)."""
-    y = _whiten(rows[:, None, :] - (dp.means + dp.origin)[None], dp.chol, dp.covariance_type)
+    y = _whiten(rows[:, None, :] - dp.raw_means[None], dp.chol, dp.covariance_type)
     logits = dp.log_norm - 0.5 * (y * y).sum(dim=2)
     return torch.nan_to_num(logits, nan=-torch.inf, neginf=-torch.inf)
 
@@ -577,7 +579,7 @@ def log_prob_labels_resp(params, X, want_resp=False, chunk_size=None):
     coordinates.
     """
     centre = robust_centre(params.means, params.weights, np.zeros(params.n_features))
-    dp = device_params(params.shifted(-centre), X.device, X.dtype, centre)
+    dp = device_params(params.shifted(-centre), X.device, X.dtype, centre, params.means)
     step = chunk_rows(params.n_components, params.n_features, X.device, chunk_size)
     log_prob, labels, resp = [], [], []
     for start in range(0, X.shape[0], step):

@@ -33,7 +33,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gaussmix import BayesianGaussianMixture, GaussianMixture, _inference
+from gaussmix import BayesianGaussianMixture, GaussianMixture, _inference, select
 from gaussmix._algebra import conditional_mean
 from gaussmix._em import EXPANSION_LIMIT as _LIMITS
 from gaussmix.exceptions import ConvergenceWarning, RegularizationWarning
@@ -42,6 +42,7 @@ from .exactness import (
     dense_covariances,
     entrywise_sensitivity,
     mean_error,
+    n_parameters,
     reference_bic,
     reference_em_step,
     reference_of,
@@ -551,6 +552,32 @@ def test_covariances_and_precisions_are_each_others_inverse(x, covariance_type, 
         error = whitened_error(np.linalg.inv(p), c)
         assert error <= 64 * eps * entrywise_sensitivity(c) * np.linalg.cond(c) ** 0.5 + \
             64 * eps * np.linalg.cond(c)
+
+
+@settings(max_examples=examples(6))
+@given(x=hostile_data(max_rows=160))
+def test_select_ranks_by_the_reference_criterion(x):
+    """``select``'s table holds each fit's BIC, equal to the reference's BIC of that fit
+    (with an integer ``random_state`` each entry is the corresponding single fit)."""
+    if x.dtype != np.float64:
+        return
+    try:
+        with quiet():
+            best, table = select(x, n_components=[1, 2, 3], random_state=0, max_iter=5)
+    except ValueError as exc:
+        assert one_sentence(str(exc)), str(exc)
+        return
+    for record in table:
+        model = fit_or_refuse(GaussianMixture(record["n_components"],
+                                              covariance_type=record["covariance_type"],
+                                              random_state=0, max_iter=5), x)
+        ref = reference_for(model, x)
+        if not np.isfinite(ref["log_prob"]).all():
+            continue
+        bic = -2 * ref["log_prob"].sum() + n_parameters(
+            model.covariance_type, *model.means_.shape) * np.log(len(x))
+        assert abs(record["score"] - bic) <= 2 * RTOL * ref["scale"].sum()
+    assert table.best["score"] == min(r["score"] for r in table)
 
 
 def test_the_issue_cases_are_exact():

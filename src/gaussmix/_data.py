@@ -112,19 +112,24 @@ class ArrayChunks:
         return np.asarray(self.X[np.asarray(indices)], dtype=np.float64) - self.shift
 
 
-def weighted_moments(X, sample_weight, chunk_size):
+def weighted_moments(X, sample_weight, chunk_size, about):
     """Weighted mean and per-feature variance of ``X``, in float64, in two chunked passes.
+
+    Both are summed about a point amid the data, ``about`` (D,), with weights that sum to
+    one: the partial sums stay within the data's range (weights of 1e15 times rows at 1e300
+    would overflow, and inf - inf is NaN, which the squared deviations take for a missing
+    entry), and constant data at 1e200 have their mean exactly and no variance.
 
     Returns
     -------
     mean : ndarray of shape (D,)
     variance : ndarray of shape (D,)
     """
-    total = float(sample_weight.sum())
-    unshifted = ArrayChunks(X, sample_weight, np.zeros(X.shape[1]), chunk_size)
-    mean = sum(w @ x for x, w in unshifted) / total
-    centred = ArrayChunks(X, sample_weight, mean, chunk_size)
-    return mean, squared_deviations(centred, np.zeros(X.shape[1])) / total
+    unit = sample_weight / float(sample_weight.sum())
+    with np.errstate(over="ignore", invalid="ignore"):  # what overflows is refused later
+        mean = about + sum(w @ x for x, w in ArrayChunks(X, unit, about, chunk_size))
+    return mean, squared_deviations(ArrayChunks(X, unit, mean, chunk_size),
+                                    np.zeros(X.shape[1]))
 
 
 def squared_deviations(chunks, mean):
@@ -204,9 +209,10 @@ class FitData(PreparedData):
 
     @classmethod
     def prepare(cls, X, sample_weight, chunk_size):
-        mean, variance = weighted_moments(X, sample_weight, chunk_size)
-        rows = spaced_rows(X.shape[0])
-        shift = robust_centre(X[rows], sample_weight[rows], mean)
+        positive = np.flatnonzero(sample_weight > 0)
+        rows = positive[spaced_rows(len(positive))]
+        shift = robust_centre(X[rows], sample_weight[rows], np.zeros(X.shape[1]))
+        _, variance = weighted_moments(X, sample_weight, chunk_size, shift)
         return cls(X, sample_weight, shift, variance)
 
     def source(self, chunk_size):

@@ -466,12 +466,14 @@ def prepare(arr, weights, chunk_size):
     w = weights[:, None] * observed
     total = w.sum(axis=0)
     check_observed(total)
-    filled = np.where(observed, arr, 0.0).astype(np.float64)
-    mean = (w * filled).sum(axis=0) / total
+    positive = np.flatnonzero(weights > 0)
+    sample = positive[spaced_rows(len(positive))]
+    shift = robust_centre(arr[sample], weights[sample], np.zeros(arr.shape[1]))
+    # About the centre, with weights that sum to one per feature (see _data.weighted_moments).
+    unit = w / total
     with np.errstate(over="ignore", invalid="ignore"):
-        variance = (w * np.where(observed, filled - mean, 0.0) ** 2).sum(axis=0) / total
-    sample = spaced_rows(arr.shape[0])
-    shift = robust_centre(arr[sample], weights[sample], mean)
+        mean = shift + (unit * np.where(observed, arr - shift, 0.0)).sum(axis=0)
+        variance = (unit * np.where(observed, arr - mean, 0.0) ** 2).sum(axis=0)
     complete = None
     if not has_hole.all():
         rows = arr[~has_hole]

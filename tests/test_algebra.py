@@ -246,3 +246,11 @@ def test_conditional_mean_on_the_pruned_kernel_equals_the_direct_one(covariance_
     fast = _algebra.conditional_mean(gm._params(), np.array([0, 1]), grid, backend="numba",
                                      tiles=pixel_tiles(shape) if tiled else None)
     np.testing.assert_allclose(fast, direct, rtol=1e-9, atol=1e-9)
+
+
+def test_conditional_mean_of_no_queries_is_empty():
+    gm = GaussianMixture(2, covariance_type="full", random_state=0).fit(
+        np.random.RandomState(0).randn(100, 3))
+    assert gm.conditional_mean([0], np.empty((0, 1))).shape == (0, 2)
+    means, covariances = gm.conditional_mean([0, 2], np.empty((0, 2)), return_covariance=True)
+    assert means.shape == (0, 1) and covariances.shape == (0, 1, 1)

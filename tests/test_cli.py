@@ -173,6 +173,48 @@ def test_segment_command(tmp_path):
     assert (out / "overlay.png").exists() and "foreground:" in stdout
 
 
+def test_pipes_and_devices_are_refused_not_waited_on(tmp_path, bw_png):
+    """A pipe nobody writes to would block a read forever: every reader refuses it."""
+    from .test_io import within
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    cases = [["paint", str(fifo)], ["paint", str(bw_png), "--mask", str(fifo)],
+             ["segment", str(fifo), "--box", "1,1,5,5"]]
+    with within(60):
+        for argv in cases:
+            code, _, stderr = run(argv + ["--quiet"] * (argv[0] == "paint")
+                                  + ["--out", str(tmp_path / "o")])
+            assert code == 2 and "not a regular file" in stderr, (argv, stderr)
+            assert len(stderr.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_one_sentence_and_exit_2(tmp_path, bw_png, monkeypatch):
+    import errno
+
+    from gaussmix import _files
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+
+    monkeypatch.setattr(_files, "atomic_write", full)
+    from gaussmix.imaging import files
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    code, _, stderr = run(["paint", str(bw_png), "--quiet", "-k", "5", "--max-iter", "2",
+                           "--out", str(tmp_path / "o")])
+    assert code == 2 and "the disk is full" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_segment_strength_must_be_finite(tmp_path, bw_png, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["segment", str(bw_png), "--box", "1,1,20,20", "--strength", "inf",
+                  "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 2 and "must be a finite number" in capsys.readouterr().err
+
+
 def test_segment_with_a_rough_mask_file(tmp_path):
     from .test_segmentation import textured_scene
 

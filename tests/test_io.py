@@ -1,5 +1,8 @@
+import contextlib
 import json
 import os
+import signal
+import stat
 import zipfile
 
 import numpy as np
@@ -180,6 +183,80 @@ def test_paths_that_cannot_name_a_model_file_are_refused(tmp_path):
     with pytest.raises(ValueError, match="it is a folder, not a model file"):
         load(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@contextlib.contextmanager
+def within(seconds):
+    """Fail (instead of hanging the suite) when the block takes longer than ``seconds``."""
+    def expire(*_):
+        raise TimeoutError(f"blocked for over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_files_that_are_not_regular_are_refused_not_replaced_or_waited_on(tmp_path):
+    gm = GaussianMixture(1).fit(make_blobs())
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with within(20):
+        with pytest.raises(ValueError, match="not a regular file"):
+            load(fifo)  # nobody writes to it: reading would block forever
+        with pytest.raises(ValueError, match="not a regular file"):
+            gm.save(fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a pipe
+    before = os.stat("/dev/null")
+    with pytest.raises(ValueError, match="not a regular file"):
+        gm.save("/dev/null")  # renaming over it would replace the device with a file
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_rdev == \
+        before.st_rdev
+
+
+def test_bytes_paths_save_and_load(tmp_path):
+    gm = GaussianMixture(2, random_state=0).fit(make_blobs())
+    path = os.fsencode(tmp_path / "m.npz")
+    gm.save(path)
+    np.testing.assert_array_equal(load(path).means_, gm.means_)
+
+
+@pytest.mark.parametrize("random_state", [np.random.RandomState(0), np.random])
+def test_settings_that_are_not_values_are_named_and_not_saved(tmp_path, random_state):
+    from gaussmix import BayesianGaussianMixture
+
+    X = make_blobs()
+    for cls in (GaussianMixture, BayesianGaussianMixture):
+        model = cls(2, random_state=random_state, callback=lambda *a: None, max_iter=20)
+        with pytest.warns(UserWarning, match="callback, random_state are not saved"):
+            model.fit(X).save(tmp_path / "m.npz")
+        loaded = load(tmp_path / "m.npz")
+        assert loaded.random_state is None and loaded.callback is None
+        np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_a_loaded_stream_continues_as_the_saved_one(tmp_path, covariance_type):
+    """The running statistics of partial_fit are saved: the next chunks move a loaded model
+    exactly as they move the one that was saved; n_missing_ is kept too."""
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.randn(1500, 2), rng.randn(1500, 2) + 5])
+    rng.shuffle(X)
+    X[::13, 1] = np.nan
+    saved = GaussianMixture(3, covariance_type=covariance_type, random_state=0)
+    for start in range(0, 1500, 300):
+        saved.partial_fit(X[start:start + 300])
+    saved.save(tmp_path / "stream.npz")
+    loaded = load(tmp_path / "stream.npz")
+    assert loaded.n_missing_ == saved.n_missing_ and loaded.n_steps_ == saved.n_steps_
+    for start in range(1500, 3000, 300):
+        saved.partial_fit(X[start:start + 300])
+        loaded.partial_fit(X[start:start + 300])
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(saved, name))
 
 
 def saved_members(tmp_path, covariance_type="full", **fit):

@@ -7,7 +7,12 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from gaussmix import BayesianGaussianMixture, GaussianMixture, RegularizationWarning
+from gaussmix import (
+    BayesianGaussianMixture,
+    GaussianMixture,
+    GaussianMixtureImputer,
+    RegularizationWarning,
+)
 from gaussmix import _missing
 from gaussmix._covariance import as_full
 from gaussmix._em import run_em
@@ -208,8 +213,6 @@ def test_the_imputer_is_a_scikit_learn_transformer():
     from sklearn.preprocessing import StandardScaler
     from sklearn.utils.estimator_checks import check_estimator
 
-    from gaussmix import GaussianMixtureImputer
-
     check_estimator(GaussianMixtureImputer(n_components=2, max_iter=20))
     X = np.concatenate([make_blobs(seed=s) + 7 * s for s in range(2)])
     holes = with_holes(X, 0.2, seed=2)
@@ -328,3 +331,12 @@ def test_the_imputer_checks_the_columns_it_is_given():
         imputer.transform(holes[:, :2])
     with pytest.raises(ValueError, match="feature names"):
         imputer.transform(frame.rename(columns={"a": "z"}))
+
+
+def test_the_imputer_refuses_more_components_than_rows_and_names_those_it_drops():
+    X = with_holes(make_blobs(n_per=4), 0.2, seed=1)[:10]
+    with pytest.raises(ValueError, match="at least 50 components but X has 10 rows"):
+        GaussianMixtureImputer(n_components=50).fit(X)
+    with pytest.warns(UserWarning, match="Not fitted: n_components 50, more than the 10 rows"):
+        imputer = GaussianMixtureImputer(n_components=[2, 50], random_state=0).fit(X)
+    assert imputer.n_components_ == 2

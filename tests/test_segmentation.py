@@ -94,12 +94,32 @@ def test_outside_the_box_stays_background():
         (dict(box=(2, 2, 8, 8), coherence="magic"), "coherence must be one of"),
         (dict(mask=np.ones((5, 5), bool)), "mask has shape"),
         (dict(mask=np.ones((20, 20), bool)), "needs both foreground and background"),
+        (dict(box=(2, 2, 8, 8), strength=np.inf), "strength must be a finite number"),
+        (dict(box=(2, 2, 8, 8), strength=np.nan), "strength must be a finite number"),
     ],
 )
 def test_bad_arguments(kwargs, pattern):
     picture = np.random.RandomState(0).randint(0, 255, (20, 20, 3)).astype(np.uint8)
     with pytest.raises(SegmentationError, match=pattern):
         segment(picture, **kwargs)
+
+
+@pytest.mark.parametrize("coherence", ["graphcut", "smooth"])
+@pytest.mark.parametrize("strength", [1e30, 1e300])
+def test_any_finite_strength_keeps_the_pixels_together_without_overflow(coherence, strength):
+    """A neighbour penalty beyond every pixel's evidence (or smoothing beyond the picture)
+    acts as the largest one: the box's pixels stay one label, and no integer overflows (the
+    suite turns warnings into errors)."""
+    import warnings
+
+    picture, _, box = textured_scene("ellipse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        foreground = segment(picture, box=box, iterations=2, coherence=coherence,
+                             strength=strength)
+    inside = box_mask(foreground.shape, box)
+    assert foreground[inside].all() or not foreground[inside].any()
+    assert not foreground[~inside].any()
 
 
 def test_overlay_and_iou():

@@ -163,3 +163,10 @@ def test_infinity_is_counted_over_every_chunk():
         has_missing(X, chunk_size=4)
     X[[1, 7], 0] = 0.0
     assert has_missing(X, chunk_size=4) and not has_missing(np.zeros((3, 2)))
+
+
+def test_duplicate_column_names_are_refused():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.random.RandomState(0).randn(50, 3), columns=["a", "a", "b"])
+    with pytest.raises(ValueError, match="duplicate column names \\('a' 2 times\\)"):
+        GaussianMixture(2).fit(frame)

@@ -260,7 +260,7 @@ def _mean_by_scoring(params, given, values, centre, intercept, flat_regression, 
     b = intercept.shape[1]
     mean = sums[:, :b]
     if flat_regression is not None:
-        slope = sums[:, b:].reshape(len(values), b, -1)
+        slope = sums[:, b:].reshape(len(values), b, len(given))
         mean = mean + np.einsum("mba,ma->mb", slope, values - centre)
     return mean
 

@@ -557,11 +557,14 @@ def load_npy(path):
     """A ``.npy`` file as a read-only memory map, with one clear error for bad paths."""
     from ._validation import InputError
 
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"No data file at {path!r}; check the path.")
     if os.path.isdir(path):
         raise InputError(f"{path!r} is a folder; pass the path of a .npy file.")
+    if not os.path.isfile(path):  # a pipe nobody writes to would block the read forever
+        raise InputError(f"{path!r} is not a regular file (a device, pipe or socket); pass "
+                         "the path of a .npy file.")
     with open(path, "rb") as f:
         magic = f.read(len(NPY_MAGIC))
     if not magic:

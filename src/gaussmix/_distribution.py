@@ -7,6 +7,7 @@ conditional means, scaling, subsets) and saving. Estimators of a model family de
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -355,6 +356,13 @@ class FittedMixture(EstimatorBase):
         params = self._fitted_params()
         if method not in ("mean", "sample"):
             raise ValueError(f"method must be 'mean' or 'sample', got {method!r}.")
+        if is_torch_tensor(X):  # on the CPU through a numpy view, a tensor back
+            import torch
+
+            if X.device.type != "cpu":
+                raise ValueError("impute fills missing values on the CPU; pass X.cpu() (missing "
+                                 "values are not fitted on a device yet).")
+            return torch.from_numpy(self.impute(host_view(X), method, random_state))
         arr = as_float_array(X)
         self._check_rows(X, arr)
         has_missing(arr)
@@ -383,10 +391,18 @@ class FittedMixture(EstimatorBase):
 
     def save(self, path):
         """Write the fitted mixture to ``path``: a ``.npz`` archive with JSON metadata, never
-        pickled, written atomically (see ``gaussmix.io`` for the format)."""
+        pickled, written atomically (see ``gaussmix.io`` for the format).
+
+        Parameters that are neither plain values nor arrays of numbers (a ``RandomState``
+        as ``random_state``, a ``callback``) are not saved: a warning names them, and the
+        loaded model has their defaults."""
         from .io import save_state
 
-        save_state(self._state(), path)
+        unsaved = save_state(self._state(), path)
+        if unsaved:
+            warnings.warn(f"{', '.join(unsaved)} {'is' if len(unsaved) == 1 else 'are'} not "
+                          "saved (not a plain value or an array of numbers); the loaded model "
+                          "has the default instead.", UserWarning, stacklevel=2)
 
     def _state(self):
         """The fitted mixture as a plain :class:`~gaussmix.io.ModelState`."""

@@ -100,16 +100,21 @@ def check_writable_path(path):
     Raises
     ------
     ValueError
-        An empty path, or one that names a folder.
+        An empty path, or one that names a folder or an existing file that is not a regular
+        one (a device, a pipe).
     FileNotFoundError
         A path whose folder does not exist.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     if not path:
         raise ValueError("The path is empty; pass a file name such as 'model.npz'.")
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a folder; pass a file name such as "
                          f"{os.path.join(path, 'model.npz')!r}.")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # Renaming over a device node or a pipe would replace it with a regular file.
+        raise ValueError(f"{path!r} is not a regular file (a device, pipe or socket); pass "
+                         "the name of a file to write.")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist; "
@@ -123,7 +128,7 @@ def atomic_path(path):
 
     For writers that need a file name rather than a file object.
     """
-    path = os.fspath(path)
+    path = check_writable_path(path)
     tmp = temporary_beside(path)
     try:
         yield tmp

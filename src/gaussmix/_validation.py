@@ -37,6 +37,12 @@ def feature_names(X):
             f"but your input has {sorted({type(n).__name__ for n in names})} as feature "
             "name types; convert them all to str (X.columns = X.columns.astype(str))."
         )
+    unique, counts = np.unique(names.astype(str), return_counts=True)
+    if (counts > 1).any():
+        repeated = ", ".join(f"{str(name)!r} {count} times" for name, count
+                             in zip(unique[counts > 1], counts[counts > 1]))
+        raise InputError(f"X has duplicate column names ({repeated}); give every column a "
+                         "name of its own.")
     return names
 
 

@@ -6,6 +6,7 @@ Every user error ends with one sentence on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -66,6 +67,13 @@ def _non_negative_float(text):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
+    return value
+
+
+def _finite_non_negative_float(text):
+    value = _non_negative_float(text)
+    if value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
 
 
@@ -139,7 +147,7 @@ def build_parser():
                      help="rounds of fitting and relabelling (default 5)")
     seg.add_argument("--coherence", choices=("graphcut", "smooth", "none"), default="graphcut",
                      help="how neighbouring pixels are kept together (default graphcut)")
-    seg.add_argument("--strength", type=_non_negative_float, default=None,
+    seg.add_argument("--strength", type=_finite_non_negative_float, default=None,
                      help="neighbour penalty (graphcut, default 3) or smoothing in pixels "
                      "(smooth, default 1.5)")
     seg.add_argument("--out", default=None, help="output folder (default: IMAGE's name "
@@ -411,10 +419,28 @@ def main(argv=None, stdout=None, stderr=None):
             raise
         print(f"gaussmix {args.command}: error: {sentence}", file=stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the disk or the system refused a read or a write
+        print(f"gaussmix {args.command}: error: {os_error_sentence(exc)}", file=stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("gaussmix: interrupted", file=stderr)
         return 130
     return 0
+
+
+def os_error_sentence(exc):
+    """One sentence for an ``OSError`` that a read or write met (a full disk, a folder that
+    may not be written, a file that vanished)."""
+    if exc.errno is None:  # raised with a sentence of its own
+        return str(exc)
+    where = f" {exc.filename!r}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return (f"the disk is full (writing{where}); free some space or pass --out a folder "
+                "on another disk.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"not allowed to write{where}; pass --out a folder you may write to."
+    reason = exc.strerror or str(exc)
+    return f"cannot read or write{where}: {reason[0].lower() + reason[1:]}; check the path."
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ components collapse onto its values, which BIC rewards and imputation pays for (
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._base import EstimatorBase
@@ -88,6 +90,20 @@ class GaussianMixtureImputer(EstimatorBase):
         check_int(self.n_components, "n_components", 1)
         return [self.n_components]
 
+    def _fitting_candidates(self, n_rows):
+        """The numbers of components to fit on ``n_rows`` rows: those asked for that the rows
+        can hold (a warning names the others), one sentence when none can."""
+        asked = self._candidates(n_rows)
+        fitting = [k for k in asked if k <= n_rows]
+        if not fitting:
+            raise ValueError(f"n_components asks for at least {min(asked)} components but X "
+                             f"has {n_rows} rows; pass at most {n_rows} (or None to choose).")
+        if len(fitting) < len(asked):
+            dropped = ", ".join(str(k) for k in asked if k > n_rows)
+            warnings.warn(f"Not fitted: n_components {dropped}, more than the {n_rows} rows "
+                          "of X.", UserWarning, stacklevel=3)
+        return fitting
+
     def fit(self, X, y=None):
         """Fit the mixture (and choose its size) on the observed entries of ``X``.
 
@@ -105,7 +121,7 @@ class GaussianMixtureImputer(EstimatorBase):
         has_missing(arr)
         self.mean_, self.scale_ = _column_scales(arr)
         arr = (arr - self.mean_) / self.scale_
-        candidates = [k for k in self._candidates(arr.shape[0]) if k <= arr.shape[0]] or [1]
+        candidates = self._fitting_candidates(arr.shape[0])
         self.bic_ = {}
         best = None
         for k in candidates:
@@ -176,8 +192,6 @@ def _transformer_tags():
 
 
 def _quietly(function, *args):
-    import warnings
-
     from .exceptions import ConvergenceWarning, RegularizationWarning
 
     with warnings.catch_warnings():

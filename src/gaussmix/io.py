@@ -24,11 +24,15 @@ A NumPy ``.npz`` archive (a zip file of ``.npy`` arrays) holding:
 ``param_<name>``
     Other array-valued constructor parameters (a Bayesian mixture's ``mean_prior``,
     ``covariance_prior``), listed with their shapes under ``"param_arrays"`` in the JSON.
+    Parameters that are neither plain values nor arrays of numbers (a ``RandomState``, a
+    callback) are not saved; ``"unsaved"`` names them, and a loaded model has their
+    defaults.
 
 ``extra_<name>``
-    An estimator's further fitted arrays (a Bayesian mixture's posterior and priors), listed
-    with their shapes under ``"extra"``; ``"estimator"`` names the class (absent: a
-    ``GaussianMixture``).
+    An estimator's further fitted arrays (a Bayesian mixture's posterior and priors; a
+    stream's running statistics, so that a loaded model's ``partial_fit`` continues as the
+    saved one's would), listed with their shapes under ``"extra"``; ``"estimator"`` names the
+    class (absent: a ``GaussianMixture``).
 
 Loading never executes anything from the file (``allow_pickle=False``) and checks every shape.
 Writes go to a temporary file in the same folder that is renamed over ``path`` once complete,
@@ -60,8 +64,8 @@ METADATA = "gaussmix.json"
 PARAM_ARRAYS = {"weights_init": "init_weights", "means_init": "init_means",
                 "precisions_init": "init_precisions"}
 FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_reseeded_",
-                  "n_regularized_", "weight_concentration_prior_", "mean_precision_prior_",
-                  "degrees_of_freedom_prior_")
+                  "n_regularized_", "n_missing_", "n_steps_", "weight_concentration_prior_",
+                  "mean_precision_prior_", "degrees_of_freedom_prior_")
 ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
 # The JSON metadata is a few kilobytes; a million feature names fit in this.
 MAX_METADATA_BYTES = 64 * 2**20
@@ -122,6 +126,11 @@ def save_state(state, path):
     state : ModelState
     path : str or os.PathLike
         Written as given (no suffix is added; ``.npz`` is a good one).
+
+    Returns
+    -------
+    unsaved : list of str
+        The parameters that could not be saved (neither plain values nor arrays of numbers).
     """
     metadata = {
         "format": FORMAT_NAME,
@@ -141,14 +150,27 @@ def save_state(state, path):
     for param, member in PARAM_ARRAYS.items():
         if state.params.get(param) is not None:
             arrays[member] = np.asarray(state.params[param], dtype=np.float64)
-    other = {k: np.asarray(v, dtype=np.float64) for k, v in state.params.items()
-             if k not in PARAM_ARRAYS and v is not None and _plain(v) is None}
+    rest = {k: _numbers(v) for k, v in state.params.items()
+            if k not in PARAM_ARRAYS and v is not None and _plain(v) is None}
+    other = {k: v for k, v in rest.items() if v is not None}
+    unsaved = sorted(k for k, v in rest.items() if v is None)
+    metadata["unsaved"] = unsaved
     metadata["param_arrays"] = {k: list(v.shape) for k, v in other.items()}
     arrays.update({f"param_{k}": v for k, v in other.items()})
     metadata["extra"] = {k: list(np.shape(v)) for k, v in state.extra.items()}
     arrays.update({f"extra_{k}": np.asarray(v) for k, v in state.extra.items()})
     arrays[METADATA] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
+    return unsaved
+
+
+def _numbers(value):
+    """``value`` as a float64 array, or None when it is no array of numbers."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if np.isfinite(arr).all() else None
 
 
 def _fitted_value(value):
@@ -179,11 +201,15 @@ def load_state(path):
     ValueError
         A truncated, corrupt, foreign or newer-version file, with one sentence saying which.
     """
+    path = os.fsdecode(os.fspath(path))
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No model file at {os.fspath(path)!r}; check the path.")
+        raise FileNotFoundError(f"No model file at {path!r}; check the path.")
     if os.path.isdir(path):
         raise _refuse(path, "it is a folder, not a model file; pass the path of a file written "
                             "by GaussianMixture.save")
+    if not os.path.isfile(path):  # a pipe nobody writes to would block the read forever
+        raise _refuse(path, "it is not a regular file (a device, pipe or socket); pass the "
+                            "path of a file written by GaussianMixture.save")
     with open(path, "rb") as f:
         signature = f.read(4)
     if signature != b"PK\x03\x04":
@@ -429,6 +455,8 @@ FITTED_KINDS = {
     "n_iter_": _is_count,
     "n_reseeded_": _is_count,
     "n_regularized_": _is_count,
+    "n_missing_": _is_count,
+    "n_steps_": lambda v: _is_count(v) and v >= 1,
     "lower_bound_": _is_bound,
     "lower_bounds_": lambda v: isinstance(v, list) and all(_is_bound(b) for b in v),
 }

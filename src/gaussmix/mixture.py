@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import _covariance as cov
 from ._data import default_chunk_size
 from ._em import m_step
@@ -24,6 +26,7 @@ from ._fit import (
     warm_start,
 )
 from ._inputs import input_for
+from ._stats import Stats
 from ._validation import (
     as_array_of_shape,
     check_n_features,
@@ -283,6 +286,50 @@ class GaussianMixture(MixtureEstimator):
         self.n_reseeded_ += report.n_reseeded
         self.n_regularized_ += report.n_regularized
         return self
+
+    def _state_extra(self):
+        """A stream's running statistics and jitter floor, so that a loaded model's
+        :meth:`partial_fit` continues as this one's would (none before the second chunk)."""
+        if not hasattr(self, "n_steps_"):
+            return {}
+        running = self._running
+        finite = np.isfinite(running.worst_log_prob)  # re-seeding candidates: finite ones
+        return {"stream_center": running.center, "stream_resp_sum": running.resp_sum,
+                "stream_x_sum": running.x_sum, "stream_xx_sum": running.xx_sum,
+                "stream_worst_log_prob": running.worst_log_prob[finite],
+                "stream_worst_points": running.worst_points[finite],
+                "stream_totals": np.array([running.log_likelihood, running.weight_sum,
+                                           running.n_rows, self._stream_floor])}
+
+    def _restore_extra(self, extra, path):
+        """Rebuild a stream's running statistics from :meth:`_state_extra`'s arrays (checked
+        for the shapes the model's have), or refuse arrays a mixture does not have."""
+        if not extra and not hasattr(self, "n_steps_"):
+            return
+        k, d = self.means_.shape
+        covariance_type = self._arrays_covariance_type
+        m = len(extra.get("stream_worst_log_prob", ()))
+        shapes = {"stream_center": (k, d), "stream_resp_sum": (k,), "stream_x_sum": (k, d),
+                  "stream_xx_sum": cov.covariance_shape(k, d, covariance_type),
+                  "stream_worst_log_prob": (m,), "stream_worst_points": (m, d),
+                  "stream_totals": (4,)}
+        found = {name: np.shape(value) for name, value in extra.items()}
+        if found != shapes or not hasattr(self, "n_steps_"):
+            raise ValueError(f"Cannot load {path!r}: it holds arrays {found} where a stream's "
+                             f"running statistics would be {shapes} (with n_steps_).")
+        log_likelihood, weight_sum, n_rows, floor = extra["stream_totals"]
+        if not (weight_sum > 0 and n_rows >= 1 and floor > 0
+                and np.all(extra["stream_resp_sum"] >= 0)):
+            raise ValueError(f"Cannot load {path!r}: its stream's running statistics hold "
+                             "weights or counts that no stream writes.")
+        self._running = Stats(covariance_type=covariance_type,
+                              center=extra["stream_center"],
+                              resp_sum=extra["stream_resp_sum"], x_sum=extra["stream_x_sum"],
+                              xx_sum=extra["stream_xx_sum"], log_likelihood=log_likelihood,
+                              weight_sum=weight_sum, n_rows=int(n_rows),
+                              worst_log_prob=extra["stream_worst_log_prob"],
+                              worst_points=extra["stream_worst_points"])
+        self._stream_floor = float(floor)
 
     def _chunk_statistics(self, X, sample_weight):
         """Statistics of a chunk under the current parameters (data coordinates), the

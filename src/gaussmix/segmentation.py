@@ -29,6 +29,9 @@ DEFAULT_STRENGTH = {"graphcut": 3.0, "smooth": 1.5, "none": 0.0}
 # CLIP_NATS (a pixel more certain than that is certain).
 CAPACITY_SCALE = 1000
 CLIP_NATS = 30.0
+# A neighbour penalty beyond every pixel's evidence keeps all pixels together whatever it
+# is: larger ones are this (int32 capacities, summed over a pixel's six edges, stay finite).
+MAX_PAIR_CAPACITY = 2**27
 # Share of the neighbour penalty that does not fade across colour edges: with none, a textured
 # object could be cut along the edges of its own texture.
 CONTRAST_FLOOR = 0.6
@@ -135,7 +138,8 @@ def graph_cut(ratio, colours, allowed, strength):
     diff = ((colours[pairs[:, 0]] - colours[pairs[:, 1]]) ** 2).sum(axis=1)
     beta = 1.0 / (2.0 * max(diff.mean(), 1e-12))
     contrast = CONTRAST_FLOOR + (1.0 - CONTRAST_FLOOR) * np.exp(-beta * diff)
-    pair_cap = np.round(strength * contrast * CAPACITY_SCALE).astype(np.int64)
+    pair_cap = np.round(np.minimum(strength * contrast * CAPACITY_SCALE,
+                                   MAX_PAIR_CAPACITY)).astype(np.int64)
     pixels = np.arange(n)
     rows = np.concatenate([np.full(n, source), pixels, pairs[:, 0], pairs[:, 1]])
     cols = np.concatenate([pixels, np.full(n, sink), pairs[:, 1], pairs[:, 0]])
@@ -203,8 +207,9 @@ def segment(image, box=None, mask=None, n_components=5, iterations=5, coherence=
         raise SegmentationError(f"coherence must be one of {', '.join(COHERENCE)}, got "
                                 f"{coherence!r}.")
     strength = DEFAULT_STRENGTH[coherence] if strength is None else strength
-    if not strength >= 0:
-        raise SegmentationError(f"strength must be zero or positive, got {strength!r}.")
+    if not 0 <= strength < np.inf:
+        raise SegmentationError(f"strength must be a finite number, zero or positive, got "
+                                f"{strength!r}.")
     if box is not None:
         allowed = box_mask(shape, box)
         labels = allowed.copy()
@@ -226,7 +231,9 @@ def segment(image, box=None, mask=None, n_components=5, iterations=5, coherence=
         else:
             evidence = np.tanh(0.5 * np.clip(ratio, -CLIP_NATS, CLIP_NATS))
             if coherence == "smooth" and strength > 0:
-                evidence = ndimage.gaussian_filter(evidence, strength, mode="nearest")
+                # Smoothing wider than the picture is a constant: no wider kernels.
+                evidence = ndimage.gaussian_filter(evidence, min(strength, max(shape)),
+                                                   mode="nearest")
             new = (evidence > 0) & allowed
         if not new.any() or new.all():
             break  # a degenerate labelling: keep the previous one

@@ -326,3 +326,12 @@ def test_bad_tensors():
                                                 sample_weight=-tensor(np.ones(300)))
     with pytest.raises(ValueError, match="Expected a 2-D tensor"):
         GaussianMixture(2, backend="torch").fit(torch.zeros(5, device=DEVICE))
+
+
+def test_impute_takes_a_cpu_tensor_with_holes_and_gives_a_tensor():
+    X = make_blobs(n_per=50)
+    X[::7, 1] = np.nan
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    filled = gm.impute(torch.as_tensor(X))
+    assert isinstance(filled, torch.Tensor)
+    np.testing.assert_array_equal(filled.numpy(), gm.impute(X))

@@ -45,11 +45,14 @@ def read_image(path, max_pixels=MAX_READ_PIXELS, note=None, name=None):
     from PIL import Image, UnidentifiedImageError
 
     if not hasattr(path, "read"):
-        path = os.fspath(path)
+        path = os.fsdecode(os.fspath(path))
         if not os.path.exists(path):
             raise FileError(f"No such file: {path!r}; check the path.")
         if os.path.isdir(path):
             raise FileError(f"{path!r} is a folder, not a picture; pass an image file.")
+        if not os.path.isfile(path):  # a pipe nobody writes to would block the read forever
+            raise FileError(f"{path!r} is not a regular file (a device, pipe or socket); pass "
+                            "an image file.")
     label = repr(path) if name is None else name
     try:
         with warnings.catch_warnings():

@@ -333,3 +333,56 @@ def test_studio_stops_cleanly_on_ctrl_c_with_its_workers(tmp_path):
     time.sleep(0.5)
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+# The command line as its entry points run it (its imports included), saying on stderr when
+# the interpreter has started; the test then interrupts it at points spread over a whole run:
+# imports, reading, fitting, rendering, writing.
+INTERRUPTIBLE = ("import sys; print('started', file=sys.stderr, flush=True); "
+                 "from gaussmix import cli; sys.exit(cli.main(sys.argv[1:]))")
+# The first interrupt's delay: past the import of gaussmix.cli itself (about 20 ms), which
+# holds no handler, into the libraries' imports that main() runs.
+FIRST_INTERRUPT = 0.1
+
+
+def _interrupted_run(argv, delay):
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, *argv],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr.readline().strip() == "started"
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, out, err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_an_interrupt_at_any_point_is_one_line_and_exit_130(tmp_path, bw_png):
+    import signal
+    import time
+
+    argv = ["paint", str(bw_png), "-k", "8", "--out", str(tmp_path / "whole")]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", INTERRUPTIBLE, *argv], check=True,
+                   capture_output=True)
+    whole = time.perf_counter() - start
+    interrupted = 0
+    for i, delay in enumerate(np.linspace(FIRST_INTERRUPT, 0.9 * whole, 8)):
+        out = tmp_path / f"run{i}"
+        code, stdout, err = _interrupted_run(
+            ["paint", str(bw_png), "-k", "8", "--out", str(out)], delay)
+        assert "Traceback" not in err and code in (0, 130, -signal.SIGINT), err
+        if code == -signal.SIGINT:  # after the run: the interpreter's exit takes the default
+            assert "wrote 8 files" in stdout
+        if code == 130:
+            interrupted += 1
+            assert err.rstrip().endswith("gaussmix: interrupted"), err
+        leftovers = os.listdir(out) if out.exists() else []
+        assert not [name for name in leftovers if name.startswith(".tmp")], leftovers
+    assert interrupted >= 4

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -93,3 +96,51 @@ def test_every_init_method_gives_valid_parameters(method, covariance_type):
     if method in ("k-means++", "random_from_data"):
         # one row per component, as scikit-learn: means are data rows
         assert all((np.abs(x - m).sum(axis=1) < 1e-12).any() for m in params.means)
+
+
+def test_nearest_centres_in_threads_match_brute_force():
+    from scipy.spatial import cKDTree
+
+    rng = np.random.RandomState(3)
+    x, centres = rng.normal(size=(3 * _init.BLOCK_ROWS + 17, 3)), rng.normal(size=(90, 3))
+    brute = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(_init.nearest_centres(cKDTree(centres), x), brute)
+    np.testing.assert_array_equal(_init.nearest_centres(cKDTree(centres), x[:5]), brute[:5])
+
+
+# An interrupt at points spread over a whole fit (k-means on a k-d tree, then EM), in one
+# process: each lands as a KeyboardInterrupt and the next fit runs (scipy's own query
+# threads crashed the interpreter when the interrupt came while it joined them).
+INTERRUPTED_FITS = """
+import os, signal, sys, threading, time, warnings
+import numpy as np
+from gaussmix import GaussianMixture
+
+warnings.simplefilter("ignore")
+X = np.random.RandomState(0).rand(100_000, 3)
+def fit():
+    return GaussianMixture(300, random_state=0, max_iter=3).fit(X)
+start = time.perf_counter()
+fit()
+whole = time.perf_counter() - start
+interrupted = 0
+for fraction in np.linspace(0.05, 0.95, 10):
+    timer = threading.Timer(fraction * whole, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        fit()
+        timer.join()
+    except KeyboardInterrupt:
+        interrupted += 1
+        timer.join()
+assert interrupted >= 5, interrupted
+assert np.isfinite(GaussianMixture(3, random_state=0).fit(X[:5000]).score(X[:5000]))
+print("ok")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")
+def test_an_interrupt_during_a_fit_leaves_a_usable_interpreter():
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_FITS], capture_output=True,
+                          text=True, timeout=540)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

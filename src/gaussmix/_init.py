@@ -7,6 +7,9 @@ initial parameters from initial responsibilities. Nothing here allocates an (N, 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -220,7 +223,7 @@ def _assign(x, xt, w, centers, labels):
     n_changed = 0
     for s, e in _blocks(len(x)) if tree is None else [(0, len(x))]:
         if tree is not None:
-            idx = tree.query(x[s:e], k=1, workers=-1)[1]
+            idx = nearest_centres(tree, x)
         else:
             idx = _sq_distances(x[s:e], centers, np.einsum("ij,ij->i", centers, centers)).argmin(1)
         n_changed += int((idx != labels[s:e]).sum())
@@ -229,6 +232,30 @@ def _assign(x, xt, w, centers, labels):
     sums = np.stack([np.bincount(labels, weights=w * x[:, j], minlength=k) for j in range(d)],
                     axis=1)
     return counts, sums, n_changed
+
+
+def nearest_centres(tree, x):
+    """Index of each row's nearest centre in ``tree`` (a ``cKDTree`` of the centres), shape
+    (N,), queried in one task per core.
+
+    The tasks run in threads of this module's pool, not scipy's own (``workers=-1``): an
+    interrupt (Ctrl-C, Jupyter's interrupt) while scipy joins its threads crashes the
+    interpreter, while tasks of a pool hold what they read and finish after it.
+    """
+    n_tasks = min(_cores(), max(1, len(x) // BLOCK_ROWS))
+    if n_tasks == 1:
+        return tree.query(x, k=1)[1]
+    bounds = np.linspace(0, len(x), n_tasks + 1).astype(np.intp)
+    with ThreadPoolExecutor(n_tasks) as pool:
+        parts = pool.map(lambda s, e: tree.query(x[s:e], k=1)[1], bounds[:-1], bounds[1:])
+        return np.concatenate(list(parts))
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def kmeans(source, n_clusters, random_state, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL,

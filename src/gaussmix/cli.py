@@ -400,12 +400,21 @@ COMMANDS = {"paint": run_paint, "demo": run_demo, "figures": run_figures, "segme
 
 
 def main(argv=None, stdout=None, stderr=None):
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (130 after an interrupt, at any point of
+    the run: the imports of the libraries included)."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        return _run(argv, stdout, stderr)
+    except KeyboardInterrupt:
+        print("gaussmix: interrupted", file=stderr)
+        return 130
+
+
+def _run(argv, stdout, stderr):
     from .imaging.files import FileError
     from .imaging.pipeline import PaintError
 
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -422,9 +431,6 @@ def main(argv=None, stdout=None, stderr=None):
     except OSError as exc:  # the disk or the system refused a read or a write
         print(f"gaussmix {args.command}: error: {os_error_sentence(exc)}", file=stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("gaussmix: interrupted", file=stderr)
-        return 130
     return 0
 
 

@@ -19,6 +19,8 @@ import importlib.util
 
 import numpy as np
 
+from . import layer
+
 BACKENDS = ("numpy", "numba", "torch")
 
 
@@ -27,9 +29,9 @@ def numba_available():
 
 
 def kernels_usable():
-    """Whether the numba kernels may run now: installed, and compiled or to be compiled in
-    this process (see ``warmup``)."""
-    if not numba_available():
+    """Whether the numba kernels may run now: installed, allowed in this process (see
+    ``layer``), and compiled or to be compiled in this process (see ``warmup``)."""
+    if not numba_available() or not layer.kernels_allowed():
         return False
     from . import warmup
 
@@ -42,7 +44,8 @@ def kernels_pending(backend, n_pairs):
     from . import warmup
 
     return (backend in (None, "auto") and n_pairs >= NUMBA_MIN_PAIRS and numba_available()
-            and not warmup.kernels_ready() and warmup.can_compile_in_background())
+            and layer.kernels_allowed() and not warmup.kernels_ready()
+            and warmup.can_compile_in_background())
 
 
 # From this many (row, component) pairs a numpy E-step takes seconds: a first fit starts the
@@ -71,6 +74,9 @@ def resolve(backend, n_pairs=None):
     if backend == "numba" and not numba_available():
         raise ValueError("backend='numba' needs numba; install it (pip install numba) or use "
                          "backend='numpy'.")
+    if backend == "numba" and not layer.kernels_allowed():
+        layer.refusal_warning()
+        return "numpy"
     if backend == "torch" and importlib.util.find_spec("torch") is None:
         raise ValueError("backend='torch' needs PyTorch; install it (pip install torch) or use "
                          "backend=None.")

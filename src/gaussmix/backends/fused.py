@@ -45,6 +45,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .layer import parallel_kernel
+
 # Components more than this many nats below a tile's lower bound are skipped.
 PRUNE_NATS = 40.0
 # The best-bounded components evaluated first to bound every row's largest logit from below.
@@ -109,7 +111,6 @@ def exp_nonpositive(x, out, bits, n):
         out[j] *= bits[j]
 
 
-@njit(cache=True)
 def precision_facts(prec_chol, covariances, power_steps=3):
     """Precision matrices ``U U^T`` and a lower bound of each one's smallest eigenvalue
     (:func:`precision_floors`).
@@ -124,6 +125,13 @@ def precision_facts(prec_chol, covariances, power_steps=3):
     precisions : (K, D, D)
     lam_min : (K,)
     """
+    k_total = prec_chol.shape[0]
+    return precision_products(prec_chol), precision_floors(covariances, k_total, power_steps)
+
+
+@njit(cache=True)
+def precision_products(prec_chol):
+    """``U U^T`` for each upper factor U of ``prec_chol`` (K, D, D)."""
     k_total, d, _ = prec_chol.shape
     precisions = np.empty((k_total, d, d))
     for k in range(k_total):
@@ -134,10 +142,10 @@ def precision_facts(prec_chol, covariances, power_steps=3):
                     acc += prec_chol[k, i, l] * prec_chol[k, j, l]
                 precisions[k, i, j] = acc
                 precisions[k, j, i] = acc
-    return precisions, precision_floors(covariances, k_total, power_steps)
+    return precisions
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def precision_floors(covariances, k_total, power_steps=3):
     """A lower bound of each precision's smallest eigenvalue, (K,): ``1 / lambda_max(S)``
     for the covariance S, with ``lambda_max(S) <= lambda_max(|S|) <= max_i (|S| v)_i / v_i``
@@ -187,7 +195,7 @@ def layout_shapes(n_all, group_size, d, diagonal):
     return (n_groups * d, group_size), (n_groups * q, group_size), (n_groups * q, group_size)
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def bound_layout(means, prec_chol, diagonal, group_size, means_t, u_t, abs_u_t):
     """The components as the bounds read them: one row per coordinate, components along it,
     each group of ``group_size`` components in its own block of rows (see
@@ -212,7 +220,7 @@ def bound_layout(means, prec_chol, diagonal, group_size, means_t, u_t, abs_u_t):
                 p += 1
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def factor_row_norms(layout, group_size, diagonal, out):
     """``out[g K + k, i] = | U[i, :] |``, the Euclidean norm of row i of each component's
     upper factor, from a :func:`bound_layout` (what :func:`_split_candidates` bounds the
@@ -888,7 +896,7 @@ def _block_slots(b, first, stop, tile_group):
     return tile_group[first] + b, tile_group[stop - 1] + b + 1
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, precisions,
                  log_norm, lam_min, diagonal, threshold, limit, square_cap, layout, norms,
                  max_rows, floats, reals, ints, resp_sum, x_sum, xx_sum, log_prob, log_lik,
@@ -1007,7 +1015,7 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
         log_lik[b] = block_log_lik
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
                       diagonal, threshold, limit, square_cap, layout, norms, max_rows, floats,
                       reals, ints, values, log_prob, labels, sums):

@@ -41,6 +41,7 @@ from .fused import (
     exp_nonpositive,
     layout_shapes,
 )
+from .layer import parallel_kernel
 from .numba_backend import (
     KernelParams,
     WeightFacts,
@@ -93,7 +94,7 @@ SHORT_RUN = 8
 BATCH_VALUES = 4 * 2**20
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def marginal_pieces(cov_t, means_t, log_weights, observed, diagonal, precisions, marginal_means,
                     log_norm, layout_means, layout_u, layout_abs_u):
     """Every pattern's marginal mixture over its ``o`` observed features, in the kernel's
@@ -318,7 +319,7 @@ def _inverse_lower(chol, recip, w, inv, tmp):
                 target[c] = -tmp[c] * diagonal[c]
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def complete_moments(cov_t, observed, missing, diagonal, resp_slots, x_slots, xx_slots,
                      covers, out_resp, out_x_t, out_xx_t):
     """Add every pattern's statistics, completed with the missing moments, to each
@@ -558,7 +559,7 @@ def _multiply_into(target, a, b, w):
         target[c] = a[c] * b[c]
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def direct_logits(x, w, starts, observed, cov_t, means_t, log_weights, logits):
     """The marginal logits of the rows of patterns with few rows, each row meeting every
     component (no tiles, no pruning): parallel over (pattern, chunk of ``DIRECT_CHUNK``
@@ -610,7 +611,7 @@ def direct_logits(x, w, starts, observed, cov_t, means_t, log_weights, logits):
                                      diff, whitened)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=_EXACT)
+@parallel_kernel(cache=True, nogil=True, fastmath=_EXACT)
 def direct_softmax(w, exps, scales, row_log_prob):
     """Each row's ``exp(logit - its largest)`` in place of the logits of
     :func:`direct_logits` (``exps``, (R, K)), the factor ``w / sum of its exps`` that makes
@@ -662,7 +663,7 @@ def _whitened_logits(row, means, inv, norm, width, out, diff, whitened):
         out[c] = norm[c] - 0.5 * out[c]
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def direct_moments(x, starts, observed, missing, diagonal, cov_t, means_t, exps, scales,
                    out_resp, out_x_t, out_xx_t):
     """Last pass (after :func:`direct_logits` and :func:`direct_softmax`): add the

@@ -10,6 +10,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .layer import parallel_kernel
+
 _FAST = {"contract", "reassoc", "nsz"}
 # Rows per block: the distance buffers of a block stay in the first-level cache.
 BLOCK = 512
@@ -24,7 +26,7 @@ def _n_blocks(n_rows):
     return (n_rows + BLOCK - 1) // BLOCK
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(cache=True, fastmath=_FAST)
 def _update_closest(xt, w, center, closest, block_mass):
     d, n = xt.shape
     for b in prange((n + BLOCK - 1) // BLOCK):
@@ -93,7 +95,7 @@ def weighted_draw(w, closest, block_mass, size, random_state):
     return rows
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(cache=True, fastmath=_FAST)
 def _potentials(xt, w, closest, candidates, out):
     d, n = xt.shape
     t = candidates.shape[0]
@@ -122,7 +124,7 @@ def candidate_potentials(xt, w, closest, candidates):
     return out.sum(axis=0)
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(cache=True, fastmath=_FAST)
 def _assign(xt, w, centers, labels, counts, sums, changed):
     d, n = xt.shape
     k = centers.shape[0]
@@ -195,7 +197,7 @@ def assign_and_sum(xt, w, centers, labels):
     return counts.sum(axis=0), sums.sum(axis=0), int(changed.sum())
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(cache=True, fastmath=_FAST)
 def _label_moments(xt, w, labels, centers, diagonal, counts, first, second):
     d, n = xt.shape
     n_blocks = counts.shape[0]

@@ -150,3 +150,39 @@ def test_as_full_expands_every_type_to_stacked_matrices(covariance_type):
     else:
         expected = np.stack([v * np.eye(3) for v in c])
     np.testing.assert_array_equal(full, expected)
+
+
+@pytest.mark.parametrize("stack", [(2,), (40,)])  # fewer matrices than rows (LAPACK), more
+def test_triangular_solves_and_inverses_match_scipy_in_both_layouts(stack):
+    import scipy.linalg
+
+    rng = np.random.RandomState(1)
+    d = 12
+    lower = np.tril(rng.randn(*stack, d, d)) + 5 * np.eye(d)
+    rhs = rng.randn(*stack, d, 3)
+    want = np.stack([scipy.linalg.solve_triangular(m, b, lower=True) for m, b in zip(lower, rhs)])
+    np.testing.assert_allclose(cov.solve_lower(lower, rhs), want, rtol=1e-12)
+    inverses = np.stack([scipy.linalg.inv(m) for m in lower])
+    np.testing.assert_allclose(cov.inverse_lower(lower), inverses, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(cov._invert_lower_in_place(lower.copy()), inverses, rtol=1e-12,
+                               atol=1e-15)
+    covariances = lower @ np.swapaxes(lower, 1, 2)
+    prec_chol = cov.precision_cholesky(covariances, "full", 1e-12)[0]
+    np.testing.assert_allclose(np.swapaxes(prec_chol, 1, 2), inverses, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("stack", [(2,), (40,)])
+def test_a_zero_on_the_diagonal_gives_the_same_infinities_in_both_layouts(stack):
+    rng = np.random.RandomState(2)
+    d = 12
+    lower = np.tril(rng.randn(*stack, d, d)) + 5 * np.eye(d)
+    lower[0, 3, 3] = 0.0
+    eye = np.broadcast_to(np.eye(d), lower.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plain = cov._substitution(lower, eye, lower.shape)
+        results = (cov.inverse_lower(lower), cov._invert_lower_in_place(lower.copy()),
+                   cov.solve_lower(lower, eye))
+    assert not np.isfinite(plain[0]).all()
+    for got in results:
+        np.testing.assert_array_equal(got[0], plain[0])
+        np.testing.assert_allclose(got[1:], plain[1:], rtol=1e-12, atol=1e-15)

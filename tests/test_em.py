@@ -229,3 +229,89 @@ def test_mixed_paths_agree_with_a_single_path(covariance_type):
     for name in ("weights", "means", "covariances"):
         np.testing.assert_allclose(getattr(p_mixed, name), getattr(p_fast, name), rtol=1e-9,
                                    atol=1e-12)
+
+
+def plain_moments(x, weights, labels_or_resp, centres, covariance_type):
+    """Weighted moments about ``centres`` by loops: the reference for the moment helpers.
+    ``labels_or_resp``: labels (n,) or responsibilities (n, K)."""
+    resp = labels_or_resp
+    if resp.ndim == 1:
+        resp = np.zeros((len(x), len(centres)))
+        keep = labels_or_resp >= 0
+        resp[np.flatnonzero(keep), labels_or_resp[keep]] = 1.0
+    k, d = centres.shape
+    resp_sum, x_sum, scatter = np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d))
+    for j in range(k):
+        for row, w, r in zip(x, weights, resp[:, j]):
+            y = row - centres[j]
+            resp_sum[j] += w * r
+            x_sum[j] += w * r * y
+            scatter[j] += w * r * np.outer(y, y)
+    xx_sum = {"full": scatter, "tied": scatter.sum(axis=0),
+              "diag": np.diagonal(scatter, axis1=1, axis2=2),
+              "spherical": np.trace(scatter, axis1=1, axis2=2)}[covariance_type]
+    return resp_sum, x_sum, xx_sum
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n_components", [3, 12])  # fewer labels than features, and more
+def test_moments_by_label_match_loops(covariance_type, n_components):
+    from gaussmix._em import stats_from_labels
+
+    rng = np.random.RandomState(0)
+    x = make_blobs()
+    weights = rng.uniform(0, 2, len(x))
+    labels = rng.randint(-1, n_components - 1, len(x))  # -1: no label; the last one empty
+    centres = rng.randn(n_components, 3)
+    got = stats_from_labels(x, weights, labels, centres, covariance_type)
+    want = plain_moments(x, weights, labels, centres, covariance_type)
+    if covariance_type == "tied":  # the one matrix is about each row's own centre
+        got, want = got[:2], want[:2]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_components", [2, 5])  # a few components in many dimensions, and more
+def test_exact_moments_match_loops(n_components):
+    from gaussmix._em import _exact_moments
+
+    rng = np.random.RandomState(1)
+    x = rng.randn(300, 4) * [1, 1e3, 1e-3, 1] + 1e6
+    resp = rng.dirichlet(np.ones(n_components), len(x)) * rng.uniform(0, 2, (len(x), 1))
+    means = x[:n_components] + 0.5
+    got = _exact_moments(x, resp, means, "full")
+    want = plain_moments(x, np.ones(len(x)), resp, means, "full")
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9)
+    if n_components <= x.shape[1]:  # one triangle computed, mirrored
+        np.testing.assert_array_equal(got[2], np.swapaxes(got[2], 1, 2))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_wide_data_take_the_difference_form_in_memory_that_follows_d_squared(backend):
+    """600 features, full covariances: the expanded form's feature map would hold 180,901
+    columns a row (64 rows at least: 93 MB a copy); the difference form holds the model."""
+    import tracemalloc
+
+    from gaussmix import GaussianMixture
+    from gaussmix._em import MAX_EXPANDED_FEATURES, n_map_features
+
+    n, d, k = 300, 600, 2
+    assert n_map_features(d, "full") > MAX_EXPANDED_FEATURES
+    rng = np.random.RandomState(0)
+    x = rng.randn(n, d) + 3.0 * rng.randint(0, 2, (n, 1))
+    means_init = x[[0, 1]] + 0.1
+    settings = dict(n_components=k, means_init=means_init, reg_covar=1e-3, max_iter=3, tol=0)
+    model = GaussianMixture(backend=backend, **settings)
+    tracemalloc.start()
+    model.fit(x)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    model_bytes = k * d * d * 8
+    assert peak < 12 * model_bytes + 10 * x.nbytes, peak / model_bytes
+    # The same numbers as the plain form (scikit-learn's) from the same start.
+    sklearn = pytest.importorskip("sklearn.mixture")
+    theirs = sklearn.GaussianMixture(**settings).fit(x)
+    assert model.score(x) == pytest.approx(theirs.score(x), rel=1e-9)
+    np.testing.assert_allclose(model.covariances_, theirs.covariances_, rtol=1e-7, atol=1e-10)
+    assert plan_e_step(some_params("full", x, k=k)).all_exact(k)

@@ -20,6 +20,10 @@ type        covariances    precisions_cholesky
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dtrtri
+
+from ._blas import small_matrix_threads
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -52,10 +56,32 @@ def n_parameters(n_components, n_features, covariance_type):
 def solve_lower(lower, rhs):
     """Solve ``L X = B`` for stacked lower-triangular ``L`` (..., D, D) and ``B`` (..., D, M).
 
-    Forward substitution vectorised over the stack: D steps of numpy operations, instead of
-    one LAPACK call per matrix.
+    Forward substitution vectorised over the stack, D steps of numpy operations, where the
+    stack holds more matrices than each has rows (many small matrices); else one LAPACK call
+    per matrix (a few large ones, where D steps would each be a pass over the stack).
     """
-    out = np.empty(np.broadcast_shapes(lower.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:])
+    shape = np.broadcast_shapes(lower.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:]
+    if not _few_large(shape, lower.shape[-1]):
+        return _substitution(lower, rhs, shape)
+    lowers = np.broadcast_to(lower, shape[:-2] + lower.shape[-2:])
+    rhss = np.broadcast_to(rhs, shape)
+    out = np.empty(shape)
+    with small_matrix_threads(lower.shape[-1]):
+        for index in np.ndindex(shape[:-2]):
+            try:
+                out[index] = solve_triangular(lowers[index], rhss[index], lower=True,
+                                              check_finite=False)
+            except np.linalg.LinAlgError:  # a zero on the diagonal: infinities, as below
+                out[index] = _substitution(lowers[index], rhss[index], rhss[index].shape)
+    return out
+
+
+def _few_large(shape, n_rows):
+    return int(np.prod(shape[:-2])) <= n_rows
+
+
+def _substitution(lower, rhs, shape):
+    out = np.empty(shape)
     for i in range(lower.shape[-1]):
         acc = rhs[..., i, :] - np.einsum("...j,...jm->...m", lower[..., i, :i], out[..., :i, :])
         out[..., i, :] = acc / lower[..., i, i, np.newaxis]
@@ -69,7 +95,35 @@ def solve_upper(upper, rhs):
 
 def inverse_lower(lower):
     """Inverses of stacked lower-triangular matrices (lower-triangular)."""
-    return solve_lower(lower, np.broadcast_to(np.eye(lower.shape[-1]), lower.shape))
+    if not _few_large(lower.shape, lower.shape[-1]):
+        return _substitution(lower, np.broadcast_to(np.eye(lower.shape[-1]), lower.shape),
+                             lower.shape)
+    out = np.empty(lower.shape)
+    with small_matrix_threads(lower.shape[-1]):
+        for index in np.ndindex(lower.shape[:-2]):
+            out[index], info = dtrtri(lower[index], lower=1)
+            if info > 0:  # a zero on the diagonal: infinities, as the substitution gives
+                out[index] = _substitution(lower[index], np.eye(lower.shape[-1]),
+                                           lower.shape[-2:])
+    return out
+
+
+def _invert_lower_in_place(lower):
+    """:func:`inverse_lower` of a fresh C-ordered stack, written over it when the matrices are
+    few and large (no second (K, D, D) array); returns the inverses."""
+    if not _few_large(lower.shape, lower.shape[-1]) or not lower.flags.c_contiguous:
+        return inverse_lower(lower)
+    with small_matrix_threads(lower.shape[-1]):
+        for matrix in lower:
+            # matrix.T is the Fortran-ordered upper factor L^T; LAPACK inverts it in place,
+            # which leaves L^-1 in ``matrix``. A zero on the diagonal is found before anything
+            # is written.
+            inverse, info = dtrtri(matrix.T, lower=0, overwrite_c=1)
+            if info > 0:
+                matrix[...] = _substitution(matrix, np.eye(len(matrix)), matrix.shape)
+            elif not np.shares_memory(inverse, matrix):  # LAPACK's wrapper made a copy
+                matrix[...] = inverse.T
+    return lower
 
 
 def inverse_upper(upper):
@@ -159,10 +213,11 @@ def precision_cholesky(covariances, covariance_type, jitter_floor):
     """
     if covariance_type in ("full", "tied"):
         stacked = covariances if covariance_type == "full" else covariances[np.newaxis]
-        chol, n_fixed, max_jitter = _cholesky_with_jitter(stacked, jitter_floor)
+        with small_matrix_threads(stacked.shape[-1]):
+            chol, n_fixed, max_jitter = _cholesky_with_jitter(stacked, jitter_floor)
         if n_fixed:
             stacked = chol @ np.swapaxes(chol, -1, -2)
-        prec_chol = np.swapaxes(inverse_lower(chol), -1, -2)
+        prec_chol = np.swapaxes(_invert_lower_in_place(chol), -1, -2)
         if covariance_type == "tied":
             return prec_chol[0], stacked[0], n_fixed, max_jitter
         return prec_chol, stacked, n_fixed, max_jitter

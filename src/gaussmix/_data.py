@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._em import robust_centre
+from ._em import expanded_form_fits, n_map_features, robust_centre
 
 # Bytes one chunk's (rows x K) float64 blocks may take, all temporaries included.
 CHUNK_BYTES = 48 * 2**20
@@ -25,10 +25,14 @@ MIN_CHUNK_ROWS = 64
 def default_chunk_size(n_components, n_features):
     """Rows per E-step chunk so that its N x K work arrays stay within ``CHUNK_BYTES``.
 
-    A chunk holds the (rows, K) logits and the (rows, F) features, F growing as D^2 for full
-    covariances.
+    A chunk holds the (rows, K) logits and the (rows, F) features of the expanded form, F
+    growing as D^2 for full covariances, up to ``_em.MAX_EXPANDED_FEATURES`` (wider data
+    take the difference form, which slices its own arrays and holds (rows, 2 D) at most
+    per chunk).
     """
-    n_feature_map = 1 + n_features + n_features * (n_features + 1) // 2
+    n_feature_map = n_map_features(n_features, "full")
+    if not expanded_form_fits(n_features, "full"):
+        n_feature_map = n_map_features(n_features, "diag")
     per_row = 8 * (2 * n_components + 2 * n_feature_map + n_features)
     return int(np.clip(CHUNK_BYTES // per_row, MIN_CHUNK_ROWS, MAX_CHUNK_ROWS))
 

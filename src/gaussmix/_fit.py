@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import backends
+from ._blas import LATENCY_BOUND_ROWS
 from ._data import FitData, StreamData, sample_size
 from ._em import (
     MaximumLikelihood,
@@ -89,8 +90,10 @@ class FitPlan:
         return MaximumLikelihood(self.reg_covar, self.jitter_floor)
 
     def threads(self):
-        """Context for the fit: BLAS on one thread while numba's kernels use the cores."""
-        if self.backend == "numba":
+        """Context for the fit: BLAS on one thread while numba's kernels use the cores (but
+        for data wider than ``_blas.LATENCY_BOUND_ROWS``, whose E-steps take BLAS's large
+        products, see ``numba_backend.fused_expectation``)."""
+        if self.backend == "numba" and self.n_features <= LATENCY_BOUND_ROWS:
             return backends.kernel_threads()
         return contextlib.nullcontext()
 

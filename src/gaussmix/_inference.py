@@ -16,6 +16,7 @@ from . import backends
 from ._data import ArrayChunks, default_chunk_size
 from ._em import (
     Params,
+    expanded_form_fits,
     plan_e_step,
     robust_centre,
     softmax_inplace,
@@ -72,8 +73,10 @@ def scores(params, arr, values=None, backend=None, chunk_size=None, tiles=None):
     per-component ``values`` (K, M), ``sum_k r_nk values[k]``, shape (N, M) (None without
     ``values``): what a conditional mean needs, in the same pass."""
     n, k = arr.shape[0], params.n_components
+    # Wide data take numpy's difference form, as their fits do (see ``_em.expanded_form_fits``).
     fused = n * k >= FUSED_INFERENCE_PAIRS and (
-        backend != "torch" and backends.resolve(backend, n * k) == "numba")
+        backend != "torch" and backends.resolve(backend, n * k) == "numba"
+        and expanded_form_fits(params.n_features, params.covariance_type))
     # The pruned kernel holds no (rows, K) block, so its chunks can be large.
     rows = FUSED_CHUNK_ROWS if fused else chunk_size or default_chunk_size(k, arr.shape[1])
     log_prob = np.empty(n)

@@ -14,11 +14,11 @@ know which backend ran.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 
 import numpy as np
 
+from .._blas import one_blas_thread
 from . import layer
 
 BACKENDS = ("numpy", "numba", "torch")
@@ -114,8 +114,4 @@ def kernel_threads():
     after each call would compete with numba's threads for the cores (measured: kernel calls
     twice as slow on 2 cores).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return one_blas_thread()

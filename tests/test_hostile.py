@@ -279,3 +279,49 @@ def test_dask_reports_the_global_row_and_takes_object_numbers():
     with pytest.raises(ValueError, match="non-numeric values"):
         GaussianMixture(2).fit(da.from_array(np.array([["a"] * 3] * 10, dtype=object),
                                              chunks=(5, 3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The studio's doors: any Host and Origin a page or client can send
+
+HOST_PARTS = st.sampled_from(["127.0.0.1", "localhost", "[::1]", "::1", "evil.example",
+                              "127.0.0.1.evil.example", "localhost.", "LOCALHOST", "[::2]",
+                              "10.0.0.7", "", "[", "]", ":", "a" * 200, "xn--80ak6aa92e.com",
+                              "127.1", "0x7f.0.0.1", "studio.lan"])
+PORTS = st.sampled_from(["", ":8765", ":0", ":99999", "::", ":x"])
+
+
+@given(host=st.one_of(st.none(), st.builds(lambda h, p: h + p, HOST_PARTS, PORTS),
+                      st.text(max_size=40)),
+       origin=st.one_of(st.none(), st.sampled_from(["null", "http://evil.example",
+                                                    "http://127.0.0.1:8765", "file://"]),
+                        st.text(max_size=40)),
+       method=st.sampled_from(["GET", "HEAD", "POST", "DELETE", "PUT", "OPTIONS"]),
+       listen=st.sampled_from(["127.0.0.1", "0.0.0.0", "::", "studio.lan"]))
+def test_the_doors_pass_only_the_servers_own_names_and_pages(host, origin, method, listen):
+    pytest.importorskip("starlette")
+    import ipaddress
+
+    from gaussmix.studio.doors import Doors, host_name
+
+    # Headers travel as latin-1 bytes: other characters arrive replaced.
+    host, origin = (None if v is None else v.encode("latin-1", "replace").decode("latin-1")
+                    for v in (host, origin))
+    headers = [(name.encode(), value.encode("latin-1"))
+               for name, value in (("host", host), ("origin", origin)) if value is not None]
+    doors = Doors(None, listen)
+    sentence = doors.refusal({"type": "http", "method": method, "headers": headers})
+    if sentence is not None:
+        assert one_sentence(sentence), sentence
+        return
+    # Passed: the Host names this server (or is an IP address where it listens on all)...
+    if host is not None:
+        name = host_name(host).rstrip(".")
+        own = name in ("127.0.0.1", "localhost", "::1", listen)
+        if listen in ("0.0.0.0", "::") and not own:
+            ipaddress.ip_address(name)  # raises for anything but an address
+        else:
+            assert own, (host, listen)
+    # ... and a change comes from the page's own origin or from a client that names none.
+    if method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+        assert origin.lower() == f"http://{host}".lower()

@@ -38,9 +38,14 @@ def png(width=40, height=30, seed=0):
     return buffer.getvalue()
 
 
+def local_client(app):
+    """An in-process client addressing the app as a browser on this machine does."""
+    return TestClient(app, base_url="http://127.0.0.1:8765")
+
+
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(studio_app.create_app(workers=1)) as test_client:
+    with local_client(studio_app.create_app(workers=1)) as test_client:
         yield test_client
 
 
@@ -144,31 +149,35 @@ def test_samples_are_offered_with_thumbnails(client):
     assert client.get("/static/studio.js").status_code == 200
 
 
-def error_of(response, status):
+def error_of(response, status, field=None):
+    """The sentence of an error answer (and its field's name, when one field is wrong)."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and body["error"].endswith(".") and "\n" not in body["error"]
+    assert set(body) == ({"error"} if field is None else {"error", "field"}), body
+    assert body.get("field") == field
+    assert body["error"].endswith(".") and "\n" not in body["error"]
     return body["error"]
 
 
-@pytest.mark.parametrize("fields, files, words", [
-    ({"k": "many"}, None, "k must be a whole number"),
-    ({"k": "0"}, None, "k must lie in [1, 5000]"),
-    ({"seed": "-1"}, None, "seed must lie in"),
-    ({"color_scale": "nan"}, None, "color_scale must lie in"),
-    ({"mode": "sepia"}, None, "mode must be one of"),
-    ({"keep_light": "maybe"}, None, "keep_light must be true or false"),
-    ({"colour": "1"}, None, "Unknown field 'colour'"),
-    ({"sample": "mona-lisa"}, None, "Unknown sample 'mona-lisa'"),
-    ({}, {}, "Send either an 'image' file or a 'sample' name"),
-    ({"sample": "horse"}, {"image": ("a.png", png())}, "not both or neither"),
+@pytest.mark.parametrize("fields, files, words, field", [
+    ({"k": "many"}, None, "k must be a whole number", "k"),
+    ({"k": "0"}, None, "k must lie in [1, 5000]", "k"),
+    ({"seed": "-1"}, None, "seed must lie in", "seed"),
+    ({"color_scale": "nan"}, None, "color_scale must lie in", "color_scale"),
+    ({"mode": "sepia"}, None, "mode must be one of", "mode"),
+    ({"keep_light": "maybe"}, None, "keep_light must be true or false", "keep_light"),
+    ({"colour": "1"}, None, "Unknown field 'colour'", None),
+    ({"sample": "mona-lisa"}, None, "Unknown sample 'mona-lisa'", None),
+    ({}, {}, "Send either an 'image' file or a 'sample' name", None),
+    ({"sample": "horse"}, {"image": ("a.png", png())}, "not both or neither", None),
 ])
-def test_bad_fields_are_400(client, fields, files, words):
+def test_bad_fields_are_400(client, fields, files, words, field):
     if files is not None and not files and not fields:
         fields = {"k": "3"}  # neither picture nor sample
     data = {"sample": "astronaut", **fields} if files is None and "sample" not in fields \
         else fields
-    assert words in error_of(client.post("/api/jobs", data=data, files=files or None), 400)
+    response = client.post("/api/jobs", data=data, files=files or None)
+    assert words in error_of(response, 400, field)
 
 
 def test_bad_requests_get_their_status_and_a_sentence(client, done_job):
@@ -183,21 +192,26 @@ def test_bad_requests_get_their_status_and_a_sentence(client, done_job):
     error_of(client.get("/api/nothing"), 404)
     error_of(client.put("/api/jobs"), 405)
     base = f"/api/jobs/{job_id}/renders/density.png"
-    for query, words in [("sharpen=0", "sharpen must lie in"), ("peak=0", "peak must lie in"),
-                         ("samples=1e9", "samples must be a whole number"),
-                         ("samples=100000000", "samples must lie in"),
-                         ("tone=0:0,0.5", "Tone knots must look like"),
-                         ("tone=0:0,0:1", "densities increasing"), ("zoom=2", "Unknown query")]:
-        assert words in error_of(client.get(f"{base}?{query}"), 400)
+    for query, words, field in [
+            ("sharpen=0", "sharpen must lie in", "sharpen"), ("peak=0", "peak must lie in", "peak"),
+            ("samples=1e9", "samples must be a whole number", "samples"),
+            ("samples=100000000", "samples must lie in", "samples"),
+            ("tone=0:0,0.5", "Tone knots must look like", None),
+            ("tone=0:0,0:1", "densities increasing", None), ("zoom=2", "Unknown query", None)]:
+        assert words in error_of(client.get(f"{base}?{query}"), 400, field)
     assert "not a picture" in error_of(
-        client.post("/api/jobs", files={"image": ("x.png", b"not a picture at all")}), 415)
+        client.post("/api/jobs", files={"image": ("x.png", b"not a picture at all")}), 415,
+        "image")
+    # A truncated picture is refused at the door, not by the worker later.
+    assert "truncated or damaged" in error_of(
+        client.post("/api/jobs", files={"image": ("t.png", png()[:-300])}), 415, "image")
 
 
 def test_uploads_over_the_limits_are_413_before_decoding():
-    with TestClient(studio_app.create_app(max_upload_bytes=50_000,
-                                          max_upload_pixels=40 * 30 - 1)) as small:
+    with local_client(studio_app.create_app(max_upload_bytes=50_000,
+                                            max_upload_pixels=40 * 30 - 1)) as small:
         assert "over the limit of 1199" in error_of(
-            small.post("/api/jobs", files={"image": ("b.png", png())}), 413)
+            small.post("/api/jobs", files={"image": ("b.png", png())}), 413, "image")
         noise = np.random.RandomState(0).randint(0, 255, (200, 200, 3)).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(noise).save(buffer, format="PNG")
@@ -207,7 +221,8 @@ def test_uploads_over_the_limits_are_413_before_decoding():
         # A header that declares an enormous picture is refused without decoding it.
         for side, words in [(5000, "5000x5000 pixels"), (100_000, "declares more than")]:
             assert words in error_of(
-                small.post("/api/jobs", files={"image": ("h.png", forged_png(side))}), 413)
+                small.post("/api/jobs", files={"image": ("h.png", forged_png(side))}), 413,
+                "image")
 
 
 def forged_png(side):
@@ -326,7 +341,7 @@ def test_an_upload_is_counted_as_it_arrives_whatever_its_headers_say():
         for start in range(0, len(body), 8192):
             yield body[start:start + 8192]
 
-    with TestClient(studio_app.create_app(max_upload_bytes=50_000)) as small:
+    with local_client(studio_app.create_app(max_upload_bytes=50_000)) as small:
         for headers, content in [({}, chunks()), ({"content-length": "10"}, body)]:
             response = small.post("/api/jobs", content=content, headers={
                 "content-type": "multipart/form-data; boundary=b", **headers})

@@ -9,9 +9,6 @@ after the sharpen slider moves) are written there, for the README.
 import io
 import os
 import shutil
-import socket
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +17,8 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from .servers import running_server  # noqa: E402
+
 CHROMIUM = next((path for path in (os.environ.get("GAUSSMIX_CHROMIUM"),
                                    shutil.which("chromium"), shutil.which("chromium-browser"))
                  if path), None)
@@ -27,30 +26,12 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed 
                                 "install chromium); the browser test needs one")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
-
     from gaussmix.studio.app import create_app
 
-    port = free_port()
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if running.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    running.should_exit = True
-    thread.join(timeout=10)
+    with running_server(create_app()) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +134,112 @@ def fit_sample(browser, server, sample, viewport=None, **fields):
     return page
 
 
-def test_a_bad_setting_shows_the_servers_sentence(server, browser):
+def test_a_bad_setting_shows_the_servers_sentence_with_the_fields_label(server, browser):
     page = fit_sample(browser, server, "horse", k="0")
     page.wait_for_selector("#error:not([hidden])")
-    assert "k must lie in [1, 5000]" in page.locator("#error").inner_text()
+    assert page.locator("#error").inner_text() == "Components must lie in [1, 5000], got '0'."
+    assert page.locator("#k").get_attribute("aria-invalid") == "true"
+    page.fill("#k", "")
+    page.fill("#color_scale", "0")
+    page.click("#fit")
+    page.wait_for_function("document.getElementById('error').textContent.startsWith('Colour')")
+    assert page.locator("#error").inner_text().startswith("Colour scale must lie in [0.001,")
+    assert page.locator("#k").get_attribute("aria-invalid") is None
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def small_server():
+    """A server that takes uploads of 20 kB at most."""
+    from gaussmix.studio.app import create_app
+
+    with running_server(create_app(max_upload_bytes=20_000)) as port:
+        yield f"http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("notes.txt", b"not a picture at all", "not a picture that can be read"),
+    ("fake.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "not a picture that can be read"),
+    ("big.png", None, "The upload is over 0.0191 MB"),
+])
+def test_a_file_the_server_would_refuse_is_refused_before_uploading(small_server, browser,
+                                                                    tmp_path, name, content,
+                                                                    words):
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.method))
+    page.goto(small_server)
+    page.wait_for_selector(".samples button img")
+    path = tmp_path / name
+    if content is None:
+        from PIL import Image
+
+        noise = np.random.RandomState(0).randint(0, 255, (120, 120, 3)).astype(np.uint8)
+        Image.fromarray(noise).save(path)
+        assert path.stat().st_size > 20_000
+    else:
+        path.write_bytes(content)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#error:not([hidden])")
+    assert words in page.locator("#error").inner_text()
+    assert page.locator("#fit").is_disabled()
+    assert page.locator("#drop img").count() == 0  # no broken picture shown
+    assert "POST" not in requests
+    page.close()
+
+
+def slider_state(page):
+    return page.evaluate("""() => ({
+        sharpen: document.getElementById('sharpen-out').textContent,
+        peak: document.getElementById('peak').value,
+        tone: state.tone.map(k => k.map(v => v.toFixed(3)).join(':')).join(','),
+        painting: document.getElementById('render-conditional-mean')?.getAttribute('src')})""")
+
+
+def test_a_cancelled_fit_keeps_the_gallery_and_a_new_one_resets_the_controls(server, browser):
+    errors = []
+    page = fit_sample(browser, server, "coffee", k="30", max_pixels="4096")
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.wait_for_selector("#render-conditional-mean", timeout=120_000)
+    first = page.url.split("#job=")[1]
+    defaults = slider_state(page)
+    assert defaults["sharpen"] == "1.00" and "?" not in defaults["painting"]
+    page.fill("#sharpen", "-1.2")
+    page.wait_for_function("document.getElementById('render-conditional-mean')"
+                           ".getAttribute('src').includes('sharpen=0.3012')")
+    moved = slider_state(page)
+    # A long fit, cancelled: the gallery and its controls stay as they were.
+    page.click("button[data-sample=astronaut]")
+    page.fill("#k", "300")
+    page.fill("#max_iter", "1000")
+    page.fill("#max_pixels", "")
+    page.click("#fit")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('fitting')",
+                           timeout=60_000)
+    assert page.locator("#result").is_visible()  # the earlier gallery, while the new one fits
+    page.click("#cancel")
+    page.wait_for_selector("#progress", state="hidden", timeout=30_000)
+    assert page.locator("#error").is_hidden() and page.locator("#cancel").is_hidden()
+    assert page.url.endswith(f"#job={first}") and slider_state(page) == moved
+    assert not page.locator("#fit").is_disabled()
+    # Another picture fitted: its gallery comes with the controls at its renders' settings.
+    page.click("button[data-sample=chelsea]")
+    page.fill("#k", "30")
+    page.fill("#max_iter", "20")
+    page.fill("#max_pixels", "4096")
+    page.click("#fit")
+    page.wait_for_function(f"!location.hash.endsWith('{first}') && "
+                           "!document.getElementById('result').hidden && "
+                           "document.getElementById('summary').textContent.includes('30 comp')",
+                           timeout=120_000)
+    page.wait_for_function("!location.hash.endsWith('" + first + "') && "
+                           "document.getElementById('render-conditional-mean')"
+                           ".getAttribute('src').includes(location.hash.slice(5))",
+                           timeout=120_000)
+    fresh = slider_state(page)
+    assert {k: fresh[k] for k in ("sharpen", "peak", "tone")} == \
+        {k: defaults[k] for k in ("sharpen", "peak", "tone")}
+    assert not errors, errors  # the favicon too was found
     page.close()
 
 

@@ -8,6 +8,18 @@ works offline) and the HTTP API it uses (``app.py``); fits run in worker process
 from __future__ import annotations
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WILDCARDS = ("0.0.0.0", "::", "")
+# Request heads (the line with its query, and the headers) up to this size are read: a tone
+# curve of 10,000 knots fits (about 140 KB).
+MAX_REQUEST_HEAD_BYTES = 1024 * 1024
+
+
+def server_config(app, host="127.0.0.1", port=8765):
+    """uvicorn's settings for the studio (also what the tests' real servers run)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                          http="h11", h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
 
 
 def check_address(host, port):
@@ -48,8 +60,7 @@ def serve(host="127.0.0.1", port=8765, open_browser=False, workers=1, say=print)
     if host not in LOOPBACK:
         say(f"Listening on {host}: anyone who can reach this machine can use the studio.")
     say(f"gaussmix studio at {url} (Ctrl-C stops it)")
-    server = uvicorn.Server(uvicorn.Config(create_app(workers), host=host, port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(server_config(create_app(workers, listen_host=host), host, port))
     if open_browser:
         def open_when_listening():
             while not server.started and not server.should_exit:

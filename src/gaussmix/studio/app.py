@@ -12,9 +12,11 @@
     DELETE /api/jobs/{id}                  cancel a running job, forget a finished one
     GET    /api/samples                    the bundled pictures, renders and limits
 
-Every error is JSON ``{"error": "one sentence"}``: 400 a bad field, 404 an unknown job or
-render, 413 an upload over the size limit or a picture over the pixel limit (read from its
-header, before decoding), 415 not a picture.
+Every error is JSON ``{"error": "one sentence"}`` (with ``"field"``, the field's name, when
+one field is wrong): 400 a bad field, 403 a request to another host name or a change from
+another site (``doors``), 404 an unknown job or render, 408 an upload that stalls, 413 an upload
+over the size limit or a picture over the pixel limit (read from its header, before decoding),
+415 not a picture (or a truncated one), 429 a full queue.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.middleware import Middleware
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -48,9 +57,18 @@ from ..imaging.pipeline import (
     SHARPEN_RANGE,
     Renderer,
 )
-from .jobs import FINISHED, SAMPLES, JobStore, Settings, png_bytes
+from .doors import Doors
+from .jobs import FINISHED, MAX_QUEUED, SAMPLES, JobStore, QueueFull, Settings, png_bytes
 
 MAX_UPLOAD_BYTES = 25 * 2**20
+# An upload over the limit is still read (and dropped) up to this size, so that clients that
+# send the whole body before reading the answer (browsers' fetch, Python's urllib) get the
+# 413 sentence and not a reset connection.
+DRAIN_UPLOAD_BYTES = 256 * 2**20
+# An upload from which nothing arrives for this long, or that takes longer in all, is
+# refused (408): a stalled client does not hold the server's memory.
+UPLOAD_IDLE_SECONDS = 15.0
+UPLOAD_SECONDS = 300.0
 # Pictures declaring more pixels are refused from their header (larger ones than
 # MAX_READ_PIXELS are read reduced).
 MAX_UPLOAD_PIXELS = 50_000_000
@@ -66,14 +84,18 @@ STATIC = resources.files("gaussmix.studio") / "static"
 class ApiError(Exception):
     """A request the API refuses: its HTTP status and one sentence."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, field=None, headers=None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.field = field
+        self.headers = headers
 
 
 def create_app(workers=1, max_upload_bytes=MAX_UPLOAD_BYTES,
-               max_upload_pixels=MAX_UPLOAD_PIXELS):
+               max_upload_pixels=MAX_UPLOAD_PIXELS, listen_host="127.0.0.1",
+               max_queued=MAX_QUEUED, upload_idle_seconds=UPLOAD_IDLE_SECONDS,
+               upload_seconds=UPLOAD_SECONDS):
     """The studio application with its own :class:`~gaussmix.studio.jobs.JobStore`.
 
     Parameters
@@ -82,9 +104,18 @@ def create_app(workers=1, max_upload_bytes=MAX_UPLOAD_BYTES,
         Fits that run at once (1 or 2).
     max_upload_bytes, max_upload_pixels : int
         Limits of an uploaded picture (413 beyond).
+    listen_host : str
+        The address the server listens on: requests must name it or a loopback name
+        (see ``doors``).
+    max_queued : int
+        Jobs that may wait for a worker (429 beyond).
+    upload_idle_seconds, upload_seconds : float
+        An upload is refused (408) when nothing of it arrives for ``upload_idle_seconds``, or
+        when it takes longer than ``upload_seconds`` in all.
     """
-    store = JobStore(workers)
+    store = JobStore(workers, max_queued)
     renderers = _RendererCache()
+    limits = _UploadLimits(max_upload_bytes, upload_idle_seconds, upload_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -99,7 +130,12 @@ def create_app(workers=1, max_upload_bytes=MAX_UPLOAD_BYTES,
             "samples": list(SAMPLES), "renders": list(RENDERS), "modes": list(MODES),
             "tone": _knots_text(render.DEFAULT_TONE_KNOTS),
             "peak": render.DEFAULT_PEAK_QUANTILE, "sharpen_range": list(SHARPEN_RANGE),
-            "max_upload_bytes": max_upload_bytes, "max_samples": MAX_LIVE_SAMPLES})
+            "max_upload_bytes": max_upload_bytes, "max_samples": MAX_LIVE_SAMPLES,
+            "upload_errors": {"too_big": limits.too_big(), "not_a_picture": NOT_A_PICTURE}})
+
+    async def favicon(request):
+        return FileResponse(str(STATIC / "favicon.png"), media_type="image/png",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     async def sample_thumbnail(request):
         name = request.path_params["name"]
@@ -111,12 +147,15 @@ def create_app(workers=1, max_upload_bytes=MAX_UPLOAD_BYTES,
                         headers={"Cache-Control": "public, max-age=86400"})
 
     async def submit(request):
-        form = await _read_form(request, max_upload_bytes)
+        form = await _read_form(request, limits)
         try:
             picture, sample, settings = await _job_fields(form, max_upload_pixels)
         finally:
             await form.close()
-        job = store.submit(settings, picture=picture, sample=sample)
+        try:
+            job = store.submit(settings, picture=picture, sample=sample)
+        except QueueFull as exc:
+            raise ApiError(429, str(exc), headers={"Retry-After": "10"}) from None
         return JSONResponse({"id": job.id}, status_code=202)
 
     async def job_state(request):
@@ -179,6 +218,7 @@ def create_app(workers=1, max_upload_bytes=MAX_UPLOAD_BYTES,
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", favicon),
         Route("/api/samples", samples),
         Route("/api/samples/{name}", sample_thumbnail),
         Route("/api/jobs", submit, methods=["POST"]),
@@ -192,13 +232,16 @@ def create_app(workers=1, max_upload_bytes=MAX_UPLOAD_BYTES,
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     handlers = {ApiError: _api_error, HTTPException: _http_error}
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,
+                    middleware=[Middleware(Doors, listen_host=listen_host)])
     app.state.store = store
     return app
 
 
 async def _api_error(request, exc):
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
+    body = {"error": exc.message} if exc.field is None else {"error": exc.message,
+                                                              "field": exc.field}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _http_error(request, exc):
@@ -242,26 +285,54 @@ def _png(data):
                     headers={"Cache-Control": "private, max-age=3600"})
 
 
-async def _read_form(request, limit):
-    """The multipart form of a request, refused (413) beyond ``limit`` bytes whatever its
-    headers say."""
+class _UploadLimits:
+    """How much of a request body is read, and how long it may take."""
+
+    def __init__(self, max_bytes, idle_seconds, total_seconds):
+        self.max_bytes = max_bytes
+        self.idle_seconds = idle_seconds
+        self.total_seconds = total_seconds
+
+    def too_big(self):
+        return (f"The upload is over {self.max_bytes / 2**20:.3g} MB; send a smaller picture "
+                f"(a picture over {MAX_READ_PIXELS} pixels is read reduced anyway).")
+
+    def stalled(self):
+        return (f"The upload stalled (nothing arrived for {self.idle_seconds:g} s, or it took "
+                f"over {self.total_seconds:g} s); check the connection and send it again.")
+
+
+NOT_A_PICTURE = ("The upload is not a picture that can be read; send a PNG, JPEG or another "
+                 "common image file.")
+
+
+async def _read_form(request, limits):
+    """The multipart form of a request: refused (413) beyond ``limits.max_bytes`` whatever
+    its headers say, after reading the rest of the body (up to ``DRAIN_UPLOAD_BYTES``) so
+    that the client reads the answer; refused (408) when the upload stalls."""
     content_type = request.headers.get("content-type", "")
     urlencoded = content_type.startswith("application/x-www-form-urlencoded")
     if not (urlencoded or content_type.startswith("multipart/form-data")):
         raise ApiError(400, "Send the job as multipart/form-data with an 'image' file or a "
                             "'sample' name.")
     declared = request.headers.get("content-length")
-    too_big = (f"The upload is over {limit // 2**20} MB; send a smaller picture (a picture "
-               f"over {MAX_READ_PIXELS} pixels is read reduced anyway).")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, too_big)
+    chunks = _timed_chunks(request, limits)
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
+        if int(declared) <= DRAIN_UPLOAD_BYTES:
+            async for _ in chunks:
+                pass
+        raise ApiError(413, limits.too_big(), headers={"Connection": "close"})
 
     async def limited():
         received = 0
-        async for chunk in request.stream():
+        async for chunk in chunks:
             received += len(chunk)
-            if received > limit:
-                raise ApiError(413, too_big)
+            if received > limits.max_bytes:
+                async for rest in chunks:
+                    received += len(rest)
+                    if received > DRAIN_UPLOAD_BYTES:
+                        break
+                raise ApiError(413, limits.too_big(), headers={"Connection": "close"})
             yield chunk
 
     if urlencoded:  # a sample needs no file: ``curl -d sample=horse`` is enough
@@ -274,6 +345,23 @@ async def _read_form(request, limit):
     except MultiPartException as exc:
         raise ApiError(400, f"The form cannot be read ({exc}); send one 'image' file or a "
                             "'sample' name and the settings as fields.") from None
+
+
+async def _timed_chunks(request, limits):
+    """The request body's chunks; 408 when one takes ``limits.idle_seconds`` to arrive or the
+    whole takes ``limits.total_seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.total_seconds
+    stream = request.stream().__aiter__()
+    while True:
+        wait = min(limits.idle_seconds, deadline - loop.time())
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(wait, 0.0))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise ApiError(408, limits.stalled(), headers={"Connection": "close"}) from None
+        yield chunk
 
 
 async def _job_fields(form, max_pixels):
@@ -295,7 +383,7 @@ async def _job_fields(form, max_pixels):
         if isinstance(upload, str):
             raise ApiError(400, "The 'image' field must be a file upload.")
         picture = await upload.read()
-        _check_picture(picture, max_pixels)
+        await run_in_threadpool(_check_picture, picture, max_pixels)
     settings = Settings(
         mode=_choice(form, "mode", MODES, "auto"),
         k=_number(form, "k", int, 1, MAX_COMPONENTS, None),
@@ -310,27 +398,35 @@ async def _job_fields(form, max_pixels):
 
 
 def _check_picture(data, max_pixels):
-    """Refuse what is not a picture (415) or declares too many pixels (413), from the header:
-    nothing is decoded here."""
+    """Refuse what is not a picture (415) or declares too many pixels (413, from the header,
+    before decoding), then decode it (a JPEG at an eighth of its size) so that a truncated or
+    damaged file is refused now (415) and not by the worker later."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
     too_many = "The picture is {}x{} pixels, over the limit of {}; shrink it first."
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sized here
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-    except Image.DecompressionBombError:
-        raise ApiError(413, f"The picture declares more than {2 * Image.MAX_IMAGE_PIXELS} "
-                            f"pixels, over the limit of {max_pixels}; shrink it "
-                            "first.") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ApiError(415, "The upload is not a picture that can be read; send a PNG, JPEG "
-                            "or another common image file.") from None
-    if width * height > max_pixels:
-        raise ApiError(413, too_many.format(width, height, max_pixels))
+    unreadable = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sized here
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise ApiError(413, f"The picture declares more than {2 * Image.MAX_IMAGE_PIXELS} "
+                                f"pixels, over the limit of {max_pixels}; shrink it "
+                                "first.", field="image") from None
+        except unreadable:
+            raise ApiError(415, NOT_A_PICTURE, field="image") from None
+        with img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ApiError(413, too_many.format(width, height, max_pixels), field="image")
+            try:
+                img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+                img.load()
+            except unreadable as exc:
+                raise ApiError(415, f"The picture is truncated or damaged ({exc}); send the "
+                                    "whole file again.", field="image") from None
 
 
 def _choice(form, name, choices, default):
@@ -338,7 +434,8 @@ def _choice(form, name, choices, default):
     if value is None or value == "":
         return default
     if value not in choices:
-        raise ApiError(400, f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+        raise ApiError(400, f"{name} must be one of {', '.join(choices)}, got {value!r}.",
+                       field=name)
     return value
 
 
@@ -351,14 +448,15 @@ def _parse_number(value, name, kind, low, high, default):
     if value is None or value == "":
         return default
     if not isinstance(value, str):
-        raise ApiError(400, f"{name} must be a number, not a file.")
+        raise ApiError(400, f"{name} must be a number, not a file.", field=name)
     word = "a whole number" if kind is int else "a number"
     try:
         number = kind(value)
     except ValueError:
-        raise ApiError(400, f"{name} must be {word}, got {value!r}.") from None
+        raise ApiError(400, f"{name} must be {word}, got {value!r}.", field=name) from None
     if not (math.isfinite(number) and low <= number <= high):
-        raise ApiError(400, f"{name} must lie in [{low:g}, {high:g}], got {value!r}.")
+        raise ApiError(400, f"{name} must lie in [{low:g}, {high:g}], got {value!r}.",
+                       field=name)
     return number
 
 
@@ -368,7 +466,7 @@ def _flag(form, name):
         return False
     text = value.lower() if isinstance(value, str) else ""
     if text not in ("true", "false", "1", "0", "on", "off"):
-        raise ApiError(400, f"{name} must be true or false, got {value!r}.")
+        raise ApiError(400, f"{name} must be true or false, got {value!r}.", field=name)
     return text in ("true", "1", "on")
 
 
@@ -386,7 +484,8 @@ def _render_options(query):
     if "peak" in query:
         peak = _parse_number(query["peak"], "peak", float, 0.0, 1.0, None)
         if peak is not None and peak <= 0.0:
-            raise ApiError(400, f"peak must lie in (0, 1], got {query['peak']!r}.")
+            raise ApiError(400, f"peak must lie in (0, 1], got {query['peak']!r}.",
+                           field="peak")
         options["peak"] = peak
     if "samples" in query:
         options["samples"] = _parse_number(query["samples"], "samples", int, 1,

@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 
 STATES = ("queued", "fitting", "rendering", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
-# Finished jobs kept for their renders; older ones are forgotten (their memory freed).
+# Finished jobs kept for their renders; older ones are forgotten (their memory freed) as
+# soon as a newer one finishes.
 KEPT_JOBS = 16
+# Jobs that may wait for a worker; more are refused (each holds its upload, 25 MB at most).
+MAX_QUEUED = 8
 # A preview render every this many EM iterations (and after the first).
 PREVIEW_EVERY = 5
 # Previews are drawn this many pixels across at most: quick enough between iterations.
@@ -75,6 +78,7 @@ class Job:
     finished_at: float | None = None
     process: object = None
     history: list = field(default_factory=list)
+    picture: bytes | None = field(default=None, repr=False)  # the upload, until it is fitted
 
     def snapshot(self):
         """The job as the API shows it."""
@@ -84,6 +88,10 @@ class Job:
                 "renders": list(self.renders), "preview": self.preview is not None}
 
 
+class QueueFull(Exception):
+    """More jobs wait than the store takes (``max_queued``)."""
+
+
 class JobStore:
     """Jobs by id, their worker processes and the queue.
 
@@ -91,23 +99,36 @@ class JobStore:
     ----------
     workers : int
         Fits that run at once (1 or 2); more wait in order.
+    max_queued : int
+        Jobs that may wait at once; :meth:`submit` raises :class:`QueueFull` beyond.
     """
 
-    def __init__(self, workers=1):
+    def __init__(self, workers=1, max_queued=MAX_QUEUED):
         self.jobs = {}
         self.lock = threading.Lock()
         self.slots = threading.Semaphore(workers)
+        self.max_queued = max_queued
         self.closed = False
         self._context = multiprocessing.get_context("spawn")
 
     def submit(self, settings, picture=None, sample=None):
-        """Queue a job for an uploaded picture (bytes) or a bundled sample (name)."""
-        job = Job(id=secrets.token_urlsafe(9), settings=settings)
+        """Queue a job for an uploaded picture (bytes) or a bundled sample (name).
+
+        Raises
+        ------
+        QueueFull
+            When ``max_queued`` jobs wait already.
+        """
+        job = Job(id=secrets.token_urlsafe(9), settings=settings, picture=picture)
         with self.lock:
+            waiting = sum(j.state == "queued" for j in self.jobs.values())
+            if waiting >= self.max_queued:
+                raise QueueFull(f"{waiting} pictures wait for a worker already; wait for one "
+                                "to finish, or cancel one, and send this one again.")
             self._changed(job)
             self.jobs[job.id] = job
-            self._forget_old()
-        threading.Thread(target=self._run, args=(job, picture, sample), daemon=True).start()
+        # The thread holds the job, not the upload: cancelling the job frees the bytes.
+        threading.Thread(target=self._run, args=(job, sample), daemon=True).start()
         return job
 
     def get(self, job_id):
@@ -134,7 +155,7 @@ class JobStore:
         with self.lock:
             self.closed = True
             processes = [j.process for j in self.jobs.values() if j.process is not None]
-            for job in self.jobs.values():
+            for job in list(self.jobs.values()):
                 if job.state not in FINISHED:
                     self._finish(job, "cancelled")
         for process in processes:
@@ -155,9 +176,11 @@ class JobStore:
             setattr(job, name, value)
         job.state = state
         job.finished_at = time.time()
+        job.picture = None
         if state != "done":
             job.painting, job.renders, job.model_file, job.preview = None, {}, None, None
         self._changed(job)
+        self._forget_old()
 
     def _changed(self, job):
         """(Lock held.) Record the job's new state for the event streams."""
@@ -170,16 +193,17 @@ class JobStore:
         for job in finished[:max(0, len(finished) - KEPT_JOBS)]:
             del self.jobs[job.id]
 
-    def _run(self, job, picture, sample):
+    def _run(self, job, sample):
         with self.slots:
             with self.lock:
                 if job.state != "queued" or self.closed:
                     return
                 receive, send = self._context.Pipe(duplex=False)
                 process = self._context.Process(
-                    target=work, args=(send, job.settings, picture, sample), daemon=True)
+                    target=work, args=(send, job.settings, job.picture, sample), daemon=True)
                 job.process = process
                 job.state = "fitting"
+                job.picture = None  # the process has its own copy once started
                 self._changed(job)
                 try:
                     process.start()

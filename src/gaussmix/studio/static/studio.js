@@ -4,7 +4,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { picture: null, sample: null, job: null, events: null, info: null,
+// job: the job followed (fitting or shown); shown: the finished job whose gallery is shown.
+const state = { picture: null, sample: null, job: null, shown: null, events: null, info: null,
                 tone: [], renders: [], timer: null };
 // Which renders each control changes (everything follows sharpen).
 const DEPENDS = { peak: ["density", "density-mapped"], tone: ["density-mapped"],
@@ -19,20 +20,62 @@ function showError(message) {
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
-  if (!response.ok) throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const error = new Error((body && body.error) || `${response.status} ${response.statusText}`);
+    error.field = body && body.field;
+    throw error;
+  }
   return body;
 }
 
+// The text of the label of the setting with this id ("Components" for k).
+function labelOf(id) {
+  const label = $(id)?.closest("label");
+  if (!label) return id;
+  const own = [...label.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE)
+    .map((n) => n.textContent.trim()).find(Boolean);
+  const text = own || label.textContent.trim();
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+// A server's sentence about one field, naming the field as the page labels it.
+function fieldError(err) {
+  document.querySelectorAll("[aria-invalid]").forEach((e) => e.removeAttribute("aria-invalid"));
+  if (!err.field || !$(err.field) || !err.message.startsWith(`${err.field} `)) return err.message;
+  $(err.field).setAttribute("aria-invalid", "true");
+  return labelOf(err.field) + err.message.slice(err.field.length);
+}
+
 // ---- choosing a picture -------------------------------------------------------------
-function choosePicture(file) {
-  state.picture = file;
+// The server's own sentence for a file it would refuse, found before uploading it.
+async function pictureProblem(file) {
+  const errors = state.info.upload_errors;
+  if (file.size > state.info.max_upload_bytes) return errors.too_big;
+  try {
+    (await createImageBitmap(file)).close();
+  } catch (err) {
+    return errors.not_a_picture;
+  }
+  return null;
+}
+
+async function choosePicture(file) {
+  state.picture = null;
   state.sample = null;
   document.querySelectorAll(".samples button").forEach((b) => b.classList.remove("chosen"));
+  $("fit").disabled = true;
+  const problem = await pictureProblem(file);
+  if (problem) {
+    $("drop-text").textContent = `${file.name}: choose another picture`;
+    showError(problem);
+    return;
+  }
+  state.picture = file;
   const img = document.createElement("img");
   img.src = URL.createObjectURL(file);
   img.alt = file.name;
   $("drop-text").replaceChildren(img);
-  $("fit").disabled = false;
+  $("fit").disabled = Boolean(state.events);
   showError("");
 }
 
@@ -41,7 +84,7 @@ function chooseSample(name, button) {
   state.picture = null;
   document.querySelectorAll(".samples button").forEach((b) => b.classList.toggle("chosen", b === button));
   $("drop-text").textContent = `Sample: ${name} (drop a picture to use your own)`;
-  $("fit").disabled = false;
+  $("fit").disabled = Boolean(state.events);
   showError("");
 }
 
@@ -84,17 +127,19 @@ async function fit() {
   if ($("keep_light").checked) form.append("keep_light", "true");
   try {
     const { id } = await api("/api/jobs", { method: "POST", body: form });
+    fieldError({});
     follow(id);
   } catch (err) {
-    showError(err.message);
+    showError(fieldError(err));
   }
 }
 
+// Follow a job's progress; the gallery shown so far stays (and its controls work) until the
+// new one is done.
 function follow(id) {
   if (state.events) state.events.close();
   state.job = id;
   history.replaceState(null, "", `#job=${id}`);  // a reload finds the job again
-  $("result").hidden = true;
   $("progress").hidden = false;
   $("fit").disabled = true;
   $("cancel").hidden = false;
@@ -117,14 +162,24 @@ function update(job) {
   if (["done", "failed", "cancelled"].includes(job.state)) {
     state.events && state.events.close();
     state.events = null;
-    $("fit").disabled = false;
+    $("fit").disabled = !(state.picture || state.sample);
     $("cancel").hidden = true;
   }
-  if (job.state === "failed") showError(job.error);
   if (job.state === "done") {
     $("progress").hidden = true;
     showResult(job);
+  } else if (job.state === "failed" || job.state === "cancelled") {
+    backToShown();
+    if (job.state === "failed") showError(job.error);
   }
+}
+
+// After a failed or cancelled fit: the earlier gallery (if any) is the page's job again.
+function backToShown() {
+  $("progress").hidden = true;
+  $("status").textContent = "";
+  state.job = state.shown;
+  history.replaceState(null, "", state.shown ? `#job=${state.shown}` : location.pathname);
 }
 
 async function cancel() {
@@ -138,7 +193,9 @@ async function cancel() {
 
 // ---- the gallery and its controls -------------------------------------------------------
 function showResult(job) {
+  state.shown = job.id;
   state.renders = job.renders;
+  resetControls();
   const r = job.report;
   $("summary").textContent = `${r.mode === "color" ? "colour" : "black and white"} · ` +
     `${r.n_components} components · ${r.iterations} iterations` +
@@ -174,6 +231,20 @@ function showResult(job) {
   $("result").hidden = false;
 }
 
+// The controls at the settings of a new gallery's renders (the defaults).
+function resetControls() {
+  clearTimeout(state.timer);
+  $("sharpen").value = 0;
+  $("peak").value = state.info.peak;
+  $("sample-seed").value = 0;
+  state.tone = defaultTone();
+  drawTone();
+}
+
+function defaultTone() {
+  return state.info.tone.split(",").map((pair) => pair.split(":").map(Number));
+}
+
 function controlValues() {
   return { sharpen: Math.exp(parseFloat($("sharpen").value)), peak: parseFloat($("peak").value),
            samples: Math.round(10 ** parseFloat($("samples-count").value)),
@@ -193,7 +264,7 @@ function renderUrl(name, v) {
   if (name === "density" || name === "density-mapped") query.set("peak", v.peak);
   if (name === "density-mapped") query.set("tone", v.tone);
   if (name === "samples") { query.set("samples", v.samples); query.set("seed", v.seed); }
-  return `/api/jobs/${state.job}/renders/${name}.png?${query}`;
+  return `/api/jobs/${state.shown}/renders/${name}.png?${query}`;
 }
 
 // Re-render the renders a control changes, a moment after it stops moving.
@@ -265,7 +336,7 @@ function startDrag(event) {
 // ---- start ----------------------------------------------------------------------------------
 async function start() {
   state.info = await api("/api/samples");
-  state.tone = state.info.tone.split(",").map((pair) => pair.split(":").map(Number));
+  state.tone = defaultTone();
   setUpPicking();
   drawTone();
   $("fit").addEventListener("click", fit);

@@ -301,7 +301,9 @@ def test_wide_data_take_the_difference_form_in_memory_that_follows_d_squared(bac
     rng = np.random.RandomState(0)
     x = rng.randn(n, d) + 3.0 * rng.randint(0, 2, (n, 1))
     means_init = x[[0, 1]] + 0.1
-    settings = dict(n_components=k, means_init=means_init, reg_covar=1e-3, max_iter=3, tol=0)
+    settings = dict(n_components=k, weights_init=[0.5, 0.5], means_init=means_init,
+                    precisions_init=np.tile(np.eye(d), (k, 1, 1)), reg_covar=1e-3, max_iter=3,
+                    tol=0)
     model = GaussianMixture(backend=backend, **settings)
     tracemalloc.start()
     model.fit(x)

@@ -17,11 +17,13 @@ Everything here runs in float64 on data already shifted to working coordinates (
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.linalg.blas import dsyrk
+from scipy.linalg.blas import dsyrk, dtrmm
 
 from ._blas import small_matrix_threads
 
@@ -409,12 +411,27 @@ def _differences(x, means):
 
 
 def _whiten(diff, prec_chol, covariance_type):
-    """``(x_n - mu_k) U_k`` for differences of shape (K, n, D)."""
+    """``(x_n - mu_k) U_k`` for differences of shape (K, n, D) (which it may overwrite)."""
+    if covariance_type == "full" and len(diff) <= diff.shape[-1]:
+        return _whiten_by_component(diff, prec_chol)
     if covariance_type in ("full", "tied"):
         return diff @ prec_chol
     if covariance_type == "diag":
         return diff * prec_chol[:, np.newaxis, :]
     return diff * prec_chol[:, np.newaxis, np.newaxis]
+
+
+def _whiten_by_component(diff, prec_chol):
+    """:func:`_whiten` for a few components in many dimensions: BLAS's triangular product
+    (half the work of a general one; ``U_k`` is upper triangular), one component at a time,
+    written over ``diff`` (fresh arrays of this size cost page faults worth the product)."""
+    for k in range(len(diff)):
+        # (diff U)^T = U^T diff^T, with diff^T a Fortran-ordered view: LAPACK writes in place.
+        product = dtrmm(1.0, prec_chol[k], diff[k].T, side=0, lower=0, trans_a=1,
+                        overwrite_b=1)
+        if not np.shares_memory(product, diff[k]):  # the wrapper made a copy
+            diff[k] = product.T
+    return diff
 
 
 def _exact_logits(diff, prec_chol, covariance_type, log_norm):
@@ -787,6 +804,14 @@ def _exact_moments(x, weighted_resp, means, covariance_type):
     return total
 
 
+@functools.lru_cache(maxsize=4)
+def _strict_upper(n_features):
+    """Mask of the (D, D) entries above the diagonal (read only)."""
+    mask = np.triu(np.ones((n_features, n_features), dtype=bool), 1)
+    mask.flags.writeable = False
+    return mask
+
+
 def _scatter_by_component(x, weighted_resp, means):
     """:func:`_exact_moments` for full covariances one component at a time (a few components
     in many dimensions): BLAS's symmetric rank-k update adds each slice's scatter into one
@@ -794,19 +819,27 @@ def _scatter_by_component(x, weighted_resp, means):
     n_components, d = means.shape
     resp_sum = weighted_resp.sum(axis=0)
     x_sum = np.zeros((n_components, d))
-    xx_sum = np.empty((n_components, d, d))
+    xx_sum = np.zeros((n_components, d, d))
+    upper = _strict_upper(d)
     step = max(1, EXACT_SLICE_ELEMENTS // max(1, d))
+    buffer = np.empty((min(step, x.shape[0]), d))  # reused: no page faults per component
     for k in range(n_components):
-        lower = np.zeros((d, d), order="F")
+        lower = None
         for start in range(0, x.shape[0], step):
             r = weighted_resp[start : start + step, k]
-            diff = x[start : start + step] - means[k]
+            diff = np.subtract(x[start : start + step], means[k], out=buffer[: len(r)])
             x_sum[k] += r @ diff
             diff *= np.sqrt(r)[:, np.newaxis]
-            # lower += A A^T with A = diff^T (D, rows): a Fortran-ordered view, no copy.
-            lower = dsyrk(1.0, diff.T, beta=1.0, c=lower, trans=0, lower=1, overwrite_c=1)
-        xx_sum[k] = lower
-        xx_sum[k] += np.tril(lower, -1).T
+            # lower (+)= A A^T with A = diff^T (D, rows), a Fortran-ordered view (no copy);
+            # only the lower triangle is written.
+            if lower is None:
+                lower = dsyrk(1.0, diff.T, trans=0, lower=1)
+            else:
+                lower = dsyrk(1.0, diff.T, beta=1.0, c=lower, trans=0, lower=1,
+                              overwrite_c=1)
+        if lower is not None:
+            np.copyto(xx_sum[k], lower)
+            np.copyto(xx_sum[k], lower.T, where=upper)
     return resp_sum, x_sum, xx_sum
 
 
@@ -1034,6 +1067,22 @@ def run_em(source, params, update, *, tol, max_iter, expectation=expectation,
         of the parameters before the last M-step, as in scikit-learn).
     """
     result = EMResult(params=params, lower_bound=lower_bound, posterior=posterior)
+    with _loop_threads(params):
+        _iterate(result, source, update, tol, max_iter, expectation, on_iteration)
+    return result
+
+
+def _loop_threads(params):
+    """BLAS on one thread for a whole loop whose E-steps take the difference form on small
+    matrices (taken once here, each step's own limit costs nothing; see ``_blas``)."""
+    k, d = params.means.shape
+    if expanded_form_pays(k, d, params.covariance_type):
+        return contextlib.nullcontext()
+    return small_matrix_threads(d)
+
+
+def _iterate(result, source, update, tol, max_iter, expectation, on_iteration):
+    """:func:`run_em`'s iterations, updating ``result`` in place."""
     for n_iter in range(1, max_iter + 1):
         stats = expectation(source, result.params)
         step = update(stats, result.params)
@@ -1054,4 +1103,3 @@ def run_em(source, params, update, *, tol, max_iter, expectation=expectation,
         if abs(change) < tol:
             result.converged = True
             break
-    return result

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -338,8 +339,10 @@ def test_studio_stops_cleanly_on_ctrl_c_with_its_workers(tmp_path):
 # The command line as its entry points run it (its imports included), saying on stderr when
 # the interpreter has started; the test then interrupts it at points spread over a whole run:
 # imports, reading, fitting, rendering, writing.
+# What the gaussmix command runs (pyproject's console script), after a line that says the
+# interpreter has started.
 INTERRUPTIBLE = ("import sys; print('started', file=sys.stderr, flush=True); "
-                 "from gaussmix import cli; sys.exit(cli.main(sys.argv[1:]))")
+                 "from gaussmix import cli; sys.exit(cli.console_main(sys.argv[1:]))")
 # The first interrupt's delay: past the import of gaussmix.cli itself (about 20 ms), which
 # holds no handler, into the libraries' imports that main() runs.
 FIRST_INTERRUPT = 0.1
@@ -386,3 +389,37 @@ def test_an_interrupt_at_any_point_is_one_line_and_exit_130(tmp_path, bw_png):
         leftovers = os.listdir(out) if out.exists() else []
         assert not [name for name in leftovers if name.startswith(".tmp")], leftovers
     assert interrupted >= 4
+
+
+CONSOLE_RUN = textwrap.dedent("""
+    import os, signal, sys, time
+    from gaussmix import cli
+
+    def interrupted_import(argv=None):  # as a compiled library's import reports an interrupt
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+
+    def stopped_by_ctrl_c(argv=None):  # as the studio stops on Ctrl-C
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("stopped")
+        return 0
+
+    cli.main = {"import": interrupted_import, "studio": stopped_by_ctrl_c}[sys.argv[1]]
+    sys.exit(cli.console_main())
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+@pytest.mark.parametrize("case, code, err", [("import", 130, "gaussmix: interrupted\n"),
+                                             ("studio", 0, "")])
+def test_the_command_ends_at_once_on_an_interrupt_whatever_error_it_comes_out_as(case, code,
+                                                                                 err):
+    done = subprocess.run([sys.executable, "-c", CONSOLE_RUN, case], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (code, err)

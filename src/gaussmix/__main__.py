@@ -1,5 +1,5 @@
 """``python -m gaussmix`` runs the command-line tool."""
 
-from .cli import main
+from .cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

@@ -399,6 +399,10 @@ COMMANDS = {"paint": run_paint, "demo": run_demo, "figures": run_figures, "segme
             "studio": run_studio}
 
 
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "gaussmix: interrupted"
+
+
 def main(argv=None, stdout=None, stderr=None):
     """Run the command line; returns the exit code (130 after an interrupt, at any point of
     the run: the imports of the libraries included)."""
@@ -407,8 +411,51 @@ def main(argv=None, stdout=None, stderr=None):
     try:
         return _run(argv, stdout, stderr)
     except KeyboardInterrupt:
-        print("gaussmix: interrupted", file=stderr)
-        return 130
+        print(INTERRUPTED, file=stderr)
+        return EXIT_INTERRUPTED
+
+
+def console_main(argv=None):
+    """The ``gaussmix`` command: :func:`main` in a process of its own, which an interrupt
+    ends at once (exit code 130, one line).
+
+    An interrupt that lands in a compiled library's import comes out as that import's error
+    (``ImportError: initialization failed``), and the half-initialised library can crash the
+    interpreter's finalisation (a fatal error after the sentence). So the interrupt is
+    recorded as it arrives, and once it has ended the run (its files' clean-ups done as the
+    exception passed), the process exits without finalising.
+    """
+    import signal
+
+    interrupts = []
+
+    def on_interrupt(signum, frame):
+        interrupts.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if threading_is_main() else None
+    try:
+        code = main(argv)
+    except BaseException:  # noqa: BLE001 - re-raised unless an interrupt caused it
+        if not interrupts:
+            raise
+        print(INTERRUPTED, file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupts and code == EXIT_INTERRUPTED:  # (the studio stops on Ctrl-C: code 0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def threading_is_main():
+    """Whether this is the main thread (the only one that may set signal handlers)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _run(argv, stdout, stderr):
@@ -450,4 +497,4 @@ def os_error_sentence(exc):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console_main())

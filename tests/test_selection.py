@@ -89,7 +89,8 @@ def test_select_with_sample_weights_equals_repeated_rows():
         (dict(n_components=[]), "at least one option"),
         (dict(n_components=[0, 1]), "n_components must be positive"),
         (dict(n_components=[50]), "larger than the number of samples"),
-        (dict(covariance_type="full"), "through select's own arguments"),
+        (dict(covariance_type="full"), r"through select's own argument covariance_types \(for "
+                                       r"example select\(X, covariance_types=\[\.\.\.\]\)\)"),
     ],
 )
 def test_bad_selection_arguments(kwargs, pattern):

@@ -170,3 +170,29 @@ def test_duplicate_column_names_are_refused():
     frame = pd.DataFrame(np.random.RandomState(0).randn(50, 3), columns=["a", "a", "b"])
     with pytest.raises(ValueError, match="duplicate column names \\('a' 2 times\\)"):
         GaussianMixture(2).fit(frame)
+
+
+def test_pandas_nullable_columns_take_pd_na_as_missing():
+    pd = pytest.importorskip("pandas")
+    import warnings
+
+    from gaussmix import GaussianMixture, GaussianMixtureImputer
+
+    rng = np.random.RandomState(0)
+    plain = pd.DataFrame(rng.randn(120, 3), columns=["a", "b", "c"])
+    plain.iloc[3, 1] = plain.iloc[7, 0] = np.nan
+    nullable = plain.astype("Float64")  # NaN becomes pd.NA
+    nullable["n"] = plain["n"] = rng.randint(0, 5, 120).astype(float)
+    nullable["n"] = nullable["n"].astype("Int64")
+    nullable.iloc[5, 3], plain.iloc[5, 3] = pd.NA, np.nan
+    assert nullable.isna().to_numpy().sum() == 3 and nullable.dtypes.iloc[0] == "Float64"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for make in (lambda: GaussianMixture(2, random_state=0),
+                     lambda: GaussianMixtureImputer(2, random_state=0)):
+            ours, theirs = make().fit(nullable), make().fit(plain)
+            got = ours.means_ if hasattr(ours, "means_") else ours.transform(nullable)
+            want = theirs.means_ if hasattr(theirs, "means_") else theirs.transform(plain)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="non-numeric values"):
+        GaussianMixture(2).fit(pd.DataFrame({"a": ["x"] * 5 + [pd.NA] * 5, "b": range(10)}))

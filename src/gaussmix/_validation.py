@@ -7,6 +7,7 @@ Messages follow scikit-learn's wording where its checks expect it (so that
 from __future__ import annotations
 
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -46,6 +47,17 @@ def feature_names(X):
     return names
 
 
+def _missing_as_nan(arr):
+    """An object array with pandas' missing markers (``pd.NA`` of nullable columns, ``NaT``)
+    as NaN, as scikit-learn's imputers read them; other arrays as they are. pandas is only
+    consulted when the caller has imported it."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None or arr.dtype != object:
+        return arr
+    missing = pandas.isna(arr)
+    return np.where(missing, np.nan, arr) if missing.any() else arr
+
+
 def as_float_array(X, name="X"):
     """``X`` as a 2-D float32 or float64 array (float32 kept; others become float64).
 
@@ -74,7 +86,7 @@ def as_float_array(X, name="X"):
                          "numbers (for example the real part or the magnitude).")
     if arr.dtype.kind not in "fiub":
         try:
-            arr = arr.astype(np.float64)
+            arr = _missing_as_nan(arr).astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise InputError(
                 f"{name} contains non-numeric values ({exc}); convert or drop those columns "

@@ -125,9 +125,10 @@ def select(X, n_components=range(1, 11), covariance_types=cov.COVARIANCE_TYPES, 
         raise ValueError("n_components and covariance_types must each name at least one option.")
     for t in types:
         check_choice(t, "covariance_types entry", cov.COVARIANCE_TYPES)
-    for key in ("n_components", "covariance_type"):
+    for key, own in (("n_components", "n_components"), ("covariance_type", "covariance_types")):
         if key in fit_kwargs:
-            raise ValueError(f"Pass {key} through select's own arguments, not as a fit option.")
+            raise ValueError(f"Pass {key} through select's own argument {own} (for example "
+                             f"select(X, {own}=[...])), not as a fit option.")
 
     template = GaussianMixture(max(ks), covariance_type=types[0], **fit_kwargs)
     template._check_parameters()

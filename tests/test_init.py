@@ -117,6 +117,9 @@ import numpy as np
 from gaussmix import GaussianMixture
 
 warnings.simplefilter("ignore")
+# Python's own handler, as in a terminal or a notebook (a shell's background job starts with
+# SIGINT ignored, which Python then keeps).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 X = np.random.RandomState(0).rand(100_000, 3)
 def fit():
     return GaussianMixture(300, random_state=0, max_iter=3).fit(X)

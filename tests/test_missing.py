@@ -333,6 +333,34 @@ def test_the_imputer_checks_the_columns_it_is_given():
         imputer.transform(frame.rename(columns={"a": "z"}))
 
 
+def test_the_imputer_names_its_output_columns_as_scikit_learn_does():
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.exceptions import NotFittedError
+    from sklearn.preprocessing import StandardScaler
+
+    from gaussmix import GaussianMixtureImputer
+
+    holes = with_holes(make_blobs(), 0.2, seed=5)
+    frame = pd.DataFrame(holes, columns=["a", "b", "c"]).assign(d=np.arange(len(holes)))
+    with pytest.raises(NotFittedError):
+        GaussianMixtureImputer().get_feature_names_out()
+    imputer = GaussianMixtureImputer(n_components=[2], random_state=0)
+    np.testing.assert_array_equal(imputer.fit(holes).get_feature_names_out(),
+                                  ["x0", "x1", "x2"])
+    np.testing.assert_array_equal(imputer.fit(frame[["a", "b", "c"]]).get_feature_names_out(),
+                                  ["a", "b", "c"])
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        imputer.get_feature_names_out(["a", "b", "z"])
+    with pytest.raises(ValueError, match="input_features should have length equal"):
+        imputer.get_feature_names_out(["a", "b"])
+    columns = ColumnTransformer([("fill", GaussianMixtureImputer(n_components=[2],
+                                                                 random_state=0), ["a", "b", "c"]),
+                                 ("scale", StandardScaler(), ["d"])]).fit(frame)
+    np.testing.assert_array_equal(columns.get_feature_names_out(),
+                                  ["fill__a", "fill__b", "fill__c", "scale__d"])
+
+
 def test_the_imputer_refuses_more_components_than_rows_and_names_those_it_drops():
     X = with_holes(make_blobs(n_per=4), 0.2, seed=1)[:10]
     with pytest.raises(ValueError, match="at least 50 components but X has 10 rows"):

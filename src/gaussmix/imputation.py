@@ -161,6 +161,35 @@ class GaussianMixtureImputer(EstimatorBase):
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: the input's, unchanged (scikit-learn's convention).
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            The input's names; they must equal ``feature_names_in_`` where the fit saw
+            names. None: ``feature_names_in_``, or ``x0`` ... ``x{D-1}`` without them.
+
+        Returns
+        -------
+        ndarray of shape (n_features,), dtype object
+        """
+        if not hasattr(self, "mixture_"):
+            raise not_fitted(self)
+        fitted = getattr(self, "feature_names_in_", None)
+        if input_features is None:
+            if fitted is not None:
+                return np.asarray(fitted, dtype=object)
+            return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+        given = np.asarray(input_features, dtype=object)
+        if given.ndim != 1 or len(given) != self.n_features_in_:
+            raise ValueError(f"input_features should have length equal to number of features "
+                             f"({self.n_features_in_}), got {len(np.atleast_1d(given))}.")
+        if fitted is not None and not np.array_equal(given, fitted):
+            raise ValueError("input_features is not equal to feature_names_in_; pass the "
+                             "names the imputer was fitted with, or None.")
+        return given
+
     def __sklearn_is_fitted__(self):
         return hasattr(self, "mixture_")
 

@@ -406,7 +406,7 @@ def studio_doors(census):
     """Requests a hostile page or client can make, through a real server on 127.0.0.1: each
     must get its status and one sentence (or be served, for the legitimate ones)."""
     from gaussmix.studio.app import create_app
-    from tests.studio import test_serve
+    from tests.studio import test_app, test_serve
     from tests.studio.servers import running_server
 
     app = create_app(max_upload_bytes=200_000, max_queued=1, upload_idle_seconds=1.0,
@@ -442,7 +442,7 @@ def studio_doors(census):
         big, big_headers = test_serve.multipart(b"\0" * 600_000)
         expect("upload over the limit", 413, "POST", "/api/jobs", big, big_headers)
         expect("a truncated picture", 415, "POST", "/api/jobs",
-               *test_serve.multipart(test_serve_png()[:-300]))
+               *test_serve.multipart(test_app.png()[:-300]))
         knots = ",".join(f"{x:.6f}:{x:.6f}" for x in np.linspace(0, 1, 10_000))
         expect("a 10,000-knot tone", 404, "GET", f"/api/jobs/x/renders/d.png?tone={knots}")
         expect("a long fit", 202, "POST", "/api/jobs",
@@ -453,15 +453,6 @@ def studio_doors(census):
             test_serve.ask(port, "DELETE", f"/api/jobs/{job}")
         if any(job.picture is not None for job in app.state.store.jobs.values()):
             census.add("studio: doors", "other", "a cancelled job still holds its upload")
-
-
-def test_serve_png():
-    """A small picture's PNG bytes."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.zeros((30, 40, 3), np.uint8) + 100).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def main_census():

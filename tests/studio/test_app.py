@@ -203,8 +203,28 @@ def test_bad_requests_get_their_status_and_a_sentence(client, done_job):
         client.post("/api/jobs", files={"image": ("x.png", b"not a picture at all")}), 415,
         "image")
     # A truncated picture is refused at the door, not by the worker later.
-    assert "truncated or damaged" in error_of(
-        client.post("/api/jobs", files={"image": ("t.png", png()[:-300])}), 415, "image")
+    noise = np.random.RandomState(0).randint(0, 255, (120, 160, 3)).astype(np.uint8)
+    for name, data in (("t.png", png()), ("t.jpg", encoded(noise, "JPEG")),
+                       ("t.bmp", encoded(noise, "BMP"))):
+        for cut in (len(data) // 2, len(data) - 300):
+            assert "truncated or damaged" in error_of(
+                client.post("/api/jobs", files={"image": (name, data[:cut])}), 415, "image")
+
+
+def test_the_door_never_decodes_a_large_png(monkeypatch):
+    """A 25-megapixel PNG is checked by its chunks' checksums alone: nothing is decoded in the
+    server (the worker decodes it, reduced)."""
+    from PIL import ImageFile
+
+    big = encoded(np.zeros((5000, 5000), np.uint8), "PNG")
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: decoded.append(img.size))
+    studio_app._check_picture(big, 50_000_000)
+    assert decoded == []
+    with pytest.raises(studio_app.ApiError, match="truncated or damaged"):
+        studio_app._check_picture(big[:-20], 50_000_000)
+    studio_app._check_picture(encoded(np.zeros((5000, 5000), np.uint8), "BMP"), 50_000_000)
+    assert decoded == []  # beyond DOOR_DECODE_PIXELS other formats are left to the worker
 
 
 def test_uploads_over_the_limits_are_413_before_decoding():

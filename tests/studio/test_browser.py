@@ -217,6 +217,9 @@ def test_a_cancelled_fit_keeps_the_gallery_and_a_new_one_resets_the_controls(ser
     page.wait_for_function("document.getElementById('status').textContent.startsWith('fitting')",
                            timeout=60_000)
     assert page.locator("#result").is_visible()  # the earlier gallery, while the new one fits
+    # No broken picture before the first preview: hidden until it has one.
+    assert page.evaluate("(() => { const p = document.getElementById('preview'); "
+                         "return p.hidden || p.hasAttribute('src'); })()")
     page.click("#cancel")
     page.wait_for_selector("#progress", state="hidden", timeout=30_000)
     assert page.locator("#error").is_hidden() and page.locator("#cancel").is_hidden()

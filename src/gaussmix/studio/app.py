@@ -72,6 +72,8 @@ UPLOAD_SECONDS = 300.0
 # Pictures declaring more pixels are refused from their header (larger ones than
 # MAX_READ_PIXELS are read reduced).
 MAX_UPLOAD_PIXELS = 50_000_000
+# Pictures of formats other than PNG and JPEG are decoded at the door up to this many pixels.
+DOOR_DECODE_PIXELS = 2**22
 MAX_COMPONENTS = 5000
 MAX_ITERATIONS = 1000
 # Dots a live samples render may ask for: about a second on 2 cores.
@@ -399,8 +401,10 @@ async def _job_fields(form, max_pixels):
 
 def _check_picture(data, max_pixels):
     """Refuse what is not a picture (415) or declares too many pixels (413, from the header,
-    before decoding), then decode it (a JPEG at an eighth of its size) so that a truncated or
-    damaged file is refused now (415) and not by the worker later."""
+    before decoding), then check it to its end so that a truncated or damaged file is refused
+    now (415) and not by the worker later: a PNG by its chunks' checksums, a JPEG decoded at
+    an eighth of its size, other formats decoded up to ``DOOR_DECODE_PIXELS`` (beyond, the
+    worker alone decodes them: the server never holds a large decoded picture)."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -422,8 +426,11 @@ def _check_picture(data, max_pixels):
             if width * height > max_pixels:
                 raise ApiError(413, too_many.format(width, height, max_pixels), field="image")
             try:
-                img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
-                img.load()
+                if img.format == "PNG":
+                    img.verify()  # every chunk's checksum to the end: nothing decompressed
+                elif img.format == "JPEG" or width * height <= DOOR_DECODE_PIXELS:
+                    img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+                    img.load()
             except unreadable as exc:
                 raise ApiError(415, f"The picture is truncated or damaged ({exc}); send the "
                                     "whole file again.", field="image") from None

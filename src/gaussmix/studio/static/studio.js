@@ -144,6 +144,7 @@ function follow(id) {
   $("fit").disabled = true;
   $("cancel").hidden = false;
   $("preview").removeAttribute("src");
+  $("preview").hidden = true;  // until the first preview arrives (no broken picture)
   $("bar-fill").style.width = "0";
   $("status").textContent = "queued";
   const events = new EventSource(`/api/jobs/${id}/events`);
@@ -158,7 +159,10 @@ function update(job) {
   $("bar-fill").style.width = `${(job.state === "done" ? 1 : share) * 100}%`;
   const ll = job.log_likelihood === null ? "" : ` · log-likelihood ${job.log_likelihood.toFixed(4)}`;
   $("status").textContent = `${job.state} · iteration ${job.iteration} of at most ${job.max_iter}${ll}`;
-  if (job.preview) $("preview").src = `/api/jobs/${job.id}/preview.png?i=${job.iteration}`;
+  if (job.preview) {
+    $("preview").src = `/api/jobs/${job.id}/preview.png?i=${job.iteration}`;
+    $("preview").hidden = false;
+  }
   if (["done", "failed", "cancelled"].includes(job.state)) {
     state.events && state.events.close();
     state.events = null;

@@ -85,13 +85,13 @@ except ImportError:  # the torch extra is optional
 
 
 @st.composite
-def hostile_data(draw, max_rows=240, max_features=4, holes=False):
+def hostile_data(draw, max_rows=240, max_features=4, holes=False, min_features=1):
     """Rows with a heavy or light tail, mixed per-feature scales and offsets, and a few far
     rows; float32 or float64; NaN in about a tenth of the entries when ``holes``."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     n = draw(st.integers(30, max_rows))
-    d = draw(st.integers(1, max_features))
+    d = draw(st.integers(min_features, max_features))
     shape = draw(st.sampled_from(["clusters", "lognormal", "pareto", "cauchy"]))
     if shape == "clusters":
         centres = rng.normal(0, 6, (4, d))
@@ -330,6 +330,19 @@ def test_em_steps_equal_the_reference_on_hostile_data(kind, x, k, covariance_typ
                                                       seed, data):
     w = data.draw(sample_weights(len(x)))
     check_two_steps(x, w, k, covariance_type, spread, seed, kind)
+
+
+@pytest.mark.parametrize("kind", ["array-numpy", "array-numba", "chunks-numba"])
+@settings(max_examples=examples(4), deadline=None)
+@given(x=hostile_data(max_rows=400, min_features=153, max_features=170),
+       k=st.sampled_from([1, 2, 3]), spread=st.sampled_from([1e-2, 1.0]),
+       seed=st.integers(0, 99), data=st.data())
+def test_wide_data_steps_equal_the_reference_on_hostile_data(kind, x, k, spread, seed, data):
+    """More than 152 features, full covariances: the difference form one component at a time
+    (BLAS's triangular product and rank-k update, on the numba backend too) on heavy tails,
+    mixed scales and far rows."""
+    w = data.draw(sample_weights(len(x)))
+    check_two_steps(x, w, k, "full", spread, seed, kind)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -76,8 +76,15 @@ def solve_lower(lower, rhs):
     return out
 
 
+def few_large(n_matrices, n_rows):
+    """Whether a stack of ``n_matrices`` matrices of ``n_rows`` rows is better served one
+    matrix at a time by BLAS and LAPACK (no more matrices than rows) than by numpy operations
+    vectorised over the stack (many small matrices)."""
+    return n_matrices <= n_rows
+
+
 def _few_large(shape, n_rows):
-    return int(np.prod(shape[:-2])) <= n_rows
+    return few_large(int(np.prod(shape[:-2])), n_rows)
 
 
 def _substitution(lower, rhs, shape):

@@ -26,10 +26,10 @@ import numpy as np
 from scipy.linalg.blas import dsyrk, dtrmm
 
 from ._blas import small_matrix_threads
-
 from ._covariance import (
     covariance_shape,
     covariances_from_precision_cholesky,
+    few_large,
     log_det_precision_cholesky,
     precision_cholesky,
     unpack_upper,
@@ -412,7 +412,7 @@ def _differences(x, means):
 
 def _whiten(diff, prec_chol, covariance_type):
     """``(x_n - mu_k) U_k`` for differences of shape (K, n, D) (which it may overwrite)."""
-    if covariance_type == "full" and len(diff) <= diff.shape[-1]:
+    if covariance_type == "full" and few_large(len(diff), diff.shape[-1]):
         return _whiten_by_component(diff, prec_chol)
     if covariance_type in ("full", "tied"):
         return diff @ prec_chol
@@ -794,7 +794,7 @@ def put_exact_moments(resp_sum, x_sum, xx_sum, exact, part, covariance_type):
 
 def _exact_moments(x, weighted_resp, means, covariance_type):
     """Moments about ``means`` (E, D) of rows ``x`` weighted by ``w * r`` (n, E)."""
-    if covariance_type == "full" and len(means) <= x.shape[1]:
+    if covariance_type == "full" and few_large(len(means), x.shape[1]):
         return _scatter_by_component(x, weighted_resp, means)
     total = None
     for start, stop in _row_slices(x.shape[0], len(means), x.shape[1]):
@@ -867,7 +867,7 @@ def estimate_covariances(stats, nk, offsets, reg_covar):
     if cov_type == "full":
         # In place, with one (K, D, D) temporary at most: wide data's covariances are large.
         cov = stats.xx_sum / nk[:, np.newaxis, np.newaxis]
-        if len(cov) <= d:  # a few large matrices: (D, D) temporaries, one at a time
+        if few_large(len(cov), d):  # (D, D) temporaries, one at a time
             for cov_k, offset in zip(cov, offsets):
                 cov_k -= np.outer(offset, offset)
                 cov_k += cov_k.T  # numpy copies the overlapping operand first

@@ -433,7 +433,7 @@ def console_main(argv=None):
         interrupts.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt) if threading_is_main() else None
+    previous = signal.signal(signal.SIGINT, on_interrupt) if _in_main_thread() else None
     try:
         code = main(argv)
     except BaseException:  # noqa: BLE001 - re-raised unless an interrupt caused it
@@ -451,7 +451,7 @@ def console_main(argv=None):
     return code
 
 
-def threading_is_main():
+def _in_main_thread():
     """Whether this is the main thread (the only one that may set signal handlers)."""
     import threading
 

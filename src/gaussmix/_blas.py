@@ -19,9 +19,11 @@ LATENCY_BOUND_ROWS = 1024
 
 @functools.lru_cache(maxsize=1)
 def _controller():
-    """threadpoolctl's view of the BLAS libraries loaded at the first call (numpy's and
-    scipy's, which gaussmix imports before any matrix work; a library loaded later keeps its
-    own threads)."""
+    """threadpoolctl's view of the BLAS libraries numpy and scipy load (imported first, so
+    that the view, taken once, holds them; a library loaded later keeps its own threads)."""
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
@@ -32,6 +34,8 @@ def _controller():
 # The limit is counted, so that nested and concurrent users (threads that fit at once) share
 # one: the first to enter sets it, the last to leave restores BLAS's own setting (with a
 # limit per user, one thread's exit would lift another's, or restore a limit for good).
+# threadpoolctl lets one thread at a time (the first that set a limit, while it lives) set
+# OpenBLAS's process-wide count: a limit asked from another thread is not applied.
 _lock = threading.Lock()
 _users = 0
 _limiter = None

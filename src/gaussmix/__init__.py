@@ -8,8 +8,7 @@ line, not a traceback.
 
 from __future__ import annotations
 
-import importlib
-
+from ._lazy import lazy_names
 from ._version import __version__
 from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
 
@@ -37,14 +36,4 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
     from .selection import SelectionTable, select
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gaussmix' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

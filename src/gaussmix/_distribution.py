@@ -26,6 +26,7 @@ from ._validation import (
     check_real,
     check_values,
     checked_weights,
+    user_stacklevel,
 )
 from .backends.detect import is_torch_tensor
 from .exceptions import not_fitted
@@ -402,7 +403,7 @@ class FittedMixture(EstimatorBase):
         if unsaved:
             warnings.warn(f"{', '.join(unsaved)} {'is' if len(unsaved) == 1 else 'are'} not "
                           "saved (not a plain value or an array of numbers); the loaded model "
-                          "has the default instead.", UserWarning, stacklevel=2)
+                          "has the default instead.", UserWarning, stacklevel=user_stacklevel())
 
     def _state(self):
         """The fitted mixture as a plain :class:`~gaussmix.io.ModelState`."""

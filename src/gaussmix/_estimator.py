@@ -10,6 +10,7 @@ import math
 import warnings
 
 import numpy as np
+from sklearn.base import DensityMixin
 
 from . import _covariance as cov
 from . import backends
@@ -24,6 +25,7 @@ from ._validation import (
     check_finite,
     check_int,
     check_real,
+    user_stacklevel,
 )
 from .exceptions import (
     ConvergenceWarning,
@@ -33,7 +35,7 @@ from .exceptions import (
 )
 
 
-class MixtureEstimator(FittedMixture):
+class MixtureEstimator(DensityMixin, FittedMixture):
     """Base of :class:`~gaussmix.GaussianMixture` and
     :class:`~gaussmix.BayesianGaussianMixture`."""
 
@@ -83,8 +85,8 @@ class MixtureEstimator(FittedMixture):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), numpy memmap, path, callable,
-                dask array or torch tensor
-            The data. A memory map (``np.load(path, mmap_mode='r')``) or the path of a
+                dask array, torch tensor or array-API array
+            The data; NaN marks a missing value where the estimator takes them. A memory map (``np.load(path, mmap_mode='r')``) or the path of a
             ``.npy`` file is read chunk by chunk, never whole; so is a function that returns
             an iterable of chunks (arrays of shape (n_i, n_features), or ``(array, weights)``
             pairs), called once per pass. Such streams (and Dask arrays and tensors on an
@@ -92,6 +94,8 @@ class MixtureEstimator(FittedMixture):
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each row; an integer weight acts like repeating the row.
+            Routed by scikit-learn's metadata routing after ``set_fit_request(sample_weight=
+            True)``.
 
         Returns
         -------
@@ -174,7 +178,7 @@ class MixtureEstimator(FittedMixture):
                 f"and got up to {best.max_jitter:.3g} extra on the diagonal; increase reg_covar "
                 f"(now {self.reg_covar:g}) or rescale the data to avoid this.",
                 compatible(RegularizationWarning),
-                stacklevel=6,
+                stacklevel=user_stacklevel(),
             )
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(  # scikit-learn's first sentence: users match on it
@@ -183,7 +187,7 @@ class MixtureEstimator(FittedMixture):
                 f"lower bound still changed by more than tol={self.tol:g} at "
                 f"max_iter={self.max_iter}.)",
                 compatible(ConvergenceWarning),
-                stacklevel=6,
+                stacklevel=user_stacklevel(),
             )
 
     # ----------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The door: one adapter per kind of input, chosen once from the data's type.
 
 Arrays (and anything numpy reads), streams (memory maps, ``.npy`` paths, functions that
-yield chunks), Dask arrays and torch tensors enter here. An adapter
+yield chunks), Dask arrays, torch tensors and the arrays of other array-API libraries enter
+here. An adapter
 
 - ``prepare``s training data for a fit plan (``_fit.plan_fit``): validated, measured, in
   working coordinates;
@@ -38,7 +39,7 @@ from ._validation import (
     has_missing,
     weight_exponent,
 )
-from .backends.detect import is_dask_array, is_torch_tensor
+from .backends.detect import is_array_api_array, is_dask_array, is_torch_tensor
 
 # Rows per block when scoring a memory map.
 STREAM_INFERENCE_ROWS = 262_144
@@ -50,6 +51,8 @@ def input_for(X):
         return TORCH
     if is_dask_array(X):
         return DASK
+    if is_array_api_array(X):
+        return ARRAY_API
     if isinstance(X, (str, os.PathLike, np.memmap)) or (callable(X) and not hasattr(X, "shape")):
         return STREAM
     return ARRAY
@@ -237,6 +240,67 @@ class TorchInput:
         return str(X.device)
 
 
+class ArrayApiInput:
+    """Arrays of other array-API libraries (array-api-strict, CuPy, JAX, ...), as users of
+    scikit-learn's ``array_api_dispatch`` pass them. They are read through DLPack: arrays in
+    host memory as numpy arrays (the array path), arrays on an accelerator as torch tensors
+    (the torch path, on their device; the ``torch`` extra). Results come back in the input's
+    namespace, on its device."""
+
+    def prepare(self, X, sample_weight, n_components, backend=None, chunk_size=None):
+        inner = readable(X)
+        weights = None if sample_weight is None else readable(sample_weight)
+        return input_for(inner).prepare(inner, weights, n_components, backend, chunk_size)
+
+    def infer(self, X, inference, what):
+        inner = readable(X)
+        result = input_for(inner).infer(inner, inference, what)
+        namespace = X.__array_namespace__()
+        if is_torch_tensor(result) and result.device.type != "cpu":
+            return namespace.from_dlpack(result)
+        return namespace.asarray(np.asarray(result), device=X.device)
+
+    def totals(self, log_prob, sample_weight):
+        weights = None if sample_weight is None else readable(sample_weight)
+        return _weighted_totals(to_numpy(readable(log_prob)),
+                                None if weights is None else to_numpy(weights))
+
+    def device(self, X):
+        return None
+
+
+def readable(X):
+    """An array-API array as numpy (host memory) or a torch tensor (an accelerator's),
+    sharing its memory where DLPack allows; anything else unchanged."""
+    if not is_array_api_array(X):
+        return X
+    on_host = not hasattr(X, "__dlpack_device__") or X.__dlpack_device__()[0] == DLPACK_CPU
+    try:
+        if on_host:
+            return np.from_dlpack(X)
+    except (TypeError, ValueError, BufferError, RuntimeError):
+        return np.asarray(X)
+    try:
+        import torch
+    except ImportError:
+        raise InputError(
+            f"X is a {type(X).__module__.split('.')[0]} array on {X.device}; gaussmix computes "
+            "on accelerators through torch: pip install 'gaussmix[torch]', or pass the data "
+            "in host memory.") from None
+    return torch.from_dlpack(X)
+
+
+def to_numpy(values):
+    """numpy values of a numpy array or a torch tensor (copied off an accelerator)."""
+    if is_torch_tensor(values):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+# DLPack's device type of host memory.
+DLPACK_CPU = 1
+
+
 def runs_on_device(device_type, backend):
     """Whether tensors on ``device_type`` ('cpu', 'cuda', ...) take the torch code path:
     always on an accelerator, on the CPU only when ``backend='torch'`` asks."""
@@ -255,3 +319,4 @@ ARRAY = ArrayInput()
 STREAM = StreamInput()
 DASK = DaskInput()
 TORCH = TorchInput()
+ARRAY_API = ArrayApiInput()

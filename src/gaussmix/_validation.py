@@ -15,6 +15,17 @@ import numpy as np
 from ._covariance import is_positive_definite
 
 
+def user_stacklevel():
+    """The ``stacklevel`` at which a warning issued by the caller points at the user's line:
+    the first frame outside gaussmix and the scikit-learn tools that called it (a pipeline,
+    a search), however deep the call."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+            "gaussmix", "sklearn"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class InputError(ValueError, TypeError):
     """Bad data: a ValueError (and a TypeError, for non-numeric values)."""
 
@@ -322,7 +333,7 @@ class FeatureChecker:
             warnings.warn(
                 f"X has feature names, but {name} was fitted without feature names",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
             return
         if given is None:
@@ -330,7 +341,7 @@ class FeatureChecker:
                 f"X does not have valid feature names, but {name} was fitted with feature "
                 "names",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
             return
         if len(fitted) == len(given) and np.all(fitted == given):

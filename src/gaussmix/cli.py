@@ -100,7 +100,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from .imaging.pipeline import MODES, RENDERS
+    from .imaging.choices import MODES, RENDERS
 
     parser = _Parser(prog="gaussmix", description="Painless Gaussian mixture models: paint "
                      "pictures with mixtures of Gaussians.")
@@ -460,7 +460,7 @@ def _in_main_thread():
 
 def _run(argv, stdout, stderr):
     from .imaging.files import FileError
-    from .imaging.pipeline import PaintError
+    from .imaging.choices import PaintError
 
     parser = build_parser()
     args = parser.parse_args(argv)

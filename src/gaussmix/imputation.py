@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.base import TransformerMixin
 
 from ._base import EstimatorBase
 from ._validation import (
@@ -24,6 +25,7 @@ from ._validation import (
     check_choice,
     check_int,
     has_missing,
+    user_stacklevel,
 )
 from .exceptions import not_fitted
 from .mixture import GaussianMixture
@@ -31,7 +33,7 @@ from .mixture import GaussianMixture
 __all__ = ["GaussianMixtureImputer"]
 
 
-class GaussianMixtureImputer(EstimatorBase):
+class GaussianMixtureImputer(TransformerMixin, EstimatorBase):
     """Fill missing values (NaN) with their conditional expectation under a Gaussian mixture.
 
     Parameters
@@ -101,7 +103,7 @@ class GaussianMixtureImputer(EstimatorBase):
         if len(fitting) < len(asked):
             dropped = ", ".join(str(k) for k in asked if k > n_rows)
             warnings.warn(f"Not fitted: n_components {dropped}, more than the {n_rows} rows "
-                          "of X.", UserWarning, stacklevel=3)
+                          "of X.", UserWarning, stacklevel=user_stacklevel())
         return fitting
 
     def fit(self, X, y=None):
@@ -142,9 +144,16 @@ class GaussianMixtureImputer(EstimatorBase):
     def transform(self, X):
         """``X`` with its missing values filled.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), NaN (or ``pd.NA``) for missing
+            The columns the imputer was fitted on, in the same order.
+
         Returns
         -------
-        ndarray of shape (n_samples, n_features)
+        X_filled : ndarray of shape (n_samples, n_features)
+            float32 for float32 input, float64 otherwise; a DataFrame where
+            ``set_output(transform="pandas")`` asks for one.
         """
         if not hasattr(self, "mixture_"):
             raise not_fitted(self)
@@ -153,13 +162,11 @@ class GaussianMixtureImputer(EstimatorBase):
         standard = (arr - self.mean_) / self.scale_
         filled = self.mixture_.impute(standard, method=self.method,
                                       random_state=self.random_state)
-        out = np.array(arr, dtype=np.float64)  # observed entries exactly as given
+        # Observed entries exactly as given, in their float precision.
+        out = np.array(arr, dtype=np.float32 if arr.dtype == np.float32 else np.float64)
         holes = np.isnan(out)
         out[holes] = (filled * self.scale_ + self.mean_)[holes]
         return out
-
-    def fit_transform(self, X, y=None):
-        return self.fit(X).transform(X)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: the input's, unchanged (scikit-learn's convention).
@@ -195,8 +202,7 @@ class GaussianMixtureImputer(EstimatorBase):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.estimator_type = None
-        tags.transformer_tags = _transformer_tags()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
 
@@ -212,12 +218,6 @@ def _column_scales(arr):
     mean = np.where(np.isfinite(mean), mean, 0.0)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     return mean, scale
-
-
-def _transformer_tags():
-    from sklearn.utils import TransformerTags
-
-    return TransformerTags()
 
 
 def _quietly(function, *args):

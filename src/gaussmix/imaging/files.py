@@ -155,7 +155,7 @@ def write_painting(painting, folder):
     import shutil
 
     from .._files import temporary_beside
-    from .pipeline import FIGURES
+    from .choices import FIGURES
 
     staging = temporary_beside(os.path.join(folder, "run"), folder=True)
     try:

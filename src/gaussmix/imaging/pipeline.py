@@ -14,6 +14,7 @@ from ..bayesian import BayesianGaussianMixture
 from ..exceptions import ConvergenceWarning
 from ..mixture import GaussianMixture
 from . import render
+from .choices import COLOUR_ONLY, MODES, RENDERS, PaintError
 from .points import (
     as_float_image,
     colour_pixel_points,
@@ -23,12 +24,6 @@ from .points import (
     mask_from_picture,
 )
 from .progress import QuietReporter
-
-MODES = ("auto", "bw", "color")
-RENDERS = ("samples", "density", "density-mapped", "contour", "conditional-mean", "components",
-           "ellipses")
-COLOUR_ONLY = ("conditional-mean",)
-FIGURES = ("contour", "ellipses")
 
 DEFAULT_COMPONENTS = {"bw": 500, "color": 1000}
 # Pixel budgets: a 512x512 colour picture is fitted at full size; a fit stays well under a
@@ -40,10 +35,6 @@ PIXEL_REG_COVAR = 1.0 / 12.0
 # A Bayesian painting's prior on its components' means: weak enough not to pull them to the
 # picture's centre (scikit-learn's default, 1, stretches them radially towards it).
 WEAK_MEAN_PRECISION = 1e-6
-
-
-class PaintError(ValueError):
-    """A picture or an option that cannot be painted, with one sentence saying why."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from gaussmix._fit import (
     plan_statistics,
 )
 from gaussmix._inputs import ARRAY, STREAM, input_for
+from gaussmix.mixture import FitProgress
 from gaussmix._validation import check_random_state
 
 from .conftest import identity_start, make_blobs
@@ -88,7 +89,8 @@ def test_fit_best_keeps_the_highest_lower_bound_in_data_coordinates():
     spec = InitSpec(3, "full", "random")
     starts = initial_starts(plan, spec, check_random_state(0), 4)
     seen = []
-    reporter = Reporter(callback=lambda progress: seen.append(progress))
+    reporter = Reporter(callback=lambda progress: seen.append(progress),
+                        progress=FitProgress._make)
     best = fit_best(plan, starts, tol=1e-3, max_iter=50, reporter=reporter)
     finals = {}
     for p in seen:

@@ -19,7 +19,7 @@ _LAZY = {
     "GaussianMixture": ".mixture",
     "GaussianMixtureImputer": ".imputation",
     "SelectionTable": ".selection",
-    "load": ".mixture",
+    "load": ".loading",
     "segment": ".segmentation",
     "select": ".selection",
 }
@@ -31,7 +31,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (8 ms)
 if TYPE_CHECKING:  # pragma: no cover - for static analysis only
     from .bayesian import BayesianGaussianMixture
     from .imputation import GaussianMixtureImputer
-    from .mixture import FitProgress, GaussianMixture, load
+    from .loading import load
+    from .mixture import FitProgress, GaussianMixture
     from .segmentation import segment
     from .selection import SelectionTable, select
 

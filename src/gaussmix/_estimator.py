@@ -39,6 +39,10 @@ class MixtureEstimator(DensityMixin, FittedMixture):
     """Base of :class:`~gaussmix.GaussianMixture` and
     :class:`~gaussmix.BayesianGaussianMixture`."""
 
+    #: Makes what a ``callback`` receives from ``(init, iteration, max_iter, lower_bound,
+    #: change, params)`` (the estimators set ``FitProgress._make``).
+    _progress = tuple
+
     def _check_parameters(self):
         self._check_values()
         backends.resolve(self.backend)
@@ -154,7 +158,8 @@ class MixtureEstimator(DensityMixin, FittedMixture):
 
     def _fit_plan(self, plan, starts, device=None, previous_bound=-math.inf, update=None):
         """Run the shared loop from ``starts`` and set the fitted attributes."""
-        reporter = Reporter(self.verbose, self.verbose_interval, self.callback, self.max_iter)
+        reporter = Reporter(self.verbose, self.verbose_interval, self.callback, self.max_iter,
+                            self._progress)
         best = fit_best(plan, starts, tol=self.tol, max_iter=self.max_iter, reporter=reporter,
                         lower_bound=previous_bound, update=update)
         self._set_fitted(best, plan, update)

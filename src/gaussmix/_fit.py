@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 
@@ -266,36 +266,18 @@ def starts_from_clusterings(plan, clusterings, spec):
     return [make(labels, centres) for labels, centres in clusterings]
 
 
-class FitProgress(NamedTuple):
-    """What a ``callback`` receives after each EM iteration: the initialisation, the
-    iteration, ``max_iter``, the lower bound, its change, and the parameters so far (see
-    :meth:`mixture`)."""
-
-    init: int
-    iteration: int
-    max_iter: int
-    lower_bound: float
-    change: float
-    params: object = None
-
-    def mixture(self):
-        """The mixture after this iteration, as a fitted
-        :class:`~gaussmix.GaussianMixture` (a preview: e.g. to draw while EM runs)."""
-        from .mixture import GaussianMixture
-
-        p = self.params
-        return GaussianMixture.from_params(p.weights, p.means, p.covariances,
-                                           p.covariance_type)
-
-
 class Reporter:
     """Verbosity (as scikit-learn prints it) and the user's per-iteration callback."""
 
-    def __init__(self, verbose=0, verbose_interval=10, callback=None, max_iter=0):
+    def __init__(self, verbose=0, verbose_interval=10, callback=None, max_iter=0,
+                 progress=tuple):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.callback = callback
         self.max_iter = max_iter
+        # What the callback receives, made from (init, iteration, max_iter, lower_bound,
+        # change, params): the estimators' FitProgress.
+        self.progress = progress
         self._init_start = self._iter_start = 0.0
 
     def begin(self, init):
@@ -313,8 +295,8 @@ class Reporter:
             if self.verbose:
                 self._iteration(n_iter, change)
             if self.callback is not None:
-                self.callback(FitProgress(init, n_iter, self.max_iter, lower_bound, change,
-                                          params.shifted(shift)))
+                self.callback(self.progress((init, n_iter, self.max_iter, lower_bound,
+                                             change, params.shifted(shift))))
 
         return report
 

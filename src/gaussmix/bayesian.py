@@ -17,6 +17,7 @@ import numpy as np
 from ._em import Params
 from ._estimator import MixtureEstimator
 from ._init import initial_stats
+from .mixture import FitProgress, GaussianMixture
 from ._validation import (
     MAX_VARIANCE,
     as_array_of_shape,
@@ -84,6 +85,8 @@ class BayesianGaussianMixture(MixtureEstimator):
         The priors used.
     converged_, n_iter_, lower_bound_, lower_bounds_, n_regularized_, n_features_in_
     """
+
+    _progress = FitProgress._make
 
     def __init__(
         self,
@@ -285,8 +288,6 @@ class BayesianGaussianMixture(MixtureEstimator):
         return expected_params(self._posterior())
 
     def _derived_class(self):
-        from .mixture import GaussianMixture
-
         return GaussianMixture
 
     # ----------------------------------------------------------------------------------------

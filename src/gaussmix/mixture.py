@@ -9,6 +9,7 @@ goes through the same adapters (``_inference`` for rows in memory).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,7 +18,6 @@ from ._data import default_chunk_size
 from ._em import m_step
 from ._estimator import MixtureEstimator
 from ._fit import (
-    FitProgress,
     InitSpec,
     initial_starts,
     plan_fit,
@@ -36,7 +36,27 @@ from ._validation import (
     checked_weights,
 )
 
-__all__ = ["FitProgress", "GaussianMixture", "load"]
+__all__ = ["FitProgress", "GaussianMixture"]
+
+
+class FitProgress(NamedTuple):
+    """What a ``callback`` receives after each EM iteration: the initialisation, the
+    iteration, ``max_iter``, the lower bound, its change, and the parameters so far (see
+    :meth:`mixture`)."""
+
+    init: int
+    iteration: int
+    max_iter: int
+    lower_bound: float
+    change: float
+    params: object = None
+
+    def mixture(self):
+        """The mixture after this iteration, as a fitted
+        :class:`~gaussmix.GaussianMixture` (a preview: e.g. to draw while EM runs)."""
+        p = self.params
+        return GaussianMixture.from_params(p.weights, p.means, p.covariances,
+                                           p.covariance_type)
 
 
 class GaussianMixture(MixtureEstimator):
@@ -190,6 +210,7 @@ class GaussianMixture(MixtureEstimator):
     # Validation of the estimator's settings
 
     _allows_missing = True
+    _progress = FitProgress._make
 
     def _check_values(self):
         super()._check_values()
@@ -360,37 +381,3 @@ class GaussianMixture(MixtureEstimator):
         """
         total, _ = self._log_likelihood(X, sample_weight)
         return -2.0 * total + 2 * self._n_parameters()
-
-
-def load(path):
-    """Read a mixture written by ``save`` (a ``GaussianMixture`` or a
-    ``BayesianGaussianMixture``, as it was saved).
-
-    Loading never executes anything from the file and checks every shape (see
-    ``gaussmix.io``).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    GaussianMixture or BayesianGaussianMixture
-        Fitted, with the saved parameters, hyper-parameters and fit history.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        As :func:`gaussmix.io.load_state`: a missing, truncated, corrupt, foreign or
-        newer-version file, with one sentence saying which.
-    """
-    import os
-
-    from .io import load_state
-
-    state = load_state(path)
-    if state.estimator == "BayesianGaussianMixture":
-        from .bayesian import BayesianGaussianMixture as cls
-    else:
-        cls = GaussianMixture
-    return cls._from_state(state, os.fspath(path))

@@ -7,8 +7,8 @@ works offline) and the HTTP API it uses (``app.py``); fits run in worker process
 
 from __future__ import annotations
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-WILDCARDS = ("0.0.0.0", "::", "")
+from .doors import LOOPBACK
+
 # Request heads (the line with its query, and the headers) up to this size are read: a tone
 # curve of 10,000 knots fits (about 140 KB).
 MAX_REQUEST_HEAD_BYTES = 1024 * 1024

@@ -17,7 +17,8 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from . import LOOPBACK, WILDCARDS
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WILDCARDS = ("0.0.0.0", "::", "")
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # A refused request's body is read up to this size before the answer, so that a client that

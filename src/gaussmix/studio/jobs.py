@@ -254,7 +254,7 @@ class JobStore:
 def _painting_from(payload):
     """The worker's painting, its model read back from the model file it wrote."""
     from ..imaging.pipeline import Painting
-    from ..mixture import load
+    from ..loading import load
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.npz")

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import io
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -380,8 +379,8 @@ def wide_case(n_features):
 def forks_and_threads(census):
     """Under each threading layer that loads: a fork Pool after fits, and 8 scoring and 2
     fitting threads at once (``tests/backends/test_layer.py``'s script), in a process."""
-    from gaussmix.backends import layer
-    from tests.backends import test_layer
+    from gaussmix._kernels import threading_layer as layer
+    from tests.kernels import test_threading_layer as test_layer
 
     with tempfile.TemporaryDirectory() as folder:
         script = os.path.join(folder, "layer_check.py")
@@ -406,7 +405,8 @@ def studio_doors(census):
     """Requests a hostile page or client can make, through a real server on 127.0.0.1: each
     must get its status and one sentence (or be served, for the legitimate ones)."""
     from gaussmix.studio.app import create_app
-    from tests.studio import test_app, test_serve
+    from tests.studio import test_app
+    from tests.studio import test_serve
     from tests.studio.servers import running_server
 
     app = create_app(max_upload_bytes=200_000, max_queued=1, upload_idle_seconds=1.0,

@@ -49,8 +49,8 @@ def main(argv=None):
     from sklearn.utils import check_random_state
 
     from gaussmix import GaussianMixture
-    from gaussmix._data import FitData
-    from gaussmix._init import kmeans
+    from gaussmix._data.chunks import FitData
+    from gaussmix._fitting.init import kmeans
 
     warnings.simplefilter("ignore")
     X = workloads.camera_dark_pixels()

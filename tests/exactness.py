@@ -146,7 +146,7 @@ def reference_of(model, X):
 
 
 def reference_of_params(params, X):
-    """:func:`reference_scores` under a :class:`gaussmix._em.Params` as a model scores with
+    """:func:`reference_scores` under a :class:`gaussmix._mathematics.em.Params` as a model scores with
     it: its precision factors (and a variational mixture's log weights) in difference form,
     nothing else taken from gaussmix."""
     k, d = params.means.shape

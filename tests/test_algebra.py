@@ -228,7 +228,8 @@ def test_from_params_refuses_bad_parameters(args, pattern):
 @pytest.mark.parametrize("tiled", [False, True])
 def test_conditional_mean_on_the_pruned_kernel_equals_the_direct_one(covariance_type, tiled,
                                                                     monkeypatch):
-    from gaussmix import _algebra, _inference
+    from gaussmix._fitting import inference
+    from gaussmix._fitting import inference as _inference
     from gaussmix.imaging.points import pixel_grid, pixel_tiles
 
     rng = np.random.RandomState(3)
@@ -243,7 +244,7 @@ def test_conditional_mean_on_the_pruned_kernel_equals_the_direct_one(covariance_
     grid = pixel_grid(shape)
     direct, _ = gm.conditional_mean([0, 1], grid, return_weights=True)  # the chunked path
     monkeypatch.setattr(_inference, "FUSED_INFERENCE_PAIRS", 0)
-    fast = _algebra.conditional_mean(gm._params(), np.array([0, 1]), grid, backend="numba",
+    fast = inference.conditional_mean(gm._params(), np.array([0, 1]), grid, backend="numba",
                                      tiles=pixel_tiles(shape) if tiled else None)
     np.testing.assert_allclose(fast, direct, rtol=1e-9, atol=1e-9)
 

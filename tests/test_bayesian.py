@@ -7,10 +7,11 @@ from sklearn.mixture import BayesianGaussianMixture as SklearnBayesian
 from sklearn.utils.estimator_checks import check_estimator
 
 from gaussmix import BayesianGaussianMixture, GaussianMixture, load
-from gaussmix._data import FitData
-from gaussmix._em import run_em, stats_from_resp
-from gaussmix._fit import plan_fit
-from gaussmix._init import _as_stats
+from gaussmix._data.chunks import FitData
+from gaussmix._mathematics.em import stats_from_resp
+from gaussmix._fitting.loop import run_em
+from gaussmix._fitting.fit import plan_fit
+from gaussmix._fitting.init import _as_stats
 
 from .conftest import COVARIANCE_TYPES, make_blobs
 

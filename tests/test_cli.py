@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -193,7 +194,7 @@ def test_pipes_and_devices_are_refused_not_waited_on(tmp_path, bw_png):
 def test_a_full_disk_is_one_sentence_and_exit_2(tmp_path, bw_png, monkeypatch):
     import errno
 
-    from gaussmix import _files
+    from gaussmix._foundations import files as _files
 
     def full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
@@ -423,3 +424,40 @@ def test_the_command_ends_at_once_on_an_interrupt_whatever_error_it_comes_out_as
     done = subprocess.run([sys.executable, "-c", CONSOLE_RUN, case], capture_output=True,
                           text=True, timeout=60)
     assert (done.returncode, done.stderr) == (code, err)
+
+
+CALLBACK_RUN = textwrap.dedent("""
+    import ctypes, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from llvmlite_stand_in.llvmlite.callback import interrupted_in_a_callback
+    from gaussmix import cli
+
+    def compiling(argv=None):  # numba's compiler calls llvmlite's cache callback through ctypes
+        callback = ctypes.CFUNCTYPE(None)(interrupted_in_a_callback)
+        callback()  # ctypes prints and swallows an exception raised in it
+        time.sleep(5)  # the rest of a long compilation
+        return 0
+
+    cli.main = compiling
+    sys.exit(cli.console_main())
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_an_interrupt_inside_a_compiled_librarys_callback_still_ends_the_command(tmp_path):
+    package = tmp_path / "llvmlite_stand_in" / "llvmlite"
+    package.mkdir(parents=True)
+    for folder in (package.parent, package):
+        (folder / "__init__.py").write_text("")
+    (package / "callback.py").write_text(textwrap.dedent("""
+        import os, signal, time
+
+        def interrupted_in_a_callback():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+    """))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", CALLBACK_RUN, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "gaussmix: interrupted\n")
+    assert time.perf_counter() - start < 4

@@ -33,9 +33,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gaussmix import BayesianGaussianMixture, GaussianMixture, _inference, select
-from gaussmix._algebra import conditional_mean
-from gaussmix._em import EXPANSION_LIMIT as _LIMITS
+from gaussmix import BayesianGaussianMixture, GaussianMixture, select
+from gaussmix._fitting import inference as _inference
+from gaussmix._fitting.inference import conditional_mean
+from gaussmix._mathematics.em import EXPANSION_LIMIT as _LIMITS
 from gaussmix.exceptions import ConvergenceWarning, RegularizationWarning
 
 from .exactness import (

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gaussmix import GaussianMixture, load
-from gaussmix._files import STALE_SECONDS, TEMPORARY_PREFIX, remove_stale_temporaries
+from gaussmix._foundations.files import STALE_SECONDS, TEMPORARY_PREFIX, remove_stale_temporaries
 from gaussmix.cli import main
 from gaussmix.exceptions import ConvergenceWarning, RegularizationWarning
 

@@ -13,10 +13,10 @@ from gaussmix import (
     GaussianMixtureImputer,
     RegularizationWarning,
 )
-from gaussmix import _missing
-from gaussmix._covariance import as_full
-from gaussmix._em import run_em
-from gaussmix._fit import plan_fit
+from gaussmix._data import missing as _missing
+from gaussmix._foundations.covariance import as_full
+from gaussmix._fitting.loop import run_em
+from gaussmix._fitting.fit import plan_fit
 from gaussmix.exceptions import ConvergenceWarning
 
 from .conftest import COVARIANCE_TYPES, make_blobs

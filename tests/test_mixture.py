@@ -12,8 +12,8 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils.estimator_checks import check_estimator
 
 from gaussmix import GaussianMixture, RegularizationWarning, load
-from gaussmix import _covariance as cov_module
-from gaussmix._covariance import is_positive_definite
+from gaussmix._foundations import covariance as cov_module
+from gaussmix._foundations.covariance import is_positive_definite
 
 from .conftest import COVARIANCE_TYPES, assert_same_fit, make_blobs
 
@@ -520,8 +520,8 @@ def test_the_largest_weights_on_the_widest_data_stay_finite():
 def test_precisions_init_from_the_kmeans_start_changes_nothing(dtype, covariance_type):
     """The precisions of gaussmix's own k-means start, given back as precisions_init, give
     the same fit in the same number of iterations (scikit-learn's check, with its KMeans)."""
-    from gaussmix._data import FitData
-    from gaussmix._fit import InitSpec, initial_starts, plan_fit
+    from gaussmix._data.chunks import FitData
+    from gaussmix._fitting.fit import InitSpec, initial_starts, plan_fit
 
     X = make_blobs().astype(dtype)
     data = FitData.prepare(X, np.ones(len(X)), chunk_size=4096)

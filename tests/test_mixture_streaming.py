@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gaussmix import GaussianMixture
-from gaussmix._data import ArrayChunks
+from gaussmix._data.chunks import ArrayChunks
 from gaussmix.exceptions import ConvergenceWarning
 
 from .conftest import COVARIANCE_TYPES, assert_same_fit, identity_start, make_blobs
@@ -114,7 +114,7 @@ def test_stream_memory_is_bounded_for_every_seed(tmp_path):
 
 
 def test_stream_samples_are_uniform_exact_sized_and_in_stream_order():
-    from gaussmix._data import StreamData, stream_sample
+    from gaussmix._data.streams import StreamData, stream_sample
 
     x = np.arange(10_000, dtype=np.float64).reshape(-1, 1)
     w = np.ones(len(x))

@@ -8,7 +8,7 @@ line, not a traceback.
 
 from __future__ import annotations
 
-from ._lazy import lazy_names
+from ._foundations.lazy import lazy_names
 from ._version import __version__
 from .exceptions import ConvergenceWarning, NotFittedError, RegularizationWarning
 

@@ -11,13 +11,16 @@ import warnings
 
 import numpy as np
 
-from . import _algebra as algebra
-from . import _covariance as cov
+from ._fitting import inference
+from ._mathematics import algebra
+from ._foundations import covariance as cov
 from ._base import EstimatorBase
-from ._em import Params
-from ._inputs import host_view, runs_on_device
-from ._validation import (
+from ._mathematics.em import Params
+from ._data import missing as _missing
+from ._data.inputs import host_view, runs_on_device
+from ._foundations.validation import (
     as_array_of_shape,
+    as_float_array,
     check_choice,
     check_dims,
     check_int,
@@ -26,10 +29,12 @@ from ._validation import (
     check_real,
     check_values,
     checked_weights,
+    has_missing,
     user_stacklevel,
 )
-from .backends.detect import is_torch_tensor
+from ._foundations.arrays import is_torch_tensor
 from .exceptions import not_fitted
+from .io import FITTED_SCALARS, ModelState, save_state
 
 # Rows per block when sampling (bounds the (rows, D, D) gather of covariance factors).
 SAMPLE_BLOCK_ROWS = 65536
@@ -94,7 +99,7 @@ class FittedMixture(EstimatorBase):
         if device is not None and runs_on_device(device.split(":")[0], self.backend):
             import torch
 
-            from .backends import torch_backend
+            from ._data import torch_tensors as torch_backend  # imports torch
 
             return torch_backend.sample(params, n_samples, torch.device(device), rng,
                                         torch_backend.torch_dtype(self.means_.dtype))
@@ -285,7 +290,7 @@ class FittedMixture(EstimatorBase):
         single = np.ndim(values) == 1
         values = check_values(values, len(given), single=single)
         check_int(chunk_size, "chunk_size", 1, allow_none=True)
-        outputs = algebra.conditional_mean(
+        outputs = inference.conditional_mean(
             params, given, values, chunk_size=chunk_size, return_covariance=return_covariance,
             return_weights=return_weights,
         )
@@ -351,9 +356,6 @@ class FittedMixture(EstimatorBase):
             Observed entries unchanged; a row with nothing observed gets the mixture's mean
             ('mean') or a draw from the mixture ('sample').
         """
-        from . import _missing
-        from ._validation import as_float_array, has_missing
-
         params = self._fitted_params()
         if method not in ("mean", "sample"):
             raise ValueError(f"method must be 'mean' or 'sample', got {method!r}.")
@@ -381,7 +383,7 @@ class FittedMixture(EstimatorBase):
 
             out = torch.from_numpy(np.asarray(self.conditional_mean(given, host_view(values))))
         else:
-            from .backends import torch_backend
+            from ._data import torch_tensors as torch_backend  # imports torch
 
             out = torch_backend.conditional_mean(params, given, queries)
             out = out if values.ndim == 2 else out[0]
@@ -397,8 +399,6 @@ class FittedMixture(EstimatorBase):
         Parameters that are neither plain values nor arrays of numbers (a ``RandomState``
         as ``random_state``, a ``callback``) are not saved: a warning names them, and the
         loaded model has their defaults."""
-        from .io import save_state
-
         unsaved = save_state(self._state(), path)
         if unsaved:
             warnings.warn(f"{', '.join(unsaved)} {'is' if len(unsaved) == 1 else 'are'} not "
@@ -407,8 +407,6 @@ class FittedMixture(EstimatorBase):
 
     def _state(self):
         """The fitted mixture as a plain :class:`~gaussmix.io.ModelState`."""
-        from .io import FITTED_SCALARS, ModelState
-
         if not self.__sklearn_is_fitted__():
             raise not_fitted(self)
         names = getattr(self, "feature_names_in_", None)

@@ -12,14 +12,14 @@ import warnings
 import numpy as np
 from sklearn.base import DensityMixin
 
-from . import _covariance as cov
-from . import backends
+from ._foundations import covariance as cov
+from ._data import backends
 from ._distribution import FittedMixture
-from ._fit import Reporter, fit_best, plan_fit
-from ._inference import Inference
-from ._init import INIT_METHODS
-from ._inputs import input_for
-from ._validation import (
+from ._fitting.fit import Reporter, fit_best, plan_fit
+from ._fitting.inference import Inference
+from ._fitting.init import INIT_METHODS
+from ._data.inputs import input_for
+from ._foundations.validation import (
     FeatureChecker,
     check_choice,
     check_finite,
@@ -90,8 +90,9 @@ class MixtureEstimator(DensityMixin, FittedMixture):
         ----------
         X : array-like of shape (n_samples, n_features), numpy memmap, path, callable,
                 dask array, torch tensor or array-API array
-            The data; NaN marks a missing value where the estimator takes them. A memory map (``np.load(path, mmap_mode='r')``) or the path of a
-            ``.npy`` file is read chunk by chunk, never whole; so is a function that returns
+            The data; NaN marks a missing value where the estimator takes them. A memory
+            map (``np.load(path, mmap_mode='r')``) or the path of a ``.npy`` file is read
+            chunk by chunk, never whole; so is a function that returns
             an iterable of chunks (arrays of shape (n_i, n_features), or ``(array, weights)``
             pairs), called once per pass. Such streams (and Dask arrays and tensors on an
             accelerator) are initialised from a sample of their rows.
@@ -130,7 +131,7 @@ class MixtureEstimator(DensityMixin, FittedMixture):
         """Fit on training data an input adapter prepared (shared with model selection).
 
         ``clusterings``: k-means ``(labels, centres)`` of the data computed once for several
-        fits (see ``_fit.kmeans_clusterings``), or None.
+        fits (see ``fit.kmeans_clusterings``), or None.
         """
         self._refuse_missing(data)
         plan = plan_fit(data, self.n_components, backend=self.backend,

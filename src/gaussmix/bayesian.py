@@ -2,7 +2,7 @@
 shared fit.
 
 The variational E-step is the ordinary one under parameters whose log weights carry the
-expected log weights and log-determinants (``_variational``), so every input kind and backend
+expected log weights and log-determinants (``variational``), so every input kind and backend
 the :class:`~gaussmix.GaussianMixture` fit takes serves this one unchanged; the update after
 each E-step is the posterior of the statistics and scikit-learn's evidence lower bound.
 """
@@ -14,18 +14,18 @@ import numbers
 
 import numpy as np
 
-from ._em import Params
+from ._mathematics.em import Params
 from ._estimator import MixtureEstimator
-from ._init import initial_stats
+from ._fitting.init import initial_stats
 from .mixture import FitProgress, GaussianMixture
-from ._validation import (
+from ._foundations.validation import (
     MAX_VARIANCE,
     as_array_of_shape,
     check_choice,
     check_positive_definite,
     check_random_state,
 )
-from ._variational import (
+from ._mathematics.variational import (
     PRIOR_TYPES,
     Posterior,
     Variational,

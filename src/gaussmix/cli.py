@@ -39,7 +39,7 @@ def _positive_float(text):
 
 
 def _seed(text):
-    from ._validation import MAX_SEED
+    from ._foundations.validation import MAX_SEED
 
     try:
         value = int(text)
@@ -222,7 +222,8 @@ def default_out(image_path, suffix="gaussmix"):
 
 def note_first_run(reporter):
     """Say, on a first run, that numba's kernels compile in the background meanwhile."""
-    from .backends import numba_available, warmup
+    from ._data.backends import numba_available
+    from ._kernels import compile as warmup
 
     if numba_available() and not warmup.kernels_ready() and warmup.can_compile_in_background():
         reporter.note("compiling fast kernels in the background (first run only); until they "
@@ -315,7 +316,7 @@ def run_figures(args, stdout, stderr):
     from matplotlib.animation import PillowWriter
 
     from . import plotting
-    from ._files import atomic_path
+    from ._foundations.files import atomic_path
     from .imaging.files import prepare_output_folder, write_figure
 
     folder = prepare_output_folder(args.out)
@@ -431,6 +432,11 @@ def console_main(argv=None):
 
     def on_interrupt(signum, frame):
         interrupts.append(signum)
+        if _in_library_callback(frame):
+            # An exception raised in a compiled library's callback (numba writing its cache)
+            # is printed and swallowed there: deliver the interrupt again once it returned.
+            _interrupt_again_soon()
+            return
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if _in_main_thread() else None
@@ -451,6 +457,28 @@ def console_main(argv=None):
     return code
 
 
+# Python code that a compiled library calls back (an exception there does not propagate).
+CALLBACK_PACKAGES = ("llvmlite",)
+
+
+def _in_library_callback(frame):
+    """Whether ``frame`` runs code of a library whose callbacks swallow exceptions."""
+    import os.path
+
+    parts = os.path.normpath(frame.f_code.co_filename).split(os.sep) if frame else []
+    return any(package in parts for package in CALLBACK_PACKAGES)
+
+
+def _interrupt_again_soon(delay=0.05):
+    """SIGINT to this process after ``delay`` seconds, from a timer thread."""
+    import signal
+    import threading
+
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+
+
 def _in_main_thread():
     """Whether this is the main thread (the only one that may set signal handlers)."""
     import threading
@@ -459,8 +487,8 @@ def _in_main_thread():
 
 
 def _run(argv, stdout, stderr):
-    from .imaging.files import FileError
     from .imaging.choices import PaintError
+    from .imaging.files import FileError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """``GaussianMixtureImputer``: missing values filled from a Gaussian mixture of the data.
 
 A scikit-learn transformer: ``fit`` learns a mixture from the observed entries (exact EM with
-missing values, ``_missing``), choosing the number of components by BIC on the observed-data
+missing values, ``missing``), choosing the number of components by BIC on the observed-data
 likelihood unless told; ``transform`` fills every NaN with its conditional mean given the
 row's observed entries (or a draw, for multiple imputation).
 
@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 
 from ._base import EstimatorBase
-from ._validation import (
+from ._foundations.validation import (
     FeatureChecker,
     as_float_array,
     check_choice,
@@ -27,7 +27,7 @@ from ._validation import (
     has_missing,
     user_stacklevel,
 )
-from .exceptions import not_fitted
+from .exceptions import ConvergenceWarning, RegularizationWarning, not_fitted
 from .mixture import GaussianMixture
 
 __all__ = ["GaussianMixtureImputer"]
@@ -221,8 +221,6 @@ def _column_scales(arr):
 
 
 def _quietly(function, *args):
-    from .exceptions import ConvergenceWarning, RegularizationWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (ConvergenceWarning, RegularizationWarning))
         return function(*args)

@@ -49,13 +49,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._covariance import (
+from ._foundations.covariance import (
     COVARIANCE_TYPES,
     covariance_shape,
     is_positive_definite,
     precisions_from_precision_cholesky,
 )
-from ._files import atomic_write
+from ._foundations.files import atomic_write
 from ._version import __version__
 
 FORMAT_NAME = "gaussmix-mixture"

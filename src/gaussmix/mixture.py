@@ -1,9 +1,10 @@
 """The :class:`GaussianMixture` estimator: scikit-learn's API over the shared fit.
 
 This module is the API shell: parameters, validation of the estimator's own settings, its
-starts and stepwise EM; what both estimators share is ``_estimator``. A fit is an input adapter chosen at the door (``_inputs``), a plan
-(``_fit.plan_fit``) and the shared loop (``_fit.fit_best`` over ``_em.run_em``); scoring
-goes through the same adapters (``_inference`` for rows in memory).
+starts and stepwise EM; what both estimators share is ``_estimator``. A fit is an input adapter
+chosen at the door (``_data.inputs``), a plan (``_fitting.fit.plan_fit``) and the shared loop
+(``fit.fit_best`` over ``loop.run_em``); scoring goes through the same adapters (``inference``
+for rows in memory).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _covariance as cov
-from ._data import default_chunk_size
-from ._em import m_step
+from ._foundations import covariance as cov
+from ._data.chunks import default_chunk_size
+from ._data.streams import single_pass
+from ._mathematics.em import m_step
 from ._estimator import MixtureEstimator
-from ._fit import (
+from ._fitting.fit import (
     InitSpec,
     initial_starts,
     plan_fit,
@@ -25,9 +27,9 @@ from ._fit import (
     starts_from_clusterings,
     warm_start,
 )
-from ._inputs import input_for
-from ._stats import Stats
-from ._validation import (
+from ._data.inputs import input_for
+from ._foundations.stats import Stats
+from ._foundations.validation import (
     as_array_of_shape,
     check_n_features,
     check_positive_definite,
@@ -221,7 +223,7 @@ class GaussianMixture(MixtureEstimator):
                              "0.7 is a good default.")
 
     def _init_spec(self, n_features):
-        """:class:`~gaussmix._fit.InitSpec` with the validated ``weights_init``,
+        """:class:`~gaussmix._fitting.fit.InitSpec` with the validated ``weights_init``,
         ``means_init`` and precision factors (float64)."""
         k = self.n_components
         weights = means = prec_chol = None
@@ -358,7 +360,7 @@ class GaussianMixture(MixtureEstimator):
         data, _ = input_for(X).prepare(X, sample_weight, 1, self.backend, self.chunk_size)
         check_n_features(data.n_features, self.n_features_in_, type(self).__name__)
         chunk = self.chunk_size or default_chunk_size(self.n_components, data.n_features)
-        plan = plan_fit(data.single_pass(chunk), self.n_components, backend=self.backend,
+        plan = plan_fit(single_pass(data, chunk), self.n_components, backend=self.backend,
                         chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
         return plan_statistics(plan, self._params()), plan.jitter_floor, plan.dtype
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from ._algebra import dense_covariances
+from ._mathematics.algebra import dense_covariances
+from .bayesian import BayesianGaussianMixture
+from .mixture import GaussianMixture
 
 COMPONENT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                      "#e377c2", "#17becf")
@@ -315,9 +317,6 @@ def tutorial_models(seed=0):
     dict with keys 'data_1d', 'model_1d', 'data_2d', 'model_2d', 'gaussian', 'mixture',
     'em_10' and 'dp_10' (ten components by EM and by a Dirichlet process, on 'data_1d')
     """
-    from .bayesian import BayesianGaussianMixture
-    from .mixture import GaussianMixture
-
     rng = np.random.RandomState(seed)
     data_1d = np.concatenate([rng.normal(-2, 0.8, 300), rng.normal(1, 1.2, 500),
                               rng.normal(4, 0.6, 200)])

@@ -19,6 +19,7 @@ from scipy import ndimage
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from .exceptions import ConvergenceWarning
+from .imaging.points import as_float_image
 from .mixture import GaussianMixture
 
 # Colour levels are integers 0-255: a level is a unit interval, variance 1/12.
@@ -43,8 +44,6 @@ class SegmentationError(ValueError):
 
 def _colours(image):
     """Pixels as (H * W, 3) colours in 0-255 (grey pictures give r = g = b)."""
-    from .imaging.points import as_float_image
-
     try:
         img = as_float_image(image)
     except ValueError as exc:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _covariance as cov
-from ._fit import kmeans_clusterings, plan_fit
-from ._inputs import input_for
-from ._validation import check_choice, check_random_state
+from ._foundations import covariance as cov
+from ._fitting.fit import kmeans_clusterings, plan_fit
+from ._data.inputs import input_for
+from ._foundations.validation import check_choice, check_random_state
 from .mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic")

@@ -124,7 +124,8 @@ def test_ellipse_parameters():
 
 
 def test_the_grid_on_pixel_tiles_equals_the_grid_row_by_row(monkeypatch):
-    from gaussmix import GaussianMixture, _inference
+    from gaussmix import GaussianMixture
+    from gaussmix._fitting import inference as _inference
     from gaussmix.imaging.points import pixel_grid
 
     rng = np.random.RandomState(0)

@@ -18,9 +18,10 @@ import pytest
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
-from gaussmix import studio  # noqa: E402
-from gaussmix.studio import app as studio_app  # noqa: E402
-from gaussmix.studio import doors, jobs  # noqa: E402
+from gaussmix import studio
+from gaussmix.studio import app as studio_app
+from gaussmix.studio import doors
+from gaussmix.studio import jobs
 
 from .servers import running_server  # noqa: E402
 

@@ -8,7 +8,7 @@ imported on first use, so that ``gaussmix --help`` does not import an estimator.
 
 from __future__ import annotations
 
-from .._lazy import lazy_names
+from .._foundations.lazy import lazy_names
 
 _LAZY = {
     "RENDERS": ".choices",

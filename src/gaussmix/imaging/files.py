@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from .._files import atomic_write
+from .._foundations.files import atomic_write, temporary_beside
+from .choices import FIGURES
 
 
 class FileError(OSError):
@@ -153,9 +154,6 @@ def write_painting(painting, folder):
         Paths written, in order.
     """
     import shutil
-
-    from .._files import temporary_beside
-    from .choices import FIGURES
 
     staging = temporary_beside(os.path.join(folder, "run"), folder=True)
     try:

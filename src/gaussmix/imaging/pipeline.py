@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import MAX_SEED
+from .._foundations.validation import MAX_SEED
 from ..bayesian import BayesianGaussianMixture
 from ..exceptions import ConvergenceWarning
 from ..mixture import GaussianMixture

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._fitting.inference import conditional_mean, log_prob_and_labels
+from .._foundations.validation import check_random_state
+from .._mathematics.algebra import dense_covariances
 from .points import pixel_grid, pixel_tiles
 
 # Default tone curve: (scaled density, ink) knots. Densities below ~0.8 of the peak stay
@@ -53,8 +56,6 @@ class Grid:
 
 def evaluate_grid(model, shape, factor=1.0):
     """One pass over the pixel grid: log-density of (x, y) and most likely component."""
-    from .._inference import log_prob_and_labels
-
     xy = xy_model(model)
     log_density, labels = log_prob_and_labels(xy._params(), pixel_grid(shape, factor),
                                               xy.backend, xy.chunk_size, pixel_tiles(shape))
@@ -152,8 +153,6 @@ def render_samples(model, shape, n_samples, factor=1.0, colour_scale=1.0, dot_ra
     """
     import copy
 
-    from .._validation import check_random_state
-
     colour = model.n_features_in_ == 5
     canvas = np.full(tuple(shape) + ((3,) if colour else ()), PAPER, dtype=np.uint8)
     drawer = copy.copy(model)  # one generator for every block, so blocks never repeat
@@ -190,8 +189,6 @@ def render_conditional_mean(model, shape, factor=1.0, colour_scale=1.0):
     -------
     image : ndarray of shape (H, W, 3), uint8
     """
-    from .._algebra import conditional_mean
-
     rgb = conditional_mean(model._params(), np.array([0, 1]), pixel_grid(shape, factor),
                            backend=model.backend, tiles=pixel_tiles(shape)) / colour_scale
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8).reshape(shape + (3,))
@@ -292,8 +289,6 @@ def ellipse_parameters(model, factor=1.0, n_std=2.0):
     -------
     centres : ndarray (K, 2); widths, heights, angles : ndarray (K,)
     """
-    from .._algebra import dense_covariances
-
     xy = xy_model(model)
     cov = dense_covariances(xy._params()) / factor**2
     values, vectors = np.linalg.eigh(cov)

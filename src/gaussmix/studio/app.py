@@ -47,7 +47,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .._validation import MAX_SEED
+from .._foundations.validation import MAX_SEED
 from ..imaging import render
 from ..imaging.files import MAX_READ_PIXELS
 from ..imaging.pipeline import (
@@ -58,7 +58,16 @@ from ..imaging.pipeline import (
     Renderer,
 )
 from .doors import Doors
-from .jobs import FINISHED, MAX_QUEUED, SAMPLES, JobStore, QueueFull, Settings, png_bytes
+from .jobs import (
+    FINISHED,
+    MAX_QUEUED,
+    SAMPLES,
+    JobStore,
+    QueueFull,
+    Settings,
+    load_picture,
+    png_bytes,
+)
 
 MAX_UPLOAD_BYTES = 25 * 2**20
 # An upload over the limit is still read (and dropped) up to this size, so that clients that
@@ -511,8 +520,6 @@ def _render_options(query):
 def _thumbnail(name, size=160):
     """A bundled sample as a small PNG (at most ``size`` pixels on its longer side)."""
     from PIL import Image
-
-    from .jobs import load_picture
 
     picture = load_picture(sample=name)
     if picture.dtype == bool:  # the horse: white paper (True), a black silhouette

@@ -6,7 +6,8 @@ A worker sends what happens as it happens through a pipe: progress after each EM
 (with a preview render every few), then the model file, the report and every render of the
 painting at the default settings. Cancelling a job ends its process, so its memory goes
 with it. Everything a request can touch is in :class:`Job` objects keyed by random ids: no
-request's text ever names a file.
+request's text ever names a file. A worker process starts from this module; the painting code
+(numpy, scikit-image, Pillow, the estimators) is imported inside the functions that use it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Fit a mixture to three blobs, including one far from the others, and report the fit."""
+"""
+Quick start
+===========
+
+Fit a mixture to three blobs, including one tight and far from the others, with weights, and
+report the fit.
+"""
 
 import numpy as np
 

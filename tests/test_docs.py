@@ -1,4 +1,5 @@
-"""The README's code and the docstring examples run as written."""
+"""The README's and the documentation pages' code, and the docstring examples, run as
+written."""
 
 import doctest
 import importlib
@@ -15,10 +16,23 @@ def python_blocks(path):
     return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("index", range(len(python_blocks(ROOT / "README.md"))))
-def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
+# The painless guide's blocks run in order in tests/test_guide.py.
+PAGES = [ROOT / "README.md", *sorted(
+    page for page in (ROOT / "docs").rglob("*.md")
+    if page.name != "painless.md" and "_build" not in page.parts)]
+BLOCKS = [(page, index) for page in PAGES for index in range(len(python_blocks(page)))]
+
+
+@pytest.mark.parametrize("page, index", BLOCKS,
+                         ids=[f"{page.relative_to(ROOT)}-{index}" for page, index in BLOCKS])
+def test_python_blocks_of_the_readme_and_the_pages_run(page, index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # blocks may write files
-    exec(compile(python_blocks(ROOT / "README.md")[index], f"README block {index}", "exec"), {})
+    block = python_blocks(page)[index]
+    exec(compile(block, f"{page.relative_to(ROOT)} block {index}", "exec"), {})
+
+
+def test_the_readme_is_a_front_page():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
 
 
 @pytest.mark.parametrize("module", ["gaussmix.mixture", "gaussmix.selection"])

@@ -1,4 +1,4 @@
-"""The painless guide's examples run, in order, as written (docs/painless.md)."""
+"""The painless guide's examples run, in order, as written (docs/guide/painless.md)."""
 
 import pathlib
 import re
@@ -7,7 +7,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_painless_guide_examples_run():
-    text = (ROOT / "docs" / "painless.md").read_text()
+    text = (ROOT / "docs" / "guide" / "painless.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 10
     namespace = {}

@@ -44,10 +44,11 @@ class GaussianMixtureImputer(TransformerMixin, EstimatorBase):
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
     method : {'mean', 'sample'}, default='mean'
         'mean': ``E[x_m | x_o]``; 'sample': one draw from the conditional mixture per call
-        (multiple imputation: transform with several ``random_state``s).
+        (multiple imputation: transform with several values of ``random_state``).
     reg_covar : float, default=1e-2
         Added to the covariances' diagonals, as a share of each column's observed variance.
-    max_iter, n_init, tol : as :class:`~gaussmix.GaussianMixture`'s
+    max_iter, n_init, tol
+        As for :class:`~gaussmix.GaussianMixture`.
     random_state : int, RandomState or None
 
     Attributes

@@ -149,7 +149,7 @@ class GaussianMixture(MixtureEstimator):
     n_steps_ : int
         Chunks seen by :meth:`partial_fit` since the last :meth:`fit`.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Column names, when ``X`` was a DataFrame with string column names.
 
     Examples

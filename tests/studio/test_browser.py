@@ -8,7 +8,6 @@ after the sharpen slider moves) are written there, for the README.
 
 import io
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -17,13 +16,10 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from ..browsers import NEEDS_CHROMIUM, launched_chromium  # noqa: E402
 from .servers import running_server  # noqa: E402
 
-CHROMIUM = next((path for path in (os.environ.get("GAUSSMIX_CHROMIUM"),
-                                   shutil.which("chromium"), shutil.which("chromium-browser"))
-                 if path), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get "
-                                "install chromium); the browser test needs one")
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +32,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
-                                              args=["--no-sandbox", "--disable-gpu"])
+    with launched_chromium(sync_api) as chromium:
         yield chromium
-        chromium.close()
 
 
 def picture_file(folder):

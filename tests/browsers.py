@@ -1,0 +1,30 @@
+"""Debian's Chromium, driven by Playwright by its path (Playwright's own browsers are never
+downloaded): where it is, and a browser for a test module."""
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = next((path for path in (os.environ.get("GAUSSMIX_CHROMIUM"),
+                                   shutil.which("chromium"), shutil.which("chromium-browser"))
+                 if path), None)
+NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get "
+                                    "install chromium); the browser tests need one")
+
+
+def launched_chromium(sync_api):
+    """A context manager yielding a headless Chromium (``sync_api``: Playwright's)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def launch():
+        with sync_api.sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM,
+                                                  args=["--no-sandbox", "--disable-gpu"])
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+
+    return launch()

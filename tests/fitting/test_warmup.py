@@ -21,14 +21,14 @@ def cold_cache(tmp_path, monkeypatch):
     and a recorder in place of the compiling process."""
     monkeypatch.delenv("GAUSSMIX_COMPILE", raising=False)
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(stamps, "_ready", False)
+    monkeypatch.setattr(stamps, "_ready", {})
     started = []
     monkeypatch.setattr(subprocess, "Popen", lambda argv, **kw: started.append(argv))
     return started
 
 
-def stamp():
-    with open(stamps._stamp_path(), "w") as f:
+def stamp(group="all"):
+    with open(stamps._stamp_path(group), "w") as f:
         f.write("compiled\n")
 
 
@@ -86,8 +86,36 @@ def test_an_unwritable_cache_compiles_on_first_use(cold_cache, monkeypatch):
     assert not backends.kernels_pending(None, 10**9)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fits_on_complete_rows_take_the_kernels_once_the_core_is_compiled(cold_cache):
+    X = many_rows()
+    holes = X.copy()
+    holes[::5, 0] = np.nan
+    stamp("core")
+    assert backends.resolve(None, len(X) * 40) == "numba"
+    assert backends.resolve(None, len(X) * 40, holes=True) == "numpy"
+    assert FitData.prepare(X, np.ones(len(X)), 4096).backend_for(None, 40) == "numba"
+    gm = GaussianMixture(40, random_state=0, max_iter=3).fit(holes)
+    assert cold_cache  # rows with holes: numpy now, their kernels compile in the background
+    assert np.isfinite(gm.means_).all()
+    stamp("all")
+    assert backends.resolve(None, len(X) * 40, holes=True) == "numba"
+
+
+def test_a_large_cold_fit_hands_over_at_the_core_stamp(cold_cache, monkeypatch):
+    monkeypatch.setattr(backends, "HANDOVER_PAIRS", 0)
+    X = many_rows()
+    plan = plan_fit(FitData.prepare(X, np.ones(len(X)), chunk_size=4096), 40, reg_covar=1e-6)
+    params = GaussianMixture(40, random_state=0, max_iter=0, backend="numpy").fit(X)._params()
+    plan.expectation(plan.source, params.shifted(-plan.shift))
+    stamp("core")
+    plan.expectation(plan.source, params.shifted(-plan.shift))
+    assert plan.expectation.handed_over_at == 1
+
+
 def test_the_warm_up_runs_the_kernels_without_an_estimator():
-    script = ("import sys; from gaussmix._fitting import warmup; warmup.compile_kernels(); "
+    script = ("import sys; from gaussmix._fitting import warmup; "
+              "warmup.compile_kernels('core'); warmup.compile_kernels('holes'); "
               "print(sorted(m for m in sys.modules if m in ('gaussmix.mixture', "
               "'gaussmix.bayesian', 'sklearn')))")
     env = {**os.environ, "GAUSSMIX_COMPILE": "foreground"}
@@ -116,4 +144,5 @@ def test_the_compiling_process_leaves_its_stamp(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "True"
-    assert any(name.startswith(".gaussmix-kernels-") for name in os.listdir(tmp_path))
+    stamps_left = [name for name in os.listdir(tmp_path) if name.startswith(".gaussmix-kernels-")]
+    assert len(stamps_left) == 2 and any(name.endswith("-core") for name in stamps_left)

@@ -27,19 +27,20 @@ def numba_available():
     return importlib.util.find_spec("numba") is not None
 
 
-def kernels_usable():
+def kernels_usable(holes=False):
     """Whether the numba kernels may run now: installed, allowed in this process (see
-    ``layer``), and compiled or to be compiled in this process (see ``warmup``)."""
+    ``layer``), and compiled (those of rows with missing entries too, with ``holes``) or
+    to be compiled in this process (see ``_kernels.compile``)."""
     if not numba_available() or not layer.kernels_allowed():
         return False
-    return warmup.kernels_ready() or not warmup.can_compile_in_background()
+    return warmup.kernels_ready(holes) or not warmup.can_compile_in_background()
 
 
-def kernels_pending(backend, n_pairs):
+def kernels_pending(backend, n_pairs, holes=False):
     """Whether ``backend`` would take the numba kernels once their background compilation
     is done (a fit hands over to them then)."""
     return (backend in (None, "auto") and n_pairs >= NUMBA_MIN_PAIRS and numba_available()
-            and layer.kernels_allowed() and not warmup.kernels_ready()
+            and layer.kernels_allowed() and not warmup.kernels_ready(holes)
             and warmup.can_compile_in_background())
 
 
@@ -52,17 +53,18 @@ HANDOVER_PAIRS = 100_000_000
 NUMBA_MIN_PAIRS = 200_000
 
 
-def resolve(backend, n_pairs=None):
+def resolve(backend, n_pairs=None, holes=False):
     """The backend to use.
 
-    ``None``/'auto' picks numba when it is installed, its kernels are compiled (see
-    ``warmup``: until then their compilation runs in the background and numpy serves) and
-    the problem has at least ``NUMBA_MIN_PAIRS`` (row, component) pairs (``n_pairs`` None:
-    any size), else numpy.
+    ``None``/'auto' picks numba when it is installed, the kernels the data need are compiled
+    (those of rows with missing entries too, with ``holes``; see ``_fitting.warmup``: until
+    then their compilation runs in the background and numpy serves) and the problem has at
+    least ``NUMBA_MIN_PAIRS`` (row, component) pairs (``n_pairs`` None: any size), else
+    numpy.
     """
     if backend in (None, "auto"):
         big = n_pairs is None or n_pairs >= NUMBA_MIN_PAIRS
-        return "numba" if big and kernels_usable() else "numpy"
+        return "numba" if big and kernels_usable(holes) else "numpy"
     if backend not in BACKENDS:
         raise ValueError("backend must be None, 'auto', 'numpy', 'numba' or 'torch', got "
                          f"{backend!r}.")

@@ -157,7 +157,8 @@ class PreparedData:
 
     def backend_for(self, requested, n_components):
         """The E-step backend for the estimator's ``backend`` parameter."""
-        return backends.resolve(requested, self.e_step_pairs(n_components))
+        return backends.resolve(requested, self.e_step_pairs(n_components),
+                                holes=bool(getattr(self, "n_missing", 0)))
 
     def e_step_pairs(self, n_components):
         """What one numpy E-step costs, in (row, component) pairs: what choosing a backend

@@ -218,7 +218,7 @@ def prepare(X, sample_weight, n_components, backend):
     second = dask.compute(*[delayed(_block_second, pure=True)(b, w, mean)
                             for b, w in zip(blocks, weight_blocks)])
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    chosen = resolve(backend, n_rows * n_components)
+    chosen = resolve(backend, n_rows * n_components, holes=bool(holes.n_missing))
     return DaskData(n_rows=n_rows, n_positive=n_positive, n_features=X.shape[1], dtype=dtype,
                     total_weight=total, shift=shift, variance=sum(second) / observed,
                     blocks=blocks, weight_blocks=weight_blocks, backend=chosen, holes=holes)

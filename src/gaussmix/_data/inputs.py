@@ -66,7 +66,8 @@ class ArrayInput:
 
     def prepare(self, X, sample_weight, n_components, backend=None, chunk_size=None):
         """Validated :class:`~gaussmix._data.chunks.FitData`
-        (:class:`~gaussmix._data.missing.MissingData` when NaN marks missing values) and the column names (or None)."""
+        (:class:`~gaussmix._data.missing.MissingData` when NaN marks missing values) and the
+        column names (or None)."""
         arr = as_float_array(X)
         missing = has_missing(arr)
         weights = check_sample_weight(sample_weight, arr.shape[0])

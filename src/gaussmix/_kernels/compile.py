@@ -33,7 +33,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # A compiling process that has not finished after this long is taken as gone.
 STALE_LOCK_SECONDS = 600.0
 
-_ready = False
+# The stamps seen so far, by group: 'core' (what fits on complete rows and scoring run: the
+# fused E-step, its scoring and k-means), written first, and 'all' (the kernels for rows with
+# missing entries too).
+_ready = {}
 
 
 def foreground():
@@ -57,16 +60,22 @@ def cache_folder():
     return configured if configured else os.path.join(HERE, "__pycache__")
 
 
-def _stamp_path():
-    return os.path.join(cache_folder(), _stamp_name())
+def _stamp_path(group="all"):
+    suffix = "" if group == "all" else f"-{group}"
+    return os.path.join(cache_folder(), _stamp_name() + suffix)
 
 
-def kernels_ready():
-    """Whether the kernels can be used without compiling in this process."""
-    global _ready
-    if not _ready:
-        _ready = foreground() or os.path.exists(_stamp_path())
-    return _ready
+def kernels_ready(holes=True):
+    """Whether the kernels a fit needs run without compiling in this process: those of
+    complete rows and scoring, and with ``holes`` those of rows with missing entries too."""
+    if foreground():
+        return True
+    for group in ("all",) if holes else ("core", "all"):
+        if not _ready.get(group):
+            _ready[group] = os.path.exists(_stamp_path(group))
+        if _ready[group]:
+            return True
+    return False
 
 
 def can_compile_in_background():
@@ -119,9 +128,10 @@ def release_compilation():
         os.unlink(_lock_path())
 
 
-def stamp_compiled():
-    """Leave the stamp that says the kernels are compiled (atomically)."""
-    path = _stamp_path()
+def stamp_compiled(group="all"):
+    """Leave the stamp that says the kernels of ``group`` ('core' or 'all') are compiled
+    (atomically)."""
+    path = _stamp_path(group)
     with open(path + ".tmp", "w") as f:
         f.write("compiled\n")
     os.replace(path + ".tmp", path)

@@ -461,3 +461,23 @@ def test_an_interrupt_inside_a_compiled_librarys_callback_still_ends_the_command
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (130, "gaussmix: interrupted\n")
     assert time.perf_counter() - start < 4
+
+
+def test_a_first_run_starts_compiling_at_once_and_says_so_once(tmp_path, monkeypatch):
+    from gaussmix import cli
+    from gaussmix._kernels import compile as stamps
+
+    monkeypatch.delenv("GAUSSMIX_COMPILE", raising=False)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(stamps, "_ready", {})
+    monkeypatch.setattr(cli, "FIRST_RUN_NOTED", [])
+    started, notes = [], []
+    monkeypatch.setattr(subprocess, "Popen", lambda argv, **kw: started.append(argv))
+
+    class Reporter:
+        note = notes.append
+
+    for _ in range(2):  # two pictures of one demo
+        cli.note_first_run(Reporter())
+    assert len(notes) == 1 and "compiling fast kernels" in notes[0]
+    assert started == [[sys.executable, "-m", "gaussmix._fitting.warmup", "--background"]]

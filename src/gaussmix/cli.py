@@ -223,12 +223,21 @@ def default_out(image_path, suffix="gaussmix"):
     return f"{stem}-{suffix}"
 
 
+# Whether this process said that the kernels compile (it says so once).
+FIRST_RUN_NOTED = []
+
+
 def note_first_run(reporter):
-    """Say, on a first run, that numba's kernels compile in the background meanwhile."""
-    from ._data.backends import numba_available
+    """On a first run, start compiling numba's kernels in the background at once (a
+    command's fits follow; a library fit starts them only when it ends) and say so, once."""
+    from ._data.backends import kernels_usable, numba_available
+    from ._fitting.fit import start_compiling
     from ._kernels import compile as warmup
 
-    if numba_available() and not warmup.kernels_ready() and warmup.can_compile_in_background():
+    if FIRST_RUN_NOTED or not numba_available() or kernels_usable():
+        return
+    if warmup.can_compile_in_background() and start_compiling():
+        FIRST_RUN_NOTED.append(True)
         reporter.note("compiling fast kernels in the background (first run only); until they "
                       "are ready, fits run on the numpy path.")
 

@@ -8,9 +8,10 @@ import pytest
 from gaussmix import GaussianMixture
 from gaussmix._data import backends
 from gaussmix._data.chunks import FitData
-from gaussmix._fitting.loop import run_em
 from gaussmix._fitting.fit import Handover, plan_fit
+from gaussmix._fitting.loop import run_em
 from gaussmix._kernels import compile as stamps
+from gaussmix._mathematics.em import expectation
 
 from ..conftest import make_blobs
 
@@ -146,3 +147,26 @@ def test_the_compiling_process_leaves_its_stamp(tmp_path):
     assert out.stdout.strip() == "True"
     stamps_left = [name for name in os.listdir(tmp_path) if name.startswith(".gaussmix-kernels-")]
     assert len(stamps_left) == 2 and any(name.endswith("-core") for name in stamps_left)
+
+
+def test_the_kernels_take_over_in_the_middle_of_a_numpy_pass(cold_cache, monkeypatch):
+    monkeypatch.setattr(backends, "HANDOVER_PAIRS", 0)
+    X = many_rows()
+    plan = plan_fit(FitData.prepare(X, np.ones(len(X)), chunk_size=512), 40, chunk_size=512,
+                    reg_covar=1e-6)
+    params = GaussianMixture(40, random_state=0, max_iter=0, backend="numpy").fit(X)._params()
+    params = params.shifted(-plan.shift)
+    passes = []
+
+    def numpy_pass(source, params):  # the stamp arrives after the third chunk
+        for i, _ in enumerate(source):
+            if i == 2:
+                stamp("core")
+        passes.append(True)
+        return expectation(plan.source, params)
+
+    plan.expectation.numpy_expectation = numpy_pass
+    stats = plan.expectation(plan.source, params)
+    assert plan.expectation.handed_over_at == 0 and not passes  # the pass did not finish
+    kernel = plan.data.expectation_for("numba")(plan.data.fit_source("numba", 512), params)
+    np.testing.assert_allclose(stats.x_sum, kernel.x_sum, rtol=1e-12)

@@ -163,6 +163,8 @@ def start_compiling():
 class Handover:
     """An expectation that runs numpy's E-step until the numba kernels have compiled in the
     background (``_fitting.warmup``), then theirs: a first fit never waits for the compiler.
+    A numpy pass that the kernels' arrival interrupts between two chunks is run again by
+    the kernels (a numpy E-step on a large picture takes tens of seconds on 2 cores).
 
     Parameters
     ----------
@@ -179,17 +181,50 @@ class Handover:
         self.handed_over_at = None  # how many E-steps ran before the kernels took over
         self.n_calls = 0
 
+    def kernels_ready(self):
+        return stamp.kernels_ready(bool(getattr(self.data, "n_missing", 0)))
+
     def __call__(self, source, params):
-        if self.fast is None and stamp.kernels_ready(bool(getattr(self.data, "n_missing", 0))):
-            self.fast = (self.data.fit_source("numba", self.chunk_size),
-                         self.data.expectation_for("numba"))
-            self.handed_over_at = self.n_calls
-        self.n_calls += 1
+        if self.fast is None and self.kernels_ready():
+            self._hand_over()
         if self.fast is None:
-            return self.numpy_expectation(source, params)
+            try:
+                stats = self.numpy_expectation(_Watched(source, self.kernels_ready), params)
+                self.n_calls += 1
+                return stats
+            except _KernelsReady:
+                self._hand_over()
+        self.n_calls += 1
         fast_source, fast_expectation = self.fast
         with backends.kernel_threads():
             return fast_expectation(fast_source, params)
+
+    def _hand_over(self):
+        self.fast = (self.data.fit_source("numba", self.chunk_size),
+                     self.data.expectation_for("numba"))
+        self.handed_over_at = self.n_calls
+
+
+class _KernelsReady(Exception):
+    """The kernels arrived during a numpy pass."""
+
+
+class _Watched:
+    """A source whose passes stop (``_KernelsReady``) between two chunks once ``ready()``;
+    its other attributes are the source's."""
+
+    def __init__(self, source, ready):
+        self.source = source
+        self.ready = ready
+
+    def __iter__(self):
+        for chunk in self.source:
+            if self.ready():
+                raise _KernelsReady
+            yield chunk
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,19 @@
 """A quick first fit: numba's kernels compile in a background process, never in a fit.
 
-Compiling the fused kernel and its helpers takes about 70 s on 2 cores, once per install (numba
-caches the machine code). Until they are compiled, fits, their k-means initialisation and
-scoring take the numpy path, and the compilation runs in a separate process (no lock on this
-one's interpreter): started when a fit ends, so that it does not slow that fit (on 2 cores
-the compiler halves numpy's speed), or at once for a fit large enough that numpy's E-steps
-would take longer than the compiler, which then hands over to the kernels as soon as they
-are ready (``fit.Handover``).
+Compiling the kernels takes about 90 s on 2 cores, once per install (numba caches the machine
+code). Until they are compiled, fits, their k-means initialisation and scoring take the numpy
+path, and the compilation runs in a separate process (no lock on this one's interpreter):
+started at once by a command, when a fit ends by a library fit (so that it does not slow that
+fit: on 2 cores the compiler halves numpy's speed), or at once for a fit large enough that
+numpy's E-steps would take longer than the compiler, which then hands over to the kernels as
+soon as they are ready (``fit.Handover``).
 
-The compiling process leaves a stamp beside numba's cache, named by gaussmix's and numba's
-versions and the kernels' sources, so a later process knows without compiling. Set
-``GAUSSMIX_COMPILE=foreground`` to compile inside the process instead (on first use, as
-numba does by default): the test suite does, so that every run takes the same path.
+The compiling process leaves two stamps beside numba's cache, named by gaussmix's and numba's
+versions and the kernels' sources: 'core' once what fits on complete rows and scoring need
+is compiled (about 35 s), then the full one with the kernels of rows with missing entries, so
+a later process knows without compiling. Set ``GAUSSMIX_COMPILE=foreground`` to compile
+inside the process instead (on first use, as numba does by default): the test suite does, so
+that every run takes the same path.
 
 This module keeps the stamp and the lock; the warm-up that runs the kernels on a small problem
 is the fit layer's (``gaussmix._fitting.warmup``, ``python -m gaussmix._fitting.warmup``).

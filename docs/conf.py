@@ -28,8 +28,8 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "gallery.py", "sg_execution_times.rst", "auto_examples/*.ipynb",
-                    "auto_examples/*.py", "auto_examples/*.zip", "auto_examples/*.json",
+exclude_patterns = ["_build", "gallery.py", "sg_execution_times.rst", "benchmarks/*.md",
+                    "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip", "auto_examples/*.json",
                     "auto_examples/*.md5"]
 root_doc = "index"
 

@@ -1,6 +1,7 @@
 """Debian's Chromium, driven by Playwright by its path (Playwright's own browsers are never
 downloaded): where it is, and a browser for a test module."""
 
+import contextlib
 import os
 import shutil
 
@@ -13,18 +14,13 @@ NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium instal
                                     "install chromium); the browser tests need one")
 
 
+@contextlib.contextmanager
 def launched_chromium(sync_api):
-    """A context manager yielding a headless Chromium (``sync_api``: Playwright's)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def launch():
-        with sync_api.sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                  args=["--no-sandbox", "--disable-gpu"])
-            try:
-                yield chromium
-            finally:
-                chromium.close()
-
-    return launch()
+    """A headless Chromium (``sync_api``: Playwright's), closed on leaving."""
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

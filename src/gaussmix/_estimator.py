@@ -75,7 +75,7 @@ class MixtureEstimator(DensityMixin, FittedMixture):
 
     def _refuse_missing(self, data):
         """One sentence for data with holes given to an estimator that does not take them."""
-        if getattr(data, "n_missing", 0) and not self._allows_missing:
+        if data.n_missing and not self._allows_missing:
             raise ValueError(f"{type(self).__name__} does not take missing values (NaN) yet; "
                              "fill them with GaussianMixture(...).fit(X).impute(X) or drop "
                              "those rows.")

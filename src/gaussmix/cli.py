@@ -232,11 +232,11 @@ def note_first_run(reporter):
     command's fits follow; a library fit starts them only when it ends) and say so, once."""
     from ._data.backends import kernels_usable, numba_available
     from ._fitting.fit import start_compiling
-    from ._kernels import compile as warmup
+    from ._kernels import compile as stamps
 
     if FIRST_RUN_NOTED or not numba_available() or kernels_usable():
         return
-    if warmup.can_compile_in_background() and start_compiling():
+    if stamps.can_compile_in_background() and start_compiling():
         FIRST_RUN_NOTED.append(True)
         reporter.note("compiling fast kernels in the background (first run only); until they "
                       "are ready, fits run on the numpy path.")
@@ -475,8 +475,6 @@ CALLBACK_PACKAGES = ("llvmlite",)
 
 def _in_library_callback(frame):
     """Whether ``frame`` runs code of a library whose callbacks swallow exceptions."""
-    import os.path
-
     parts = os.path.normpath(frame.f_code.co_filename).split(os.sep) if frame else []
     return any(package in parts for package in CALLBACK_PACKAGES)
 

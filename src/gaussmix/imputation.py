@@ -210,8 +210,6 @@ class GaussianMixtureImputer(TransformerMixin, EstimatorBase):
 def _column_scales(arr):
     """Observed mean and standard deviation of each column (NaN ignored; 1 for a constant
     column or one with a single value)."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # columns with nothing observed
         mean = np.nanmean(arr, axis=0)

@@ -259,7 +259,7 @@ class GaussianMixture(MixtureEstimator):
 
     def _set_fitted(self, best, plan, update=None):
         self._set_params(best.params, plan.dtype)
-        self.n_missing_ = int(getattr(plan.data, "n_missing", 0))
+        self.n_missing_ = int(plan.data.n_missing)
         for stale in ("n_steps_", "_running", "_stream_floor"):  # a fit restarts any stream
             self.__dict__.pop(stale, None)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 
 from .._foundations.blas import one_blas_thread
-from .._kernels import compile as warmup
+from .._kernels import compile as stamps
 from .._kernels import threading_layer as layer
 
 BACKENDS = ("numpy", "numba", "torch")
@@ -33,15 +33,15 @@ def kernels_usable(holes=False):
     to be compiled in this process (see ``_kernels.compile``)."""
     if not numba_available() or not layer.kernels_allowed():
         return False
-    return warmup.kernels_ready(holes) or not warmup.can_compile_in_background()
+    return stamps.kernels_ready(holes) or not stamps.can_compile_in_background()
 
 
 def kernels_pending(backend, n_pairs, holes=False):
     """Whether ``backend`` would take the numba kernels once their background compilation
     is done (a fit hands over to them then)."""
     return (backend in (None, "auto") and n_pairs >= NUMBA_MIN_PAIRS and numba_available()
-            and layer.kernels_allowed() and not warmup.kernels_ready(holes)
-            and warmup.can_compile_in_background())
+            and layer.kernels_allowed() and not stamps.kernels_ready(holes)
+            and stamps.can_compile_in_background())
 
 
 # From this many (row, component) pairs a numpy E-step takes seconds: a first fit starts the

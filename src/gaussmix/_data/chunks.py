@@ -148,8 +148,8 @@ class PreparedData:
     """What every kind of prepared training data tells a fit plan (``fit.plan_fit``).
 
     Subclasses have ``n_rows``, ``n_features``, ``dtype``, ``shift`` (the origin of the
-    working coordinates, :func:`robust_centre`) and ``variance`` (weighted, per feature), and
-    provide ``fit_source(backend, chunk_size)`` and ``expectation_for(backend)``.
+    working coordinates, :func:`robust_centre`), ``variance`` (weighted, per feature) and
+    ``n_missing`` (missing entries, NaN), and provide ``fit_source(backend, chunk_size)`` and ``expectation_for(backend)``.
     """
 
     #: Whether the rows are in memory (initialisation clusters them all, not a sample).
@@ -158,7 +158,7 @@ class PreparedData:
     def backend_for(self, requested, n_components):
         """The E-step backend for the estimator's ``backend`` parameter."""
         return backends.resolve(requested, self.e_step_pairs(n_components),
-                                holes=bool(getattr(self, "n_missing", 0)))
+                                holes=bool(self.n_missing))
 
     def e_step_pairs(self, n_components):
         """What one numpy E-step costs, in (row, component) pairs: what choosing a backend
@@ -192,6 +192,7 @@ class FitData(PreparedData):
     shift: np.ndarray
     variance: np.ndarray
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
+    n_missing = 0  # its rows have no NaN (rows with holes are MissingData)
 
     @classmethod
     def prepare(cls, X, sample_weight, chunk_size):

@@ -201,7 +201,7 @@ class TorchInput:
         if self.on_host(X, backend):
             weights = sample_weight
             if is_torch_tensor(weights):
-                weights = weights.detach().cpu().numpy()
+                weights = to_numpy(weights)
             return ARRAY.prepare(host_view(X), weights, n_components, backend, chunk_size)
         if backend not in (None, "auto", "torch"):
             raise InputError(f"backend={backend!r} runs on the CPU, but X is on {X.device}; "
@@ -224,8 +224,8 @@ class TorchInput:
 
     def totals(self, log_prob, sample_weight):
         if is_torch_tensor(sample_weight):
-            sample_weight = sample_weight.detach().cpu().numpy()
-        return _weighted_totals(log_prob.detach().cpu().numpy(), sample_weight)
+            sample_weight = to_numpy(sample_weight)
+        return _weighted_totals(to_numpy(log_prob), sample_weight)
 
     def device(self, X):
         return str(X.device)
@@ -266,11 +266,11 @@ def readable(X):
     if not is_array_api_array(X):
         return X
     on_host = not hasattr(X, "__dlpack_device__") or X.__dlpack_device__()[0] == DLPACK_CPU
-    try:
-        if on_host:
+    if on_host:
+        try:
             return np.from_dlpack(X)
-    except (TypeError, ValueError, BufferError, RuntimeError):
-        return np.asarray(X)
+        except (TypeError, ValueError, BufferError, RuntimeError):  # no DLPack export
+            return np.asarray(X)
     try:
         import torch
     except ImportError:

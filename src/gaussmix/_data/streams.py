@@ -155,6 +155,7 @@ class MeasuredData(PreparedData):
     total_weight: float
     shift: np.ndarray
     variance: np.ndarray
+    n_missing = 0  # streams and Dask data count their holes (below)
 
 
 @dataclass(frozen=True)

@@ -128,8 +128,8 @@ def plan_fit(data, n_components, *, backend=None, chunk_size=None, reg_covar=0.0
     chunk = int(data.chunk_rows(n_components) if chunk_size is None else chunk_size)
     expectation = data.expectation_for(chosen)
     n_pairs = data.e_step_pairs(n_components)
-    holes = bool(getattr(data, "n_missing", 0))
-    compile_after = chosen == "numpy" and backends.kernels_pending(backend, n_pairs, holes)
+    compile_after = chosen == "numpy" and backends.kernels_pending(backend, n_pairs,
+                                                                   bool(data.n_missing))
     if compile_after and n_pairs >= backends.HANDOVER_PAIRS and \
             isinstance(data, (FitData, StreamData)):
         start_compiling()
@@ -182,7 +182,7 @@ class Handover:
         self.n_calls = 0
 
     def kernels_ready(self):
-        return stamp.kernels_ready(bool(getattr(self.data, "n_missing", 0)))
+        return stamp.kernels_ready(bool(self.data.n_missing))
 
     def __call__(self, source, params):
         if self.fast is None and self.kernels_ready():

@@ -4,6 +4,7 @@ KNNImputer, side by side in one run.
     python benchmarks/imputation.py [--seeds 3] [--share 0.2]
     python benchmarks/imputation.py --cost      # per-iteration cost of holes
     python benchmarks/imputation.py --cost --rounds 4   # each ratio the median of 4 rounds
+    python benchmarks/imputation.py --out docs/benchmarks/imputation.md
 
 For each data set, ``share`` of the entries are removed completely at random (seeds 0, 1, ...;
 a row that loses every entry keeps one), each imputer fills them with its defaults, and the
@@ -20,6 +21,7 @@ import time
 import warnings
 
 import numpy as np
+from report import markdown_table, write_markdown
 
 
 def clustered(seed=0, n=1500, d=6, k=6):
@@ -105,8 +107,7 @@ def cost(rounds=1):
              "astronaut 128×128 (5-D), K=1000, colours under strokes": (pixels, 1000,
                                                                         strokes(128))}
     spread = " (range)" if rounds > 1 else ""
-    print(f"| data | complete ms/iter | with holes ms/iter | ratio{spread} | rows with a hole |")
-    print("|---|---|---|---|---|")
+    rows = []
     for name, (X, k, stroke_mask) in cases.items():
         if stroke_mask is None:
             holes, mask = remove(X, 0.10, 0)
@@ -120,8 +121,11 @@ def cost(rounds=1):
         shown = f"{np.median(ratios):.2f}x"
         if rounds > 1:
             shown += f" ({min(ratios):.2f}-{max(ratios):.2f})"
-        print(f"| {name} | {1e3 * complete:.2f} | {1e3 * missing:.2f} | {shown} | "
-              f"{mask.any(axis=1).mean():.0%} |")
+        rows.append([name, f"{1e3 * complete:.2f}", f"{1e3 * missing:.2f}", shown,
+                     f"{mask.any(axis=1).mean():.0%}"])
+        print(" | ".join(rows[-1]), flush=True)
+    return markdown_table(["data", "complete ms/iter", "with holes ms/iter", f"ratio{spread}",
+                           "rows with a hole"], rows)
 
 
 def strokes(size, n_strokes=6, width=1.5, seed=0):
@@ -137,24 +141,13 @@ def strokes(size, n_strokes=6, width=1.5, seed=0):
     return mask
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--share", type=float, default=0.2)
-    parser.add_argument("--cost", action="store_true",
-                        help="per-iteration cost of 10%% missing entries instead")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="with --cost: rounds of each measurement (medians)")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    if args.cost:
-        cost(args.rounds)
-        return
+def quality(seeds, share):
+    """The RMSE table: each data set's error and seconds per imputer, means over the seeds."""
     names = list(imputers(0))
     results = {}
-    for seed in range(args.seeds):
+    for seed in range(seeds):
         for data_name, X in datasets(seed).items():
-            holes_x, holes = remove(X, args.share, seed)
+            holes_x, holes = remove(X, share, seed)
             scale = X.std(axis=0)
             for name, imputer in imputers(seed).items():
                 start = time.perf_counter()
@@ -163,22 +156,36 @@ def main():
                 error = ((filled - X) / scale)[holes]
                 row = results.setdefault(data_name, {}).setdefault(name, [])
                 row.append((float(np.sqrt(np.mean(error**2))), seconds))
-    header = "| data | N × D | " + " | ".join(names) + " | gaussmix vs best other |"
-    print(f"{args.share:.0%} of entries missing at random; RMSE in column standard "
-          f"deviations, mean over {args.seeds} seeds (seconds in brackets)\n")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    rows = []
     for data_name, X in datasets(0).items():
         cells, means = [], {}
         for name in names:
             values = results[data_name][name]
             means[name] = np.mean([v[0] for v in values])
             cells.append(f"{means[name]:.3f} ({np.mean([v[1] for v in values]):.1f} s)")
-        ours = means[names[0]]
         best_other = min(means[n] for n in names[1:])
-        print(f"| {data_name} | {X.shape[0]} × {X.shape[1]} | " + " | ".join(cells)
-              + f" | {100 * (ours / best_other - 1):+.0f}% |")
+        rows.append([data_name, f"{X.shape[0]} × {X.shape[1]}", *cells,
+                     f"{100 * (means[names[0]] / best_other - 1):+.0f}%"])
+    return (f"{share:.0%} of entries missing at random; RMSE in column standard deviations, "
+            f"mean over {seeds} seeds (seconds in brackets).\n\n"
+            + markdown_table(["data", "N × D", *names, "gaussmix vs best other"], rows))
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--share", type=float, default=0.2)
+    parser.add_argument("--cost", action="store_true",
+                        help="per-iteration cost of 10%% missing entries instead")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --cost: rounds of each measurement (medians)")
+    parser.add_argument("--out", default=None, help="also write the table as Markdown here")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    table = cost(args.rounds) if args.cost else quality(args.seeds, args.share)
+    print(table)
+    if args.out:
+        write_markdown(args.out, table)
 
 if __name__ == "__main__":
     main()

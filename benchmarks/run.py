@@ -44,10 +44,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
+
+from report import machine, write_markdown
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REG_COVAR = 1.0 / 12.0
@@ -153,23 +154,6 @@ def run_task(task):
 
 # ---------------------------------------------------------------------------------------------
 # Orchestration
-
-
-def machine():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import numpy
-    import sklearn
-
-    import gaussmix
-
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
-            f"{numpy.__version__}, scikit-learn {sklearn.__version__}, gaussmix "
-            f"{gaussmix.__version__}")
 
 
 def ratio(a, b):
@@ -283,8 +267,7 @@ def main(argv=None):
     table = format_rows(rows, "sklearn" if args.against is None else "baseline")
     print(table)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(f"Measured on {machine()}.\n\n{table}\n")
+        write_markdown(args.out, table)
 
 
 if __name__ == "__main__":

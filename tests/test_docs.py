@@ -20,22 +20,25 @@ def python_blocks(path):
 PAGES = [ROOT / "README.md", *sorted(
     page for page in (ROOT / "docs").rglob("*.md")
     if page.name != "painless.md" and "_build" not in page.parts)]
-BLOCKS = [(page, index) for page in PAGES for index in range(len(python_blocks(page)))]
+PAGES_WITH_CODE = [page for page in PAGES if python_blocks(page)]
 
 
-@pytest.mark.parametrize("page, index", BLOCKS,
-                         ids=[f"{page.relative_to(ROOT)}-{index}" for page, index in BLOCKS])
-def test_python_blocks_of_the_readme_and_the_pages_run(page, index, tmp_path, monkeypatch):
+@pytest.mark.parametrize("page", PAGES_WITH_CODE,
+                         ids=[str(page.relative_to(ROOT)) for page in PAGES_WITH_CODE])
+def test_python_blocks_of_the_readme_and_the_pages_run(page, tmp_path, monkeypatch):
+    """A page's blocks run in order, in one namespace, as a reader would type them."""
     monkeypatch.chdir(tmp_path)  # blocks may write files
-    block = python_blocks(page)[index]
-    exec(compile(block, f"{page.relative_to(ROOT)} block {index}", "exec"), {})
+    namespace = {}
+    for index, block in enumerate(python_blocks(page)):
+        exec(compile(block, f"{page.relative_to(ROOT)} block {index}", "exec"), namespace)
 
 
 def test_the_readme_is_a_front_page():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 150
 
 
-@pytest.mark.parametrize("module", ["gaussmix.mixture", "gaussmix.selection"])
+@pytest.mark.parametrize("module", ["gaussmix.mixture", "gaussmix.selection",
+                                    "gaussmix.video.background", "gaussmix.video.tracking"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

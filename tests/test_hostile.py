@@ -26,6 +26,7 @@ from gaussmix.cli import main
 from gaussmix.exceptions import ConvergenceWarning, RegularizationWarning
 
 from .conftest import make_blobs
+from .processes import kill_during_second_run, whole_run_report
 
 
 def one_sentence(message):
@@ -206,26 +207,14 @@ PAINT_TWICE = """
 @pytest.mark.slow
 @pytest.mark.parametrize("extra_delay", [0.05, 0.2, 0.5])
 def test_paint_killed_mid_run_leaves_a_report_only_of_a_whole_run(tmp_path, extra_delay):
-    import json
-
     from PIL import Image
 
     from .imaging.pictures import disc_and_bar
 
     Image.fromarray(disc_and_bar(96, 128)).save(tmp_path / "p.png")
-    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(PAINT_TWICE),
-                                str(tmp_path / "p.png")], cwd=tmp_path)
-    while not (tmp_path / "first-done").exists():
-        assert process.poll() is None, "the first run failed"
-        time.sleep(0.01)
-    time.sleep(extra_delay)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    report_path = tmp_path / "run" / "report.json"
-    if report_path.exists():
-        report = json.loads(report_path.read_text())
-        for name in report["files"]:
-            assert (tmp_path / "run" / name).exists(), name
+    kill_during_second_run(PAINT_TWICE, tmp_path / "p.png", tmp_path, extra_delay)
+    report = whole_run_report(tmp_path / "run")
+    if report is not None:
         assert load(tmp_path / "run" / "model.npz").n_components == report["n_components"]
 
 

@@ -241,6 +241,19 @@ class MixtureEstimator(DensityMixin, FittedMixture):
         """
         return input_for(X).infer(X, self._inference(), "resp")
 
+    def _one_pass_plan(self, X, sample_weight):
+        """The plan of a fit's E-step over ``X`` (any input ``fit`` takes), for passes over
+        rows that need no reordering (a stream's chunk, an adaptation, a Fisher vector)."""
+        from ._data.chunks import default_chunk_size
+        from ._data.streams import single_pass
+        from ._foundations.validation import check_n_features
+
+        data, _ = input_for(X).prepare(X, sample_weight, 1, self.backend, self.chunk_size)
+        check_n_features(data.n_features, self.n_features_in_, type(self).__name__)
+        chunk = self.chunk_size or default_chunk_size(self.n_components, data.n_features)
+        return plan_fit(single_pass(data, chunk), self.n_components, backend=self.backend,
+                        chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
+
     def _log_likelihood(self, X, sample_weight):
         """``(sum_n w_n log p(x_n), sum_n w_n)``."""
         adapter = input_for(X)

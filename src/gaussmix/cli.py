@@ -156,6 +156,38 @@ def build_parser():
     seg.add_argument("--out", default=None, help="output folder (default: IMAGE's name "
                      "without extension, plus '-segment')")
 
+    tracking = sub.add_parser(
+        "track", help="follow moving objects in a video",
+        description="Learn the background of a video with an adaptive Gaussian mixture per "
+        "pixel, follow the objects that move over it, and write masks/ (one PNG per frame: 0 "
+        "background, 255 foreground, 127 shadow), an annotated video, tracks.csv, "
+        "background.png and report.json into a folder.")
+    tracking.add_argument("video", help="video file (MP4, AVI, MKV, WebM, GIF ...) or a folder "
+                          "of frames (PNG, JPEG ...)")
+    tracking.add_argument("--out", default=None, help="output folder (default: VIDEO's name "
+                          "without extension, plus '-track')")
+    tracking.add_argument("--history", type=_positive_int, default=500,
+                          help="frames the background remembers (default 500)")
+    tracking.add_argument("--var-threshold", type=_positive_float, default=16.0,
+                          help="squared distance, in standard deviations, within which a "
+                          "pixel is background (default 16)")
+    tracking.add_argument("--components", type=_positive_int, default=5,
+                          help="most Gaussians per pixel (default 5)")
+    tracking.add_argument("--no-shadows", action="store_true",
+                          help="do not tell shadows apart (they count as foreground)")
+    tracking.add_argument("--min-area", type=_positive_int, default=40,
+                          help="fewest pixels of an object (default 40)")
+    tracking.add_argument("--max-distance", type=_positive_float, default=40.0,
+                          help="farthest an object moves between frames, in pixels (default "
+                          "40)")
+    tracking.add_argument("--annotated", choices=("mp4", "gif", "none"), default="mp4",
+                          help="annotated video: MP4, GIF (holds every frame in memory: short "
+                          "clips) or none (default mp4)")
+    tracking.add_argument("--no-masks", action="store_true", help="do not write masks/")
+    tracking.add_argument("--max-frames", type=_positive_int, default=None,
+                          help="stop after this many frames")
+    tracking.add_argument("--quiet", action="store_true", help="no progress bars")
+
     studio = sub.add_parser("studio", help="a local web page that paints pictures, live",
                             description="Serve gaussmix studio: drop a picture, watch the "
                             "mixture learn it, move sliders to re-render it (offline).")
@@ -376,10 +408,30 @@ def run_segment(args, stdout, stderr):
           f"overlay.png to {folder}", file=stdout)
 
 
+def run_track(args, stdout, stderr):
+    from .imaging.files import prepare_output_folder
+    from .imaging.progress import reporter_for
+    from .video.pipeline import summary, track_video
+
+    if not os.path.exists(args.video):
+        raise UsageError(f"No video or folder at {args.video!r}; check the path.")
+    folder = prepare_output_folder(args.out or default_out(args.video.rstrip("/\\"), "track"))
+    report = track_video(
+        args.video, folder, reporter_for(stderr, args.quiet),
+        background=dict(history=args.history, var_threshold=args.var_threshold,
+                        n_components=args.components, detect_shadows=not args.no_shadows),
+        detection=dict(min_area=args.min_area),
+        tracking=dict(max_distance=args.max_distance),
+        annotated=args.annotated, masks=not args.no_masks, max_frames=args.max_frames)
+    print(summary(report), file=stdout)
+
+
 # The optional dependencies a command may need, by top-level module, and their extra.
 EXTRAS = {"PIL": "images", "skimage": "images", "matplotlib": "images", "rich": "images",
           "dask": "dask", "distributed": "dask", "torch": "torch", "starlette": "studio",
-          "uvicorn": "studio", "multipart": "studio", "python_multipart": "studio"}
+          "uvicorn": "studio", "multipart": "studio", "python_multipart": "studio",
+          "imageio": "video", "imageio_ffmpeg": "video", "librosa": "audio",
+          "soundfile": "audio"}
 
 
 def missing_extra(exc):
@@ -409,7 +461,7 @@ def run_studio(args, stdout, stderr):
 
 
 COMMANDS = {"paint": run_paint, "demo": run_demo, "figures": run_figures, "segment": run_segment,
-            "studio": run_studio}
+            "track": run_track, "studio": run_studio}
 
 
 EXIT_INTERRUPTED = 130

@@ -24,3 +24,24 @@ def lazy_names(package, modules):
         return sorted(set(namespace) | set(modules))
 
     return __getattr__, __dir__
+
+
+def require(module, extra, purpose):
+    """Import ``module`` for an optional feature, or say in one sentence which extra to
+    install: a ``ModuleNotFoundError`` naming the module (so that the command line names the
+    extra too).
+
+    Parameters
+    ----------
+    module : str
+    extra : str
+        The ``gaussmix[extra]`` that brings it.
+    purpose : str
+        What needs it, e.g. ``"MFCC features"``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"{purpose} need {module.split('.')[0]}, which is not installed; install it with "
+            f"pip install \"gaussmix[{extra}]\".", name=module.split(".")[0]) from None

@@ -140,23 +140,15 @@ def prepare_output_folder(path):
 
 
 def write_painting(painting, folder):
-    """Write every render, the model and report.json into ``folder``, as one run.
-
-    Everything is first written into a temporary folder beside them; then the earlier run's
-    report.json is removed, the files are renamed into place and report.json, which names
-    every file of its run, comes last. A run stopped at any point leaves either the earlier
-    run whole or no report.json (never a report of another run); its temporary folder is
-    removed by the next write once stale.
+    """Write every render, the model and report.json into ``folder``, as one run (see
+    :func:`publish_run`).
 
     Returns
     -------
     written : list of str
         Paths written, in order.
     """
-    import shutil
-
-    staging = temporary_beside(os.path.join(folder, "run"), folder=True)
-    try:
+    with staged_run(folder) as staging:
         names = []
         for name, result in painting.renders.items():
             names.append(f"{name}.png")
@@ -167,13 +159,43 @@ def write_painting(painting, folder):
                 write_png(target, result)
         names.append("model.npz")
         painting.model.save(os.path.join(staging, names[-1]))
-        write_json(os.path.join(staging, REPORT), {**painting.report, "files": names})
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(folder, REPORT))
-        for name in [*names, REPORT]:
-            os.replace(os.path.join(staging, name), os.path.join(folder, name))
+        return publish_run(staging, folder, names, painting.report)
+
+
+@contextlib.contextmanager
+def staged_run(folder):
+    """A temporary folder beside ``folder``'s files to write a run into; removed on the way
+    out, whatever happens (a killed process's is removed by a later write once stale)."""
+    import shutil
+
+    staging = temporary_beside(os.path.join(folder, "run"), folder=True)
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_run(staging, folder, names, report):
+    """Move the files and folders ``names`` of ``staging`` into ``folder``, then write
+    report.json, which names every file of its run, last.
+
+    The earlier run's report.json is removed first, and a folder of the earlier run is swapped
+    out whole, so a run stopped at any point leaves either the earlier run whole or no
+    report.json (never a report of another run).
+
+    Returns
+    -------
+    written : list of str
+        Paths written, in order, report.json last.
+    """
+    write_json(os.path.join(staging, REPORT), {**report, "files": list(names)})
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(folder, REPORT))
+    for name in [*names, REPORT]:
+        target = os.path.join(folder, name)
+        if os.path.isdir(target):  # a folder is not renamed over: move the old one out
+            os.replace(target, os.path.join(staging, f".old-{name}"))
+        os.replace(os.path.join(staging, name), target)
     return [os.path.join(folder, name) for name in [*names, REPORT]]
 
 

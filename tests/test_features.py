@@ -133,6 +133,20 @@ def test_iterated_adaptation_raises_the_likelihood_and_sample_weights_repeat_row
     np.testing.assert_allclose(weighted.covariances_, repeated.covariances_, rtol=1e-10)
 
 
+def test_a_bayesian_mixture_adapts_through_its_posterior_means():
+    rng = np.random.default_rng(8)
+    X = two_clouds(rng, d=2)
+    bayesian = BayesianGaussianMixture(n_components=3, random_state=0).fit(X)
+    Y = two_clouds(rng, n=100, d=2, shift=0.5)
+    adapted = bayesian.adapt(Y, parameters="wmv")
+    plug_in = GaussianMixture.from_params(bayesian.weights_, bayesian.means_,
+                                          bayesian.covariances_)
+    expected = plug_in.adapt(Y, parameters="wmv")
+    assert isinstance(adapted, GaussianMixture)
+    np.testing.assert_allclose(adapted.means_, expected.means_, rtol=1e-10)
+    np.testing.assert_allclose(adapted.covariances_, expected.covariances_, rtol=1e-10)
+
+
 def test_adaptation_takes_every_input_kind_fit_takes(tmp_path):
     rng = np.random.default_rng(6)
     ubm = GaussianMixture(3, random_state=0).fit(two_clouds(rng, d=2))

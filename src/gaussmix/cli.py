@@ -274,6 +274,13 @@ def note_first_run(reporter):
                       "are ready, fits run on the numpy path.")
 
 
+def _kernels_compiled():
+    """Whether the warm-up has compiled every kernel (the video kernel among them)."""
+    from ._kernels import compile as stamps
+
+    return stamps.kernels_ready()
+
+
 def paint_file(image, out, options, reporter, stdout):
     """Read (or take) a picture, paint it, write everything; returns the written paths."""
     from .imaging.files import prepare_output_folder, read_image, write_painting
@@ -416,8 +423,11 @@ def run_track(args, stdout, stderr):
     if not os.path.exists(args.video):
         raise UsageError(f"No video or folder at {args.video!r}; check the path.")
     folder = prepare_output_folder(args.out or default_out(args.video.rstrip("/\\"), "track"))
+    reporter = reporter_for(stderr, args.quiet)
+    if not _kernels_compiled():
+        reporter.note("compiling the video kernel (first run only, a few seconds).")
     report = track_video(
-        args.video, folder, reporter_for(stderr, args.quiet),
+        args.video, folder, reporter,
         background=dict(history=args.history, var_threshold=args.var_threshold,
                         n_components=args.components, detect_shadows=not args.no_shadows),
         detection=dict(min_area=args.min_area),

@@ -170,3 +170,19 @@ def test_the_kernels_take_over_in_the_middle_of_a_numpy_pass(cold_cache, monkeyp
     assert plan.expectation.handed_over_at == 0 and not passes  # the pass did not finish
     kernel = plan.data.expectation_for("numba")(plan.data.fit_source("numba", 512), params)
     np.testing.assert_allclose(stats.x_sum, kernel.x_sum, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_the_warm_up_compiles_the_video_kernel_into_the_cache(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "GAUSSMIX_COMPILE": "foreground"}
+    subprocess.run([sys.executable, "-c", "from gaussmix._fitting import warmup; "
+                    "warmup.compile_video_kernels()"], env=env, check=True, timeout=600)
+    script = ("import numpy as np; from gaussmix.video import BackgroundModel; "
+              "from gaussmix._kernels import background as b; "
+              "BackgroundModel().apply(np.zeros((3, 4, 3), np.uint8)); "
+              "BackgroundModel().apply(np.zeros((3, 4), np.float32)); "
+              "s = b._apply.kernel.stats; print(sum(s.cache_hits.values()), "
+              "sum(s.cache_misses.values()))")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True, timeout=600)
+    assert out.stdout.split() == ["2", "0"]

@@ -2,7 +2,8 @@
 problem through the fit's own functions (the plan, the initialisation, the loop), never by
 fitting an estimator, so that a first fit does not wait for the compiler (see
 ``_kernels.compile`` for the stamps that say they are compiled, and ``fit.Handover``). What
-fits on complete rows need compiles first, and is stamped as soon as it is ready.
+fits on complete rows need compiles first, and is stamped as soon as it is ready; the kernels
+of rows with missing entries and of the video background model follow.
 
 ``python -m gaussmix._fitting.warmup`` compiles (and stamps) in the foreground.
 """
@@ -47,6 +48,20 @@ def compile_kernels(group):
                 fused_scores(X, best.params, np.ones((WARMUP_COMPONENTS, 3)))
 
 
+def compile_video_kernels():
+    """Compile the background model's kernel for uint8 and float frames (``gaussmix track``'s
+    first frame would otherwise wait for it)."""
+    from .._kernels import background
+
+    settings = np.zeros(background.N_SETTINGS)
+    settings[background.ALPHA] = 0.5
+    for dtype in (np.uint8, np.float32):
+        state = (np.zeros((4, 2), np.float32), np.zeros((4, 2, 3), np.float32),
+                 np.zeros((4, 2), np.float32), np.zeros(4, np.int32))
+        background.apply(np.zeros((4, 3), dtype), *state, settings)
+        background.background_values(state[0], state[1], state[3], 0.9)
+
+
 def main(argv=None):
     """Compile what fits on complete rows need first and say so (a fit running meanwhile
     hands over to them then), then the kernels of rows with missing entries."""
@@ -59,6 +74,7 @@ def main(argv=None):
         compile_kernels("core")
         stamp.stamp_compiled("core")
         compile_kernels("holes")
+        compile_video_kernels()
         stamp.stamp_compiled("all")
     finally:
         if "--background" in argv:

@@ -30,7 +30,8 @@ import time
 
 from .._version import __version__
 
-KERNEL_MODULES = ("fused.py", "tiles.py", "kmeans.py", "numba_estep.py", "holes.py")
+KERNEL_MODULES = ("fused.py", "tiles.py", "kmeans.py", "numba_estep.py", "holes.py",
+                  "background.py")
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A compiling process that has not finished after this long is taken as gone.
 STALE_LOCK_SECONDS = 600.0

@@ -37,7 +37,7 @@ def test_the_readme_is_a_front_page():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 150
 
 
-@pytest.mark.parametrize("module", ["gaussmix.mixture", "gaussmix.selection",
+@pytest.mark.parametrize("module", ["gaussmix.mixture", "gaussmix._estimator", "gaussmix.selection",
                                     "gaussmix.video.background", "gaussmix.video.tracking"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -613,3 +613,35 @@ def test_the_issue_cases_are_exact():
     batch = clusters.copy()
     batch[n // 2] = 1e155
     check_scores(clean, batch, reference_of(clean, batch), "kernel", RTOL)
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(x=hostile_data(), k=st.sampled_from([1, 2, 3]),
+       covariance_type=st.sampled_from(COVARIANCE_TYPES),
+       spread=st.sampled_from([1e-2, 1.0]), seed=st.integers(0, 99))
+def test_adaptation_with_no_relevance_equals_the_reference_em_step(x, k, covariance_type,
+                                                                   spread, seed):
+    """``adapt(relevance_factor=0)`` is one EM step from the prior mixture: on heavy tails,
+    mixed scales and far rows its parameters equal the reference's step."""
+    x = np.asarray(x, dtype=np.float64)
+    weights, means, covariances, _ = initial_parameters(x, k, covariance_type, spread, seed)
+    reduced = {"full": covariances, "tied": covariances[0],
+               "diag": np.stack([np.diag(c) for c in covariances]),
+               "spherical": np.array([c[0, 0] for c in covariances])}[covariance_type]
+    prior = GaussianMixture.from_params(weights, means, reduced, covariance_type=covariance_type)
+    try:
+        adapted = prior.adapt(x, relevance_factor=0.0, parameters="wmv")
+    except ValueError as error:  # data beyond what a fit holds: refused as a fit refuses them
+        assert one_sentence(str(error))
+        return
+    unit = np.ones(len(x))
+    _, ref_w, ref_means, ref_cov = reference_em_step(x, unit, weights, means, covariances,
+                                                     covariance_type, 1e-6)
+    np.testing.assert_allclose(adapted.weights_, ref_w, rtol=1e-8, atol=1e-8 / k)
+    fitted = dense_covariances(adapted.covariances_, covariance_type, k, x.shape[1])
+    for j in range(k):
+        if ref_w[j] < 1e-9 or not 16 * EPS64 * entrywise_sensitivity(ref_cov[j]) <= 1e-7:
+            continue  # no weight, or beyond what the float64 reference resolves
+        moved = mean_error(ref_means[j], means[j], ref_cov[j])
+        assert mean_error(adapted.means_[j], ref_means[j], ref_cov[j]) <= 1e-7 * (1 + moved)
+        assert whitened_error(fitted[j], ref_cov[j]) <= 1e-7 * (1 + moved) ** 2

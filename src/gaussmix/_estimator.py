@@ -241,6 +241,77 @@ class MixtureEstimator(DensityMixin, FittedMixture):
         """
         return input_for(X).infer(X, self._inference(), "resp")
 
+    def adapt(self, X, relevance_factor=16.0, parameters="m", sample_weight=None, n_iter=1):
+        """A new mixture adapted to ``X`` by maximum a posteriori estimation, with this one as
+        the prior (a universal background model adapted to one speaker or clip: Reynolds,
+        Quatieri and Dunn, 2000).
+
+        One E-step of ``X`` under this mixture gives each component's responsibility mass
+        ``n_k`` and moments; each adapted parameter moves from this mixture's towards the
+        data's by the data-dependent coefficient ``n_k / (n_k + relevance_factor)``, so that
+        components the data reach often move most and the others stay (the equations are in
+        ``gaussmix._mathematics.adaptation``). Memory is that of an E-step:
+        O(chunk_size * n_components).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Any input :meth:`fit` takes (arrays with NaN as missing values, DataFrames,
+            memory maps, ``.npy`` paths, chunk functions, Dask arrays, tensors).
+        relevance_factor : float, default=16.0
+            ``r >= 0``, in units of rows (of sample weight): how much data a component needs
+            before it moves halfway. 0 gives one M-step from this mixture's
+            responsibilities; ``inf`` leaves it as it is.
+        parameters : str, default='m'
+            Which parameters to adapt: any of ``'w'`` (weights), ``'m'`` (means) and
+            ``'v'`` (covariances), e.g. ``'m'`` (the usual choice for speakers) or
+            ``'wmv'``.
+        sample_weight : array-like of shape (n_samples,), optional
+        n_iter : int, default=1
+            E-steps: more than one iterates the adaptation (EM for the MAP estimate with
+            this mixture as the prior), each E-step under the latest adapted mixture.
+
+        Returns
+        -------
+        GaussianMixture
+            A new fitted mixture with this one's settings (without a fit's history:
+            ``converged_``, ``n_iter_``, ...); this one is unchanged. A
+            ``BayesianGaussianMixture`` adapts its plug-in mixture (posterior mean weights,
+            means and covariances of every component; ``active().adapt(X)`` keeps only
+            those that carry weight) and returns a ``GaussianMixture``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gaussmix import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> ubm = GaussianMixture(2, random_state=0).fit(
+        ...     np.concatenate([rng.normal(-3, 1, (500, 1)), rng.normal(3, 1, (500, 1))]))
+        >>> speaker = ubm.adapt(rng.normal(3.5, 1, (200, 1)), relevance_factor=16)
+        >>> np.round(np.sort(speaker.means_.ravel()) - np.sort(ubm.means_.ravel()), 1)
+        array([0. , 0.6])
+        """
+        from ._fitting.fit import plan_statistics
+        from ._mathematics.adaptation import PARAMETERS, map_adapt
+
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(self)
+        check_real(relevance_factor, "relevance_factor", 0.0)
+        if (not isinstance(parameters, str) or not parameters
+                or set(parameters) - set(PARAMETERS) or len(set(parameters)) < len(parameters)):
+            raise ValueError(f"parameters must name the parameters to adapt with the letters "
+                             f"'w' (weights), 'm' (means) and 'v' (covariances), e.g. 'm' or "
+                             f"'wmv'; got {parameters!r}.")
+        check_int(n_iter, "n_iter", 1)
+        prior = self._fitted_params()
+        plan = self._one_pass_plan(X, sample_weight)
+        adapted = prior
+        for _ in range(n_iter):
+            stats = plan_statistics(plan, adapted)
+            adapted = map_adapt(prior, stats, float(relevance_factor), parameters,
+                                float(self.reg_covar), plan.jitter_floor)
+        return self._derived(adapted, getattr(self, "feature_names_in_", None))
+
     def _one_pass_plan(self, X, sample_weight):
         """The plan of a fit's E-step over ``X`` (any input ``fit`` takes), for passes over
         rows that need no reordering (a stream's chunk, an adaptation, a Fisher vector)."""

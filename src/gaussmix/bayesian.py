@@ -322,22 +322,6 @@ class BayesianGaussianMixture(MixtureEstimator):
         """How many components :meth:`active` keeps."""
         return self.active(min_weight).n_components
 
-    def adapt(self, X, relevance_factor=16.0, parameters="m", sample_weight=None, n_iter=1):
-        """The plug-in mixture of this model (posterior mean weights, means and covariances
-        of every component) adapted to ``X`` by :meth:`GaussianMixture.adapt`.
-
-        The prior of the adaptation is that point estimate, not the posterior itself: the
-        result is a :class:`GaussianMixture`. ``active().adapt(X)`` adapts only the
-        components that carry weight.
-
-        Returns
-        -------
-        GaussianMixture
-        """
-        plug_in = self.subset(np.arange(len(self._fitted_params().weights)))
-        return plug_in.adapt(X, relevance_factor=relevance_factor, parameters=parameters,
-                             sample_weight=sample_weight, n_iter=n_iter)
-
 
 def _real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

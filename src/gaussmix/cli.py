@@ -418,16 +418,16 @@ def run_segment(args, stdout, stderr):
 def run_track(args, stdout, stderr):
     from .imaging.files import prepare_output_folder
     from .imaging.progress import reporter_for
+    from .video.files import open_video
     from .video.pipeline import summary, track_video
 
-    if not os.path.exists(args.video):
-        raise UsageError(f"No video or folder at {args.video!r}; check the path.")
+    video = open_video(args.video)  # before the output folder: a bad input leaves none
     folder = prepare_output_folder(args.out or default_out(args.video.rstrip("/\\"), "track"))
     reporter = reporter_for(stderr, args.quiet)
     if not _kernels_compiled():
         reporter.note("compiling the video kernel (first run only, a few seconds).")
     report = track_video(
-        args.video, folder, reporter,
+        video, folder, reporter,
         background=dict(history=args.history, var_threshold=args.var_threshold,
                         n_components=args.components, detect_shadows=not args.no_shadows),
         detection=dict(min_area=args.min_area),

@@ -85,9 +85,8 @@ def _fisher_vector(model, X):
         raise ValueError("A set of rows is empty; every set needs at least one row.")
     w = params.weights
     share = stats.resp_sum / n
-    offset = stats.center - params.means  # the moments are about stats.center
-    first = stats.x_sum + stats.resp_sum[:, None] * offset  # sum g (x - mu)
-    second = _second_moments(stats, offset)                 # sum g (x - mu)**2, per type
+    about_means = stats.recentered(params.means)
+    first, second = about_means.x_sum, about_means.xx_sum  # sum g (x - mu), its square by type
     cov_type = model._arrays_covariance_type
     d_w = (share - w) / np.sqrt(w)
     if cov_type == "diag":
@@ -118,19 +117,6 @@ def _whitenable(params):
                    .copy(),
                    precisions_cholesky=np.broadcast_to(
                        params.precisions_cholesky, (k, *params.precisions_cholesky.shape)).copy())
-
-
-def _second_moments(stats, offset):
-    """``sum_n g_nk (x_n - mu_k)(x_n - mu_k)^T`` (full), its diagonal (diag) or its trace
-    (spherical), from moments about ``stats.center`` (``offset = center - mu``)."""
-    s, n = stats.x_sum, stats.resp_sum
-    if stats.covariance_type == "full":
-        return (stats.xx_sum + s[:, :, None] * offset[:, None, :]
-                + offset[:, :, None] * s[:, None, :]
-                + n[:, None, None] * offset[:, :, None] * offset[:, None, :])
-    if stats.covariance_type == "diag":
-        return stats.xx_sum + 2 * s * offset + n[:, None] * offset**2
-    return stats.xx_sum + 2 * (s * offset).sum(axis=1) + n * (offset**2).sum(axis=1)
 
 
 def _improved(vectors, alpha):

@@ -76,6 +76,8 @@ def _plain(value):
     """A JSON-ready copy of ``value``, or None when it is not a plain value."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -264,19 +266,28 @@ def _read_listed(path, archive, metadata, key, prefix):
             raise _refuse(path, f"the array {prefix + name!r} holds NaN or infinity")
     return arrays
 
-def _read_metadata(path, raw):
+def read_format_metadata(path, raw, format_name, format_version, foreign):
+    """The JSON metadata member ``raw`` (uint8) of a gaussmix file, checked to be of
+    ``format_name`` and a version this gaussmix reads (at most ``format_version``); refused
+    with one sentence otherwise (``foreign``: why, for a file of another format)."""
     try:
         metadata = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise _refuse(path, "its gaussmix.json is corrupt") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
-        raise _refuse(path, "it is not a gaussmix model file (unknown format name)")
+    if not isinstance(metadata, dict) or metadata.get("format") != format_name:
+        raise _refuse(path, foreign)
     version = metadata.get("version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _refuse(path, "its format version is missing or invalid")
-    if version > FORMAT_VERSION:
+    if version > format_version:
         raise _refuse(path, f"it was written by a newer gaussmix (format version {version}; "
-                            f"this one reads up to {FORMAT_VERSION}); upgrade gaussmix to load it")
+                            f"this one reads up to {format_version}); upgrade gaussmix to load it")
+    return metadata
+
+
+def _read_metadata(path, raw):
+    metadata = read_format_metadata(path, raw, FORMAT_NAME, FORMAT_VERSION,
+                                    "it is not a gaussmix model file (unknown format name)")
     for key, kind in (("covariance_type", str), ("n_components", int), ("n_features", int),
                       ("params", dict)):
         if not isinstance(metadata.get(key), kind):

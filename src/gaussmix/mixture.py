@@ -27,13 +27,11 @@ from ._fitting.fit import (
 from ._foundations.stats import Stats
 from ._foundations.validation import (
     as_array_of_shape,
-    check_int,
     check_positive_definite,
     check_random_state,
     check_real,
     checked_weights,
 )
-from .exceptions import not_fitted
 
 __all__ = ["FitProgress", "GaussianMixture"]
 
@@ -357,86 +355,6 @@ class GaussianMixture(MixtureEstimator):
         plan = self._one_pass_plan(X, sample_weight)
         return plan_statistics(plan, self._params()), plan.jitter_floor, plan.dtype
 
-
-    # ----------------------------------------------------------------------------------------
-    # Adaptation
-
-    def adapt(self, X, relevance_factor=16.0, parameters="m", sample_weight=None, n_iter=1):
-        """A new mixture adapted to ``X`` by maximum a posteriori estimation, with this one as
-        the prior (a universal background model adapted to one speaker or clip: Reynolds,
-        Quatieri and Dunn, 2000).
-
-        One E-step of ``X`` under this mixture gives each component's responsibility mass
-        ``n_k`` and moments; each adapted parameter moves from this mixture's towards the
-        data's by the data-dependent coefficient ``n_k / (n_k + relevance_factor)``, so that
-        components the data reach often move most and the others stay (the equations are in
-        ``gaussmix._mathematics.adaptation``). Memory is that of an E-step:
-        O(chunk_size * n_components).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Any input :meth:`fit` takes (arrays with NaN as missing values, DataFrames,
-            memory maps, ``.npy`` paths, chunk functions, Dask arrays, tensors).
-        relevance_factor : float, default=16.0
-            ``r >= 0``, in units of rows (of sample weight): how much data a component needs
-            before it moves halfway. 0 gives one M-step from this mixture's
-            responsibilities; ``inf`` leaves it as it is.
-        parameters : str, default='m'
-            Which parameters to adapt: any of ``'w'`` (weights), ``'m'`` (means) and
-            ``'v'`` (covariances), e.g. ``'m'`` (the usual choice for speakers) or
-            ``'wmv'``.
-        sample_weight : array-like of shape (n_samples,), optional
-        n_iter : int, default=1
-            E-steps: more than one iterates the adaptation (EM for the MAP estimate with
-            this mixture as the prior), each E-step under the latest adapted mixture.
-
-        Returns
-        -------
-        GaussianMixture
-            A new fitted mixture with this one's settings; this one is unchanged.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from gaussmix import GaussianMixture
-        >>> rng = np.random.default_rng(0)
-        >>> ubm = GaussianMixture(2, random_state=0).fit(
-        ...     np.concatenate([rng.normal(-3, 1, (500, 1)), rng.normal(3, 1, (500, 1))]))
-        >>> speaker = ubm.adapt(rng.normal(3.5, 1, (200, 1)), relevance_factor=16)
-        >>> np.round(np.sort(speaker.means_.ravel()) - np.sort(ubm.means_.ravel()), 1)
-        array([0. , 0.6])
-        """
-        from ._mathematics.adaptation import PARAMETERS, map_adapt
-
-        from sklearn.base import clone
-
-        if not self.__sklearn_is_fitted__():
-            raise not_fitted(self)
-        check_real(relevance_factor, "relevance_factor", 0.0)
-        if (not isinstance(parameters, str) or not parameters
-                or set(parameters) - set(PARAMETERS) or len(set(parameters)) < len(parameters)):
-            raise ValueError(f"parameters must name the parameters to adapt with the letters "
-                             f"'w' (weights), 'm' (means) and 'v' (covariances), e.g. 'm' or "
-                             f"'wmv'; got {parameters!r}.")
-        check_int(n_iter, "n_iter", 1)
-        prior = self._params()
-        plan = self._one_pass_plan(X, sample_weight)
-        adapted = prior
-        for _ in range(n_iter):
-            stats = plan_statistics(plan, adapted)
-            adapted = map_adapt(prior, stats, float(relevance_factor), parameters,
-                                float(self.reg_covar), plan.jitter_floor)
-        model = clone(self)
-        model._set_params(adapted, self.means_.dtype)
-        model.n_features_in_ = self.n_features_in_
-        if hasattr(self, "feature_names_in_"):
-            model.feature_names_in_ = self.feature_names_in_
-        model.converged_, model.n_iter_ = True, int(n_iter)
-        model.lower_bound_ = float(stats.log_likelihood / stats.weight_sum)
-        model.lower_bounds_ = [model.lower_bound_]
-        model.n_reseeded_, model.n_regularized_, model.n_missing_ = 0, 0, int(plan.data.n_missing)
-        return model
 
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion on ``X`` (lower is better).

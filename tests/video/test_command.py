@@ -114,6 +114,10 @@ def bad_inputs(tmp_path, scene):
     single = tmp_path / "single"
     single.mkdir()
     Image.fromarray(scene.frames[0]).save(single / "0.png")
+    two = tmp_path / "two"
+    two.mkdir()
+    for index in range(2):
+        Image.fromarray(scene.frames[index]).save(two / f"{index}.png")
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     Image.fromarray(scene.frames[0]).save(mixed / "0.png")
@@ -133,7 +137,7 @@ def bad_inputs(tmp_path, scene):
         "sizes differ": (["track", str(mixed), "--annotated", "none"], "one size"),
         "cut short": (["track", str(tmp_path / "cut.mp4"), "--annotated", "none"], ""),
         "bad option": (["track", str(single), "--history", "0"], "history"),
-        "out is a file": (["track", str(single), "--out", str(tmp_path / "text.mp4")],
+        "out is a file": (["track", str(two), "--out", str(tmp_path / "text.mp4")],
                           "output folder"),
     }
 
@@ -149,6 +153,8 @@ def test_every_bad_input_is_one_sentence_and_exit_code_2(tmp_path, scene, capsys
         assert one_sentence(stderr), (name, stderr)
         assert words in stderr, (name, stderr)
         assert not (out / "report.json").exists(), name
+        if name not in ("cut short", "sizes differ", "out is a file"):  # refused at the door
+            assert not out.exists(), name
 
 
 def test_an_unwritable_folder_is_one_sentence(frame_folder, tmp_path):

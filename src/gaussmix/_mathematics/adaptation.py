@@ -74,28 +74,22 @@ def map_adapt(params, stats, relevance_factor, parameters, reg_covar, jitter_flo
 
 def _adapted_covariances(params, stats, means, coefficient, relevance_factor, reg_covar):
     cov_type = params.covariance_type
-    n = stats.resp_sum
-    s, e = stats.x_sum, stats.center - means  # the data's moments are about stats.center
+    scatter = stats.recentered(means).xx_sum  # about the adapted means
     shift = params.means - means
     d = means.shape[1]
     if cov_type == "full":
-        scatter = (stats.xx_sum + s[:, :, None] * e[:, None, :] + e[:, :, None] * s[:, None, :]
-                   + n[:, None, None] * e[:, :, None] * e[:, None, :])
-        return (_shrunk(scatter, n, coefficient, reg_covar * np.eye(d))
+        return (_shrunk(scatter, stats.resp_sum, coefficient, reg_covar * np.eye(d))
                 + (1 - coefficient)[:, None, None]
                 * (params.covariances + shift[:, :, None] * shift[:, None, :]))
     if cov_type == "diag":
-        scatter = stats.xx_sum + 2 * s * e + n[:, None] * e**2
-        return (_shrunk(scatter, n, coefficient, reg_covar)
+        return (_shrunk(scatter, stats.resp_sum, coefficient, reg_covar)
                 + (1 - coefficient)[:, None] * (params.covariances + shift**2))
     if cov_type == "spherical":
-        scatter = (stats.xx_sum + 2 * (s * e).sum(axis=1) + n * (e**2).sum(axis=1)) / d
-        return (_shrunk(scatter, n, coefficient, reg_covar)
+        return (_shrunk(scatter / d, stats.resp_sum, coefficient, reg_covar)
                 + (1 - coefficient) * (params.covariances + (shift**2).sum(axis=1) / d))
     # tied: one covariance, adapted with the coefficient of all the data
     total = stats.weight_sum
     shared = total / (total + relevance_factor) if np.isfinite(relevance_factor) else 0.0
-    scatter = (stats.xx_sum + s.T @ e + e.T @ s + (n[:, None] * e).T @ e)
     spread = (params.weights[:, None] * shift).T @ shift
     return (shared * (scatter / total + reg_covar * np.eye(d))
             + (1 - shared) * (params.covariances + spread))

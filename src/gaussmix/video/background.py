@@ -9,6 +9,7 @@ Heijden, 2006). The parameters and their defaults are those of OpenCV's
 
 from __future__ import annotations
 
+import inspect
 import json
 import numbers
 import os
@@ -284,13 +285,16 @@ class BackgroundModel:
         """Write the model to ``path`` (a ``.npz`` archive with JSON metadata, never
         pickled), through a temporary file renamed into place: a crash leaves the previous
         file or none."""
+        from ..io import _plain
+
         if self._state is None:
             raise ValueError("This BackgroundModel has seen no frame yet; there is nothing to "
                              "save.")
         weights, means, variances, n_modes = self._state
         live = np.arange(weights.shape[1]) < n_modes[:, None]
         metadata = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-                    "gaussmix_version": __version__, "params": _plain(self.get_params()),
+                    "gaussmix_version": __version__,
+                    "params": {k: _plain(v) for k, v in self.get_params().items()},
                     "n_frames": int(self.n_frames_), "frame_shape": list(self.frame_shape_),
                     "frame_dtype": self.frame_dtype_.str}
         arrays = {METADATA: np.frombuffer(json.dumps(metadata).encode(), np.uint8),
@@ -337,30 +341,16 @@ class BackgroundModel:
         return model
 
 
-PARAMETERS = tuple(BackgroundModel.__init__.__code__.co_varnames[1:13])
-DEFAULTS = dict(zip(PARAMETERS, BackgroundModel.__init__.__defaults__))
-
-
-def _plain(params):
-    return {k: (bool(v) if isinstance(v, (bool, np.bool_)) else
-                int(v) if isinstance(v, numbers.Integral) else float(v))
-            for k, v in params.items()}
+DEFAULTS = {name: p.default for name, p in inspect.signature(BackgroundModel).parameters.items()}
+PARAMETERS = tuple(DEFAULTS)
 
 
 def _background_metadata(path, raw):
-    from ..io import _refuse
+    from ..io import _refuse, read_format_metadata
 
-    try:
-        metadata = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise _refuse(path, "its gaussmix.json is corrupt") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
-        raise _refuse(path, "it is not a background model file (a mixture model file is read "
-                            "by gaussmix.load)")
-    version = metadata.get("version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise _refuse(path, f"its format version {version!r} is not one this gaussmix reads "
-                            f"(1 to {FORMAT_VERSION}); upgrade gaussmix")
+    metadata = read_format_metadata(path, raw, FORMAT_NAME, FORMAT_VERSION,
+                                    "it is not a background model file (a mixture model file "
+                                    "is read by gaussmix.load)")
     shape, params = metadata.get("frame_shape"), metadata.get("params")
     if not (isinstance(shape, list) and len(shape) in (2, 3)
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)

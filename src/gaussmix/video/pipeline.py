@@ -9,14 +9,15 @@ import time
 ANNOTATED = ("mp4", "gif", "none")
 
 
-def track_video(path, folder, reporter, background=None, detection=None, tracking=None,
+def track_video(video, folder, reporter, background=None, detection=None, tracking=None,
                 annotated="mp4", masks=True, max_frames=None):
-    """Track the moving objects of the video (or folder of frames) ``path`` into ``folder``.
+    """Track the moving objects of ``video`` into ``folder``.
 
     Parameters
     ----------
-    path : str
-        A video file or a folder of pictures.
+    video : Video
+        A video file or a folder of pictures, opened and checked by
+        :func:`~gaussmix.video.files.open_video`.
     folder : str
         Output folder, created and checked by the caller.
     reporter : progress reporter (``gaussmix.imaging.progress``)
@@ -41,10 +42,9 @@ def track_video(path, folder, reporter, background=None, detection=None, trackin
 
     from ..imaging.files import publish_run, staged_run, write_png
     from .background import BackgroundModel
-    from .files import AnnotatedWriter, annotate, open_video, tracks_csv
+    from .files import AnnotatedWriter, annotate, tracks_csv
     from .tracking import Tracker, detect
 
-    video = open_video(path)
     model = BackgroundModel(**(background or {}))
     model._check_parameters()
     tracker = Tracker(**(tracking or {}))
@@ -81,23 +81,17 @@ def track_video(path, folder, reporter, background=None, detection=None, trackin
         names.append("background.png")
         seconds = time.perf_counter() - start
         report = {
-            "input": os.path.abspath(path), "frames": n_frames,
+            "input": os.path.abspath(video.path), "frames": n_frames,
             "frame_shape": list(video.shape), "fps": video.fps,
             "seconds": round(seconds, 3), "frames_per_second": round(n_frames / seconds, 1),
             "background": model.get_params(), "detection": detection or {},
-            "tracking": tracker_parameters(tracker),
+            "tracking": tracker.get_params(),
             "tracks": [{"id": t.id, "first_frame": int(t.frames[0]),
                         "last_frame": int(t.frames[-1]), "frames_seen": t.seen}
                        for t in tracks],
         }
         written = publish_run(staging, folder, names, report)
     return {**report, "files": written}
-
-
-def tracker_parameters(tracker):
-    return {name: getattr(tracker, name) for name in (
-        "max_distance", "max_missed", "max_missed_still", "still_speed", "min_hits", "kalman",
-        "process_noise", "measurement_noise")}
 
 
 def _first(frames, max_frames):

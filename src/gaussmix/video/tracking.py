@@ -15,6 +15,7 @@ as background and shows it again when it moves on. Only tracks seen in at least
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -214,6 +215,10 @@ class Tracker:
         self._ended = []
         self._next_id = 1
         self._frame = 0
+
+    def get_params(self):
+        """The constructor's parameters, as a dict."""
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
 
     def update(self, detections):
         """Take the next frame's detections (call once per frame, in order).

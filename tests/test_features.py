@@ -254,6 +254,39 @@ def test_many_sets_give_one_vector_each(descriptors):
     np.testing.assert_allclose(np.linalg.norm(stacked, axis=1), 1.0)
 
 
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_sets_in_one_kernel_pass_equal_each_set_alone(covariance_type, descriptors,
+                                                      monkeypatch):
+    """Many sets go through the kernel in batches (each set its own accumulators): their
+    vectors equal each set's own, over batch boundaries, with one-row and float32 sets; a
+    set with a hole (NaN) sends the list set by set."""
+    from gaussmix._fitting import one_pass as passes
+
+    model = GaussianMixture(4, covariance_type=covariance_type, random_state=0,
+                            backend="numba").fit(descriptors)
+    rng = np.random.default_rng(5)
+    sizes = [1, 7, 300, 2, 190, 193, 1, 50]
+    sets = [descriptors[rng.integers(0, len(descriptors), n)] for n in sizes]
+    sets[3] = sets[3].astype(np.float32)
+    monkeypatch.setattr(passes, "KERNEL_PASS_ROWS", 400)  # several batches
+    together = fisher_vector(model, sets)
+    for vector, rows in zip(together, sets):
+        alone = fisher_vector(model, rows)
+        np.testing.assert_allclose(vector, alone, rtol=1e-10, atol=1e-12)
+    holed = [s.astype(np.float64) for s in sets]
+    holed[2][5, 1] = np.nan
+    mixed = fisher_vector(model, holed)
+    np.testing.assert_allclose(mixed[[0, 1, 3, 4]], together[[0, 1, 3, 4]], rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_a_set_beyond_every_component_is_refused_among_many(descriptors):
+    model = GaussianMixture(4, random_state=0, backend="numba").fit(descriptors)
+    far = descriptors[:20] + 1e160
+    with pytest.raises(ValueError, match="so far from every component"):
+        fisher_vector(model, [descriptors[:20], far])
+
+
 @settings(max_examples=25, deadline=None)
 @given(n_rows=st.integers(1, 40), k=st.integers(1, 4), d=st.integers(1, 4),
        covariance_type=st.sampled_from(TYPES), seed=st.integers(0, 2**32 - 1),

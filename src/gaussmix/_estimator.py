@@ -291,7 +291,7 @@ class MixtureEstimator(DensityMixin, FittedMixture):
         >>> np.round(np.sort(speaker.means_.ravel()) - np.sort(ubm.means_.ravel()), 1)
         array([0. , 0.6])
         """
-        from ._fitting.fit import plan_statistics
+        from ._fitting.one_pass import one_pass
         from ._mathematics.adaptation import PARAMETERS, map_adapt
 
         if not self.__sklearn_is_fitted__():
@@ -304,26 +304,13 @@ class MixtureEstimator(DensityMixin, FittedMixture):
                              f"'wmv'; got {parameters!r}.")
         check_int(n_iter, "n_iter", 1)
         prior = self._fitted_params()
-        plan = self._one_pass_plan(X, sample_weight)
+        rows = one_pass(X, sample_weight, self)
         adapted = prior
         for _ in range(n_iter):
-            stats = plan_statistics(plan, adapted)
+            stats = rows.exact_statistics(adapted, float(relevance_factor))
             adapted = map_adapt(prior, stats, float(relevance_factor), parameters,
-                                float(self.reg_covar), plan.jitter_floor)
+                                float(self.reg_covar), rows.jitter_floor(stats))
         return self._derived(adapted, getattr(self, "feature_names_in_", None))
-
-    def _one_pass_plan(self, X, sample_weight):
-        """The plan of a fit's E-step over ``X`` (any input ``fit`` takes), for passes over
-        rows that need no reordering (a stream's chunk, an adaptation, a Fisher vector)."""
-        from ._data.chunks import default_chunk_size
-        from ._data.streams import single_pass
-        from ._foundations.validation import check_n_features
-
-        data, _ = input_for(X).prepare(X, sample_weight, 1, self.backend, self.chunk_size)
-        check_n_features(data.n_features, self.n_features_in_, type(self).__name__)
-        chunk = self.chunk_size or default_chunk_size(self.n_components, data.n_features)
-        return plan_fit(single_pass(data, chunk), self.n_components, backend=self.backend,
-                        chunk_size=self.chunk_size, reg_covar=float(self.reg_covar))
 
     def _log_likelihood(self, X, sample_weight):
         """``(sum_n w_n log p(x_n), sum_n w_n)``."""

@@ -65,21 +65,22 @@ def fisher_vector(model, X, improved=False, alpha=0.5):
     check_real(alpha, "alpha", 0.0, finite=True)
     if alpha > 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
+    from ._fitting.one_pass import one_pass, statistics_of_sets
+
+    params = _whitenable(model._params())
+    cov_type = model._arrays_covariance_type
     if isinstance(X, (list, tuple)):
         if not X:
             raise ValueError("Pass at least one set of rows: the list of sets is empty.")
-        vectors = np.stack([_fisher_vector(model, rows) for rows in X])
+        vectors = np.stack([_fisher_vector(stats, params, cov_type)
+                            for stats in statistics_of_sets(X, model, params)])
     else:
-        vectors = _fisher_vector(model, X)
+        vectors = _fisher_vector(one_pass(X, None, model).statistics(params), params, cov_type)
     return _improved(vectors, alpha) if improved else vectors
 
 
-def _fisher_vector(model, X):
-    from ._fitting.fit import plan_statistics
-
-    params = _whitenable(model._params())
-    plan = model._one_pass_plan(X, None)
-    stats = plan_statistics(plan, params)
+def _fisher_vector(stats, params, cov_type):
+    """The Fisher vector of one set's statistics under ``params`` (tied as full)."""
     n = stats.weight_sum
     if not n > 0:
         raise ValueError("A set of rows is empty; every set needs at least one row.")
@@ -87,7 +88,6 @@ def _fisher_vector(model, X):
     share = stats.resp_sum / n
     about_means = stats.recentered(params.means)
     first, second = about_means.x_sum, about_means.xx_sum  # sum g (x - mu), its square by type
-    cov_type = model._arrays_covariance_type
     d_w = (share - w) / np.sqrt(w)
     if cov_type == "diag":
         var = params.covariances

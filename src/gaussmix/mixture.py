@@ -20,10 +20,10 @@ from ._estimator import MixtureEstimator
 from ._fitting.fit import (
     InitSpec,
     initial_starts,
-    plan_statistics,
     starts_from_clusterings,
     warm_start,
 )
+from ._fitting.one_pass import one_pass
 from ._foundations.stats import Stats
 from ._foundations.validation import (
     as_array_of_shape,
@@ -351,9 +351,10 @@ class GaussianMixture(MixtureEstimator):
 
     def _chunk_statistics(self, X, sample_weight):
         """Statistics of a chunk under the current parameters (data coordinates), the
-        chunk's jitter floor and dtype, through the same plan as a fit (for one pass)."""
-        plan = self._one_pass_plan(X, sample_weight)
-        return plan_statistics(plan, self._params()), plan.jitter_floor, plan.dtype
+        chunk's jitter floor and dtype (``_fitting.one_pass``)."""
+        rows = one_pass(X, sample_weight, self)
+        stats = rows.statistics(self._params())
+        return stats, rows.jitter_floor(stats), rows.dtype
 
 
     def bic(self, X, sample_weight=None):

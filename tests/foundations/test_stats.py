@@ -114,3 +114,31 @@ def test_translated_statistics_are_those_of_the_moved_rows(covariance_type, exac
     moved = e_step(x + offset, w, far, plan_e_step(far, exact=True))  # accurate far away
     stats = e_step(x, w, params, plan_e_step(params, exact=exact)).translated(offset)
     assert_stats_close(stats, moved.recentered(stats.center), rtol=1e-9)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_spread_of_statistics_is_the_weighted_mean_and_variance_of_the_rows(
+        covariance_type, exact):
+    """Read off the moments of any E-step (about the means, or the origin of working
+    coordinates near the rows) without the rows: the weighted mean and per-feature variance
+    (spherical: their mean over features)."""
+    x = make_blobs() * [1.0, 1e3, 1e-2] + [1e6 if exact else 10.0, -5.0, 0.0]
+    w = np.random.RandomState(3).uniform(0, 2, len(x))
+    w[::7] = 0.0
+    stats = e_step(x, w, some_params(covariance_type, x), plan_e_step(
+        some_params(covariance_type, x), exact=exact))
+    mean, variance = stats.spread()
+    expected_mean = np.average(x, axis=0, weights=w)
+    expected = np.average((x - expected_mean) ** 2, axis=0, weights=w)
+    if covariance_type == "spherical":
+        expected = np.full(3, expected.mean())
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-12)
+    np.testing.assert_allclose(variance, expected, rtol=1e-9)
+
+
+def test_statistics_without_responsibility_have_no_spread():
+    x = make_blobs()
+    stats = e_step(x, np.zeros(len(x)), some_params("diag", x))
+    mean, variance = stats.spread()
+    assert not mean.any() and not variance.any()

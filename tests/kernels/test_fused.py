@@ -263,3 +263,86 @@ def test_float32_data_run_the_float64_kernel():
     a, b = fused_expectation(single, params), fused_expectation(double, params)
     for name in ("resp_sum", "x_sum", "xx_sum"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def kept_shares(x, params, tile_rows):
+    """Per tile of consecutive rows, the share of (row, component) pairs within the kernel's
+    pruning margin of their row's best logit (by the exact numpy logits)."""
+    logits = weighted_log_prob(x, params, plan_e_step(params, exact=True))
+    near = logits >= logits.max(axis=1, keepdims=True) - fused.PRUNE_NATS
+    return np.array([near[s:s + tile_rows].mean() for s in range(0, len(x), tile_rows)])
+
+
+@pytest.mark.parametrize("covariance_type,d", [("diag", 20), ("full", 4), ("spherical", 12)])
+def test_sparse_and_dense_tiles_in_one_pass_give_the_exact_statistics(covariance_type, d):
+    """Rows near one or two of many components take the softmax and moments over their kept
+    pairs, rows of a broad blob amid the components the whole block: in one pass, with
+    weights (zeros among them), both equal the exact statistics."""
+    rng = np.random.RandomState(4)
+    centres = rng.uniform(-40, 40, (48, d))
+    tight = centres[rng.randint(0, 24, 1536)] + 0.5 * rng.randn(1536, d)
+    broad = 0.1 * rng.randn(768, d)
+    x = np.concatenate([tight, broad])
+    params = params_for(covariance_type, centres, 1.0)
+    params = Params(params.weights, np.concatenate([centres[:24], 0.3 * rng.randn(24, d)]),
+                    params.precisions_cholesky, params.covariances, covariance_type)
+    w = rng.uniform(0, 2, len(x))
+    w[::17] = 0.0
+    rows = numba_backend.CONSECUTIVE_TILE_ROWS
+    shares = kept_shares(x, params, rows)
+    assert shares.min() <= fused.SPARSE_SHARE / 2 and shares.max() > fused.SPARSE_SHARE
+    fast = streaming_fused_expectation(ArrayChunks(x, w, np.zeros(d), len(x)), params)
+    ref = e_step(x, w, params, plan_e_step(params, exact=True))
+    assert_stats_agree(fast, ref, params)
+    log_prob, labels, _ = fused_scores(x, params)
+    exact = weighted_log_prob(x, params, plan_e_step(params, exact=True))
+    np.testing.assert_allclose(log_prob, np.logaddexp.reduce(exact, axis=1), rtol=1e-12)
+    np.testing.assert_array_equal(labels, exact.argmax(axis=1))
+
+
+def test_the_kernel_measures_the_boxes_of_tiles_left_unmeasured():
+    """A one-pass chunk's tiles reach the kernel with empty boxes; each is measured from its
+    rows before anything reads it: the same boxes, and the same statistics, as measured
+    ahead."""
+    from gaussmix._kernels.tiles import consecutive_starts, tile_boxes
+
+    x, centres = grid_clusters(5, 1.5, 40, d=3)
+    x = x[np.random.RandomState(0).permutation(len(x))]
+    params = params_for("diag", centres, 2.0)
+    starts = consecutive_starts(len(x), 64)
+    tiled = numba_backend._Tiled(x, np.ones(len(x)), starts, numba_backend.Workspace())
+    assert (tiled.boxes[:, 0] > tiled.boxes[:, 1]).all()
+    stats = fused_expectation(tiled, params, np.inf)
+    np.testing.assert_array_equal(tiled.boxes, tile_boxes(x, starts))
+    ahead = numba_backend._Tiled(x, np.ones(len(x)), starts, numba_backend.Workspace())
+    ahead.boxes = tile_boxes(x, starts)
+    again = fused_expectation(ahead, params, np.inf)
+    for name in ("resp_sum", "x_sum", "xx_sum"):
+        np.testing.assert_array_equal(getattr(stats, name), getattr(again, name))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_many_sets_in_one_pass_keep_their_sums_apart(covariance_type):
+    """Each set its own group of tiles under the same components: each set's statistics
+    equal those of a pass over that set alone (weights with zeros, a one-row set, a set
+    longer than a tile)."""
+    from gaussmix._kernels.numba_estep import sets_fused_expectation
+
+    x, centres = grid_clusters(4, 1.5, 60, d=3)
+    rng = np.random.RandomState(6)
+    params = params_for(covariance_type, centres, 2.0)
+    sets = []
+    for n in (1, 250, 37, 500):
+        rows = x[rng.randint(0, len(x), n)]
+        w = rng.uniform(0, 2, n)
+        w[::5] = 0.0
+        w[0] = 1.0
+        sets.append((rows, w))
+    resp_sum, x_sum, xx_sum, log_lik, weight_sum = sets_fused_expectation(sets, params)
+    for i, (rows, w) in enumerate(sets):
+        alone = streaming_fused_expectation([(rows, w)], params)
+        np.testing.assert_allclose(resp_sum[i], alone.resp_sum, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(x_sum[i], alone.x_sum, rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(xx_sum[i], alone.xx_sum, rtol=1e-12, atol=1e-10)
+        assert log_lik[i] == pytest.approx(alone.log_likelihood, rel=1e-12)
+        assert weight_sum[i] == pytest.approx(alone.weight_sum, rel=1e-15)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from gaussmix._kernels.tiles import consecutive_starts, kd_tiles, tile_boxes
 
@@ -59,3 +60,16 @@ def test_kd_tiles_of_sorted_and_constant_rows():
 def test_kd_tiles_of_no_rows():
     order, starts, _ = kd_tiles(np.empty((0, 2)))
     assert len(order) == 0 and list(starts) == [0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tile_boxes_are_each_tiles_least_and_largest_values(dtype):
+    rng = np.random.RandomState(0)
+    x = (rng.standard_cauchy((1000, 3)) * 1e3).astype(dtype)
+    starts = np.array([0, 1, 2, 96, 500, 999, 1000])  # one-row tiles among them
+    boxes = tile_boxes(x, starts)
+    assert boxes.dtype == np.float64 and boxes.shape == (6, 2, 3)
+    for t in range(6):
+        rows = x[starts[t]:starts[t + 1]]
+        np.testing.assert_array_equal(boxes[t, 0], rows.min(axis=0))
+        np.testing.assert_array_equal(boxes[t, 1], rows.max(axis=0))

@@ -77,6 +77,17 @@ class ArrayInput:
             return _missing.prepare(arr, weights, chunk), feature_names(X)
         return FitData.prepare(arr, weights, chunk), feature_names(X)
 
+    def rows_in_memory(self, X, sample_weight):
+        """Validated rows and weights ``(arr, weights)`` for a pass in their own order
+        (``_fitting.one_pass``), or None where rows have missing entries (NaN): those take a
+        fit's preparation."""
+        arr = as_float_array(X)
+        if has_missing(arr):
+            return None
+        weights = check_sample_weight(sample_weight, arr.shape[0])
+        check_enough_rows(1, int((weights > 0).sum()), sample_weight is not None)
+        return arr, weights
+
     def infer(self, X, inference, what):
         arr = as_float_array(X)
         inference.check(X, arr)
@@ -93,6 +104,10 @@ class ArrayInput:
 
 class StreamInput(ArrayInput):
     """Data read chunk by chunk, never whole: memory maps, ``.npy`` paths, chunk functions."""
+
+    def rows_in_memory(self, X, sample_weight):
+        """None: streams are read chunk by chunk."""
+        return None
 
     def prepare(self, X, sample_weight, n_components, backend=None, chunk_size=None):
         """:class:`~gaussmix._data.chunks.StreamData` measured in two passes (no column names)."""
@@ -156,6 +171,10 @@ class StreamInput(ArrayInput):
 class DaskInput:
     """Dask arrays: per-block E-steps where the data live, lazy results."""
 
+    def rows_in_memory(self, X, sample_weight):
+        """None: a Dask array's blocks are read where they live."""
+        return None
+
     def prepare(self, X, sample_weight, n_components, backend=None, chunk_size=None):
         return dask_arrays.prepare(X, sample_weight, n_components, backend), None
 
@@ -208,6 +227,13 @@ class TorchInput:
                              "pass backend=None to fit on the device, or X.cpu().")
         return torch_backend.prepare(X, sample_weight, n_components), None
 
+    def rows_in_memory(self, X, sample_weight):
+        """A CPU tensor's rows as numpy's (shared memory); None on an accelerator."""
+        if not self.on_host(X, None):
+            return None
+        return ARRAY.rows_in_memory(host_view(X), to_numpy(sample_weight)
+                                    if is_torch_tensor(sample_weight) else sample_weight)
+
     def infer(self, X, inference, what):
         import torch
 
@@ -242,6 +268,11 @@ class ArrayApiInput:
         inner = readable(X)
         weights = None if sample_weight is None else readable(sample_weight)
         return input_for(inner).prepare(inner, weights, n_components, backend, chunk_size)
+
+    def rows_in_memory(self, X, sample_weight):
+        inner = readable(X)
+        weights = None if sample_weight is None else readable(sample_weight)
+        return input_for(inner).rows_in_memory(inner, weights)
 
     def infer(self, X, inference, what):
         inner = readable(X)

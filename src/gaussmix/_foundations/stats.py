@@ -118,6 +118,38 @@ class Stats:
         return replace(self, center=self.center + offset,
                        worst_points=self.worst_points + offset)
 
+    def spread(self):
+        """The weighted mean and per-feature variance of the rows these statistics sum (each
+        row counted by its responsibilities: every row whose density is positive).
+
+        Read off the moments without another pass over the rows: about the mean ``m``,
+        ``sum_n w_n (x_n - m)**2`` is the sum over components of their moments moved to
+        ``m`` (:meth:`recentered`). Statistics of 'spherical' components hold traces only:
+        each feature then gets the mean over features.
+
+        Returns
+        -------
+        mean : ndarray of shape (D,)
+        variance : ndarray of shape (D,)
+            Zeros where no row has responsibility.
+        """
+        total = float(self.resp_sum.sum())
+        d = self.n_features
+        if not total > 0:
+            return np.zeros(d), np.zeros(d)
+        mean = (self.resp_sum @ self.center + self.x_sum.sum(axis=0)) / total
+        about_mean = self.recentered(np.broadcast_to(mean, self.center.shape))
+        second = about_mean.xx_sum
+        if self.covariance_type == "full":
+            second = np.einsum("kdd->d", second)
+        elif self.covariance_type == "tied":
+            second = np.diagonal(second).copy()
+        elif self.covariance_type == "diag":
+            second = second.sum(axis=0)
+        else:
+            second = np.full(d, second.sum() / d)
+        return mean, np.maximum(second, 0.0) / total
+
     def recentered(self, center):
         """The same statistics with moments about ``center`` (K, D) instead: exact algebra.
 

@@ -28,7 +28,9 @@ Rows come in tiles of spatially close rows (see ``tiles.py``). For each tile:
    known exactly, are dropped before the exponentials (about half of those the box bounds
    keep). A row whose every distance overflows (a row at 1e155 under components of unit
    size) has log-density -inf and no responsibility, and the other rows of its tile keep
-   theirs.
+   theirs. A row's responsibilities more than ``PRUNE_NATS`` below its best are zero; where
+   a tile keeps at most ``SPARSE_SHARE`` of its pairs (each row near a few of many
+   components), only the kept pairs are exponentiated and summed, from a list.
 4. **Statistics** ``resp @ (w * Phi).T`` about ``c``, then moved exactly to each component's
    mean and added, in float64, to the block's accumulators (the difference-form candidates'
    straight about their means).
@@ -70,6 +72,13 @@ _C = tuple(1.0 / math.factorial(n) for n in range(13))
 _C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12 = _C
 # Responsibilities below exp(-700) are that small instead.
 _EXP_FLOOR = -700.0
+# A row's responsibilities more than PRUNE_NATS below its largest are zero (below 4e-18 of
+# it: what pruning a whole component already drops for a tile), so that where each row has
+# a few likely components the exponentials and the moments skip the rest.
+_ROW_FLOOR = math.exp(-PRUNE_NATS)
+# Up to this share of kept (row, candidate) pairs a tile's softmax and moments run over the
+# list of kept pairs, beyond it over the whole block (see _tile_softmax).
+SPARSE_SHARE = 0.25
 
 # Vectorising reductions needs reassociation; no assumptions about NaN or infinity.
 _FAST = {"contract", "reassoc", "nsz"}
@@ -462,7 +471,7 @@ def _drop_far(logits, n_rows, n_cand, n_expanded, cand, threshold):
 
 @njit(cache=True, fastmath=_EXACT)
 def _tile_softmax(logits, n_rows, n_cand, n_expanded, cand, threshold, row_weights,
-                  out_log_prob, top, total, bits, best):
+                  out_log_prob, top, total, bits, best, kept):
     """Weighted responsibilities in place of the (n_cand, n_rows) logits block, in the
     logits' precision.
 
@@ -470,9 +479,13 @@ def _tile_softmax(logits, n_rows, n_cand, n_expanded, cand, threshold, row_weigh
     largest logit. The box bounds keep more candidates than the rows need: those more than
     ``threshold`` nats below every row's best are dropped before the exponentials (``cand``
     and the block are compacted in order); returns the number of candidates kept and how
-    many of them are among the first ``n_expanded``. A row whose every logit is -inf (its
-    distance to every candidate overflows) has log-density -inf and no responsibility.
-    Every loop runs over rows or over the whole block.
+    many of them are among the first ``n_expanded``. Responsibilities below ``_ROW_FLOOR``
+    times their row's largest are zero: where few pairs remain (``SPARSE_SHARE``), only
+    theirs are exponentiated, and their flat indices are left in ``kept`` (int scratch of
+    the block's size), whose length is returned third (-1: the whole block was taken). A
+    row whose every logit is -inf (its distance to every candidate overflows) has
+    log-density -inf and no responsibility. Every loop runs over rows, over the whole block
+    or over the kept pairs.
     """
     # Each candidate's row of the block is taken as a view and the best index kept by a
     # select (no branch): both keep the loops vectorised (15% off the softmax, measured).
@@ -502,22 +515,74 @@ def _tile_softmax(logits, n_rows, n_cand, n_expanded, cand, threshold, row_weigh
     if threshold < np.inf:
         n_cand, n_expanded = _drop_far(logits, n_rows, n_cand, n_expanded, cand, threshold)
     size = n_cand * n_rows
+    n_kept = _near_pairs(logits, size, kept)
+    if n_kept <= SPARSE_SHARE * size:
+        _sparse_softmax(logits, n_rows, size, kept, n_kept, out_log_prob, top, total,
+                        row_weights, bits)
+        return n_cand, n_expanded, n_kept
     exp_nonpositive(logits, logits, bits, size)
     for j in range(n_cand):
         block = logits[j * n_rows:(j + 1) * n_rows]
         for r in range(n_rows):
             total[r] += block[r]
+    _row_totals(out_log_prob, top, total, row_weights, n_rows)
+    for j in range(n_cand):
+        block = logits[j * n_rows:(j + 1) * n_rows]
+        for r in range(n_rows):
+            value = block[r]
+            block[r] = value * total[r] if value >= _ROW_FLOOR else 0.0
+    return n_cand, n_expanded, -1
+
+
+@njit(cache=True, fastmath=_FAST)
+def _near_pairs(logits, size, kept):
+    """The flat indices of the (candidate, row) pairs within ``PRUNE_NATS`` of their row's
+    largest logit (logits already relative to it), in order, into ``kept``; returns their
+    number. Branch-free (a store for every pair, the count advanced by the test)."""
+    n = 0
+    for i in range(size):
+        kept[n] = i
+        n += logits[i] >= -PRUNE_NATS
+    return n
+
+
+@njit(cache=True, inline="always")
+def _row_totals(out_log_prob, top, total, row_weights, n_rows):
+    """Each row's log-density from its largest logit and its sum of exponentials, and
+    ``total`` turned into the factor of its responsibilities (weight / sum; 0 for a row
+    without density)."""
     for r in range(n_rows):
         if out_log_prob[r] == -np.inf:
             total[r] = 0.0
         else:
             out_log_prob[r] = top[r] + np.log(total[r])
             total[r] = row_weights[r] / total[r]
-    for j in range(n_cand):
-        block = logits[j * n_rows:(j + 1) * n_rows]
-        for r in range(n_rows):
-            block[r] *= total[r]
-    return n_cand, n_expanded
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _sparse_softmax(logits, n_rows, size, kept, n_kept, out_log_prob, top, total,
+                    row_weights, bits):
+    """The softmax of :func:`_tile_softmax` over its kept pairs only (``kept[:n_kept]``,
+    flat indices of the block): their exponentials gathered into ``bits`` (at most half of
+    it: ``SPARSE_SHARE`` < 1/2), every other entry of the block zero."""
+    values = bits[:n_kept]
+    scratch = bits[n_kept:2 * n_kept]
+    for i in range(n_kept):
+        values[i] = logits[kept[i]]
+    exp_nonpositive(values, values, scratch, n_kept)
+    for i in range(size):
+        logits[i] = 0.0
+    base = 0  # the first flat index of the kept pair's candidate (the list is in order)
+    for i in range(n_kept):
+        while kept[i] >= base + n_rows:
+            base += n_rows
+        total[kept[i] - base] += values[i]
+    _row_totals(out_log_prob, top, total, row_weights, n_rows)
+    base = 0
+    for i in range(n_kept):
+        while kept[i] >= base + n_rows:
+            base += n_rows
+        logits[kept[i]] = values[i] * total[kept[i] - base]
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -533,10 +598,57 @@ def _tile_moments(phi, n_rows, resp, n_cand, moments):
             moments[j, f] = acc
 
 
+@njit(cache=True, fastmath=_FAST)
+def _sparse_moments(x, s, centre, diagonal, phi, n_rows, resp, n_cand, moments, phi_rows,
+                    kept, n_kept):
+    """:func:`_tile_moments` summed over the kept pairs of the first ``n_cand`` candidates
+    (``kept[:n_kept]``, flat indices of the block in order, from :func:`_tile_softmax`).
+    Diagonal precisions take each pair's features ``[1, z, z**2]`` from its row of ``x``
+    (contiguous, ``z = x - centre`` as :func:`_tile_features` forms them); the others take
+    the features transposed once into ``phi_rows`` (rows, F), a contiguous row per pair."""
+    n_feat = phi.shape[0]
+    d = centre.shape[0]
+    if not diagonal:
+        for f in range(n_feat):
+            for r in range(n_rows):
+                phi_rows[r, f] = phi[f, r]
+    for j in range(n_cand):
+        for f in range(n_feat):
+            moments[j, f] = 0.0
+    j = 0
+    base = 0  # j * n_rows, advanced along the list (in order): no division per pair
+    for i in range(n_kept):
+        flat = kept[i]
+        while flat >= base + n_rows:
+            j += 1
+            base += n_rows
+        if j >= n_cand:
+            break
+        g = resp[flat]
+        out = moments[j]
+        if diagonal:
+            row = x[s + flat - base]
+            out[0] += g
+            for f in range(d):
+                z = row[f] - centre[f]
+                out[1 + f] += g * z
+                out[1 + d + f] += g * (z * z)
+        else:
+            row = phi_rows[flat - base]
+            for f in range(n_feat):
+                out[f] += g * row[f]
+
+
 @njit(cache=True, inline="always")
-def _candidate_moments(phi, n_rows, resp, n_cand, moments):
-    """:func:`_tile_moments`, by BLAS with many features."""
-    if phi.shape[0] >= BLAS_MIN_FEATURES:
+def _candidate_moments(x, s, centre, diagonal, phi, n_rows, resp, n_cand, moments, phi_rows,
+                       kept, n_kept):
+    """:func:`_tile_moments`: over the kept pairs where the softmax listed them (``n_kept``
+    >= 0, :func:`_sparse_moments`), else by BLAS with many features and by loops with few;
+    ``phi_rows`` (max_rows, F) scratch."""
+    if n_kept >= 0:
+        _sparse_moments(x, s, centre, diagonal, phi, n_rows, resp, n_cand, moments, phi_rows,
+                        kept, n_kept)
+    elif phi.shape[0] >= BLAS_MIN_FEATURES:
         np.dot(resp[:n_cand * n_rows].reshape((n_cand, n_rows)), phi.T, moments[:n_cand])
     else:
         _tile_moments(phi, n_rows, resp, n_cand, moments)
@@ -823,7 +935,10 @@ def _select_candidates(t, s, e, x, w, hints, boxes, means, layout, log_norm, lam
 @njit(cache=True, fastmath=_FAST, inline="always")
 def _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi):
     """Tile ``t``'s box centre and half-widths, and the features of its rows about the
-    centre (into ``centre``, ``half`` and ``phi``)."""
+    centre (into ``centre``, ``half`` and ``phi``). A box left empty (lower above upper:
+    ``tiles.unmeasured_boxes``) is measured here first, on the core that reads the rows."""
+    if boxes[t, 0, 0] > boxes[t, 1, 0]:
+        _measure_box(x, s, e, boxes[t])
     for i in range(x.shape[1]):
         # Halves first: no overflow for any finite box.
         centre[i] = 0.5 * boxes[t, 0, i] + 0.5 * boxes[t, 1, i]
@@ -831,12 +946,24 @@ def _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi):
     _tile_features(x, s, e, centre, diagonal, phi)
 
 
+@njit(cache=True, inline="always")
+def _measure_box(x, s, e, box):
+    """``box`` (2, D): the least and largest values of rows ``s:e`` of ``x``."""
+    for i in range(x.shape[1]):
+        box[0, i] = x[s, i]
+        box[1, i] = x[s, i]
+    for n in range(s + 1, e):
+        for i in range(x.shape[1]):
+            box[0, i] = min(box[0, i], x[n, i])
+            box[1, i] = max(box[1, i], x[n, i])
+
+
 def scratch_sizes(k_total, d, n_feat, max_rows):
     """Lengths of one block's work arrays (see :func:`_block_scratch`): float64 values,
     values in the rows' precision, int64 values."""
     floats = k_total + 3 * d + (3 + d) * k_total + (4 + d) * max_rows
-    reals = n_feat * max_rows + 2 * k_total * n_feat + 2 * k_total * max_rows + 2 * max_rows
-    ints = 2 * k_total + min(SEED_COMPONENTS, k_total) + max_rows
+    reals = 2 * n_feat * max_rows + 2 * k_total * n_feat + 2 * k_total * max_rows + 2 * max_rows
+    ints = 2 * k_total + min(SEED_COMPONENTS, k_total) + max_rows + k_total * max_rows
     return floats, reals, ints
 
 
@@ -846,9 +973,10 @@ def _block_scratch(floats, reals, ints, k_total, d, n_feat, max_rows):
     the kernel's scratch buffers (lengths from :func:`scratch_sizes`; buffers that live
     across E-steps spare the page faults of fresh ones). Features, logits and softmax are in
     the precision of ``reals``; the features are flat: each tile views its start as an
-    (F, rows) array (contiguous, for BLAS). The last item holds the difference form's work
-    arrays: ``(diffs (D, rows), y (rows,), q (rows,), spare (K,) int)``, see
-    :func:`_difference_logits` and :func:`_split_candidates`."""
+    (F, rows) array (contiguous, for BLAS). The last two items hold the difference form's
+    work arrays, ``(diffs (D, rows), y (rows,), q (rows,), spare (K,) int)`` (see
+    :func:`_difference_logits` and :func:`_split_candidates`), and the sparse moments',
+    ``(phi_rows (rows, F), kept (K rows,) int)`` (see :func:`_tile_softmax`)."""
     f = 0
     bound = floats[f:f + k_total]
     f += k_total
@@ -878,13 +1006,17 @@ def _block_scratch(floats, reals, ints, k_total, d, n_feat, max_rows):
     r += k_total * max_rows
     top = reals[r:r + max_rows]
     total = reals[r + max_rows:r + 2 * max_rows]
+    r += 2 * max_rows
+    phi_rows = reals[r:r + n_feat * max_rows].reshape((max_rows, n_feat))
     n_seed = min(SEED_COMPONENTS, k_total)
     cand = ints[:k_total]
     seeds = ints[k_total:k_total + n_seed]
     best = ints[k_total + n_seed:k_total + n_seed + max_rows]
     spare = ints[k_total + n_seed + max_rows:2 * k_total + n_seed + max_rows]
+    i = 2 * k_total + n_seed + max_rows
+    kept = ints[i:i + k_total * max_rows]
     return (bound, cand, seeds, centre, half, work, m, phi_buf, coef, moments, logits, bits,
-            row_log_prob, acc, top, total, best, (diffs, y, q, spare))
+            row_log_prob, acc, top, total, best, (diffs, y, q, spare), (phi_rows, kept))
 
 
 @njit(cache=True, inline="always")
@@ -905,7 +1037,9 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
 
     The components come in G groups of ``group_size`` and each tile's rows see only the
     components of its group (one group: an ordinary mixture; more: the marginal mixtures of
-    rows with missing entries, one per missingness pattern, see ``missing``). Each tile's
+    rows with missing entries, one per missingness pattern, see ``missing``), or one group
+    of components serves every group of tiles, whose sums are kept apart (many sets of rows
+    in one pass, each its own group; ``means`` of ``group_size`` rows). Each tile's
     candidates whose expansion about its centre is exact (:func:`_expansion_is_exact`) take
     the matrix products; the others (a wide tile, a far row, a tight component far from the
     centre) take the difference form, for their logits and their moments.
@@ -943,20 +1077,23 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
         (Q = D(D+1)/2), or the diagonal (Q = D) when ``diagonal``
     log_prob : (N,) float64 out, log p(x_n) (-inf for zero-weight rows)
     log_lik : (B,) float64 out, sum of w_n log p(x_n) over each block's positive-weight rows
+        (its length is the number of blocks)
     pairs : (B, 2) int64 out, (row, component) pairs evaluated, and of them those in
         difference form
     """
     k_total = group_size
     d = means.shape[1]
-    n_blocks = resp_sum.shape[0] - means.shape[0] // group_size + 1
+    n_blocks = log_lik.shape[0]
+    shared = means.shape[0] == group_size  # one set of parameters for every group
     bounded = k_total > PRUNE_MIN_K and threshold < np.inf  # as _select_candidates decides
     n_tiles = starts.shape[0] - 1
     q = d if diagonal else d * (d + 1) // 2
     n_feat = 1 + q + d
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, moments, logits, bits,
-         row_log_prob, _, top, total, best, (diffs, y, dist, spare)) = _block_scratch(
-            floats[b], reals[b], ints[b], k_total, d, n_feat, max_rows)
+         row_log_prob, _, top, total, best, (diffs, y, dist, spare),
+         (phi_rows, kept)) = _block_scratch(floats[b], reals[b], ints[b], k_total, d, n_feat,
+                                             max_rows)
         block_pairs = 0  # counted locally: a shared counter would bounce between cores
         block_exact = 0
         block_log_lik = 0.0
@@ -971,12 +1108,13 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
             e = starts[t + 1]
             n_rows = e - s
             g = tile_group[t]
-            lo = g * group_size
+            p = 0 if shared else g  # the group's parameters
+            lo = p * group_size
             hi = lo + group_size
             g_means = means[lo:hi]
             g_precisions = precisions[lo:hi]
             g_log_norm = log_norm[lo:hi]
-            g_layout = _group_layout(layout, g, d, q)
+            g_layout = _group_layout(layout, p, d, q)
             phi = phi_buf[:n_feat * n_rows].reshape((n_feat, n_rows))
             _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi)
             n_cand = _select_candidates(t, s, e, x, w, hints, boxes, g_means, g_layout,
@@ -996,8 +1134,9 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
             _candidate_logits(phi, n_rows, coef, n_exp, logits)
             _difference_logits(x, s, n_rows, cand, n_exp, n_cand, g_layout, diagonal,
                                g_log_norm, logits, diffs, y, dist)
-            n_cand, n_exp = _tile_softmax(logits, n_rows, n_cand, n_exp, cand, threshold,
-                                          w[s:e], row_log_prob, top, total, bits, best)
+            n_cand, n_exp, n_kept = _tile_softmax(logits, n_rows, n_cand, n_exp, cand,
+                                                  threshold, w[s:e], row_log_prob, top, total,
+                                                  bits, best, kept)
             for r in range(n_rows):
                 hints[s + r] = best[r]
                 if w[s + r] > 0.0:
@@ -1005,7 +1144,8 @@ def fused_e_step(x, w, hints, starts, boxes, tile_group, group_size, means, prec
                     block_log_lik += w[s + r] * row_log_prob[r]
                 else:
                     log_prob[s + r] = -np.inf
-            _candidate_moments(phi, n_rows, logits, n_exp, moments)
+            _candidate_moments(x, s, centre, diagonal, phi, n_rows, logits, n_exp, moments,
+                               phi_rows, kept, n_kept)
             _scatter(g + b, cand, n_exp, centre, g_means, diagonal, moments, resp_sum, x_sum,
                      xx_sum, m)
             _difference_moments(g + b, x, s, n_rows, cand, n_exp, n_cand, g_layout, diagonal,
@@ -1038,8 +1178,9 @@ def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
     hints = np.full(x.shape[0], -1, dtype=np.int64)
     for b in prange(n_blocks):
         (bound, cand, seeds, centre, half, work, m, phi_buf, coef, _, logits, bits,
-         row_log_prob, acc, top, total, best, (diffs, y, dist, spare)) = _block_scratch(
-            floats[b], reals[b], ints[b], k_total, d, n_feat, max_rows)
+         row_log_prob, acc, top, total, best, (diffs, y, dist, spare),
+         (_, kept)) = _block_scratch(floats[b], reals[b], ints[b], k_total, d, n_feat,
+                                     max_rows)
         for t in range(b * n_tiles // n_blocks, (b + 1) * n_tiles // n_blocks):
             s = starts[t]
             e = starts[t + 1]
@@ -1057,8 +1198,9 @@ def fused_log_density(x, starts, boxes, means, precisions, log_norm, lam_min,
             _candidate_logits(phi, n_rows, coef, n_exp, logits)
             _difference_logits(x, s, n_rows, cand, n_exp, n_cand, layout, diagonal, log_norm,
                                logits, diffs, y, dist)
-            n_cand, n_exp = _tile_softmax(logits, n_rows, n_cand, n_exp, cand, threshold,
-                                          w[s:e], row_log_prob, top, total, bits, best)
+            n_cand, n_exp, _ = _tile_softmax(logits, n_rows, n_cand, n_exp, cand, threshold,
+                                             w[s:e], row_log_prob, top, total, bits, best,
+                                             kept)
             for r in range(n_rows):
                 labels[s + r] = best[r]
                 log_prob[s + r] = row_log_prob[r]

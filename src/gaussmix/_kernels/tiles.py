@@ -128,10 +128,35 @@ def _swap_rows(x, order, a, b):
 
 
 def tile_boxes(x, starts):
-    """Bounding boxes (n_tiles, 2, D) of consecutive row ranges of ``x``."""
-    lower = np.minimum.reduceat(x, starts[:-1], axis=0)
-    upper = np.maximum.reduceat(x, starts[:-1], axis=0)
-    return np.stack([lower, upper], axis=1).astype(np.float64)
+    """Bounding boxes (n_tiles, 2, D), float64, of the row ranges ``starts[t]:starts[t + 1]``
+    of ``x`` (N, D), each range holding at least one row."""
+    boxes = np.empty((len(starts) - 1, 2, x.shape[1]))
+    _fill_boxes(x, np.asarray(starts, dtype=np.int64), boxes)
+    return boxes
+
+
+@njit(cache=True)
+def _fill_boxes(x, starts, boxes):
+    # One sweep over the rows in memory order (numpy's reduceat took two, with temporaries:
+    # about 9 ms for 10^5 x 20 rows against 1 ms).
+    for t in range(boxes.shape[0]):
+        for j in range(x.shape[1]):
+            boxes[t, 0, j] = x[starts[t], j]
+            boxes[t, 1, j] = x[starts[t], j]
+        for i in range(starts[t] + 1, starts[t + 1]):
+            for j in range(x.shape[1]):
+                v = x[i, j]
+                boxes[t, 0, j] = min(boxes[t, 0, j], v)
+                boxes[t, 1, j] = max(boxes[t, 1, j], v)
+
+
+def unmeasured_boxes(n_tiles, n_features):
+    """Boxes (n_tiles, 2, D) left empty (lower +inf, upper -inf): the fused kernel measures
+    each from its rows as it reaches the tile, in parallel, while they are in cache."""
+    boxes = np.empty((n_tiles, 2, n_features))
+    boxes[:, 0] = np.inf
+    boxes[:, 1] = -np.inf
+    return boxes
 
 
 def consecutive_starts(n_rows, tile_rows=TILE_ROWS):

@@ -506,9 +506,10 @@ def console_main(argv=None):
 
     def on_interrupt(signum, frame):
         interrupts.append(signum)
-        if _in_library_callback(frame):
-            # An exception raised in a compiled library's callback (numba writing its cache)
-            # is printed and swallowed there: deliver the interrupt again once it returned.
+        if _in_swallowing_callback(frame):
+            # An exception raised in a compiled library's callback (numba writing its cache),
+            # a finaliser or a weakref callback is printed and swallowed there: deliver the
+            # interrupt again once it returned.
             _interrupt_again_soon()
             return
         raise KeyboardInterrupt
@@ -535,9 +536,17 @@ def console_main(argv=None):
 CALLBACK_PACKAGES = ("llvmlite",)
 
 
-def _in_library_callback(frame):
-    """Whether ``frame`` runs code of a library whose callbacks swallow exceptions."""
-    parts = os.path.normpath(frame.f_code.co_filename).split(os.sep) if frame else []
+def _in_swallowing_callback(frame):
+    """Whether ``frame`` runs code whose exceptions its caller prints and swallows: a
+    callback of a library in ``CALLBACK_PACKAGES``, a finaliser (``__del__``), or importlib's
+    own code (its module locks are released by a weakref callback, which a collection can
+    run anywhere)."""
+    if frame is None:
+        return False
+    code = frame.f_code
+    if code.co_name == "__del__" or code.co_filename.startswith("<frozen importlib"):
+        return True
+    parts = os.path.normpath(code.co_filename).split(os.sep)
     return any(package in parts for package in CALLBACK_PACKAGES)
 
 

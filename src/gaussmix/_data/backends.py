@@ -14,9 +14,10 @@ know which backend ran.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
-from .._foundations.blas import one_blas_thread
+from .._foundations.blas import LATENCY_BOUND_ROWS, one_blas_thread
 from .._kernels import compile as stamps
 from .._kernels import threading_layer as layer
 
@@ -88,3 +89,12 @@ def kernel_threads():
     twice as slow on 2 cores).
     """
     return one_blas_thread()
+
+
+def kernel_threads_for(n_features):
+    """:func:`kernel_threads` for data of up to ``blas.LATENCY_BOUND_ROWS`` features, whose
+    E-steps take small matrix products; wider data's take BLAS's large products, on BLAS's
+    threads (see ``numba_estep.fused_expectation``)."""
+    if n_features <= LATENCY_BOUND_ROWS:
+        return kernel_threads()
+    return contextlib.nullcontext()

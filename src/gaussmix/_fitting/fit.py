@@ -22,7 +22,6 @@ from typing import Callable
 import numpy as np
 
 from .._data import backends
-from .._foundations.blas import LATENCY_BOUND_ROWS
 from .._data.chunks import FitData
 from .._data.streams import StreamData, sample_size
 from .._mathematics.em import MaximumLikelihood, Params, m_step, params_from_precision_cholesky
@@ -92,8 +91,8 @@ class FitPlan:
         """Context for the fit: BLAS on one thread while numba's kernels use the cores (but
         for data wider than ``blas.LATENCY_BOUND_ROWS``, whose E-steps take BLAS's large
         products, see ``numba_backend.fused_expectation``)."""
-        if self.backend == "numba" and self.n_features <= LATENCY_BOUND_ROWS:
-            return backends.kernel_threads()
+        if self.backend == "numba":
+            return backends.kernel_threads_for(self.n_features)
         return contextlib.nullcontext()
 
     def initialisation_rows(self, n_components, random_state):

@@ -14,15 +14,12 @@ statistics to rounding.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from .._data import backends
 from .._data.chunks import default_chunk_size, jitter_floor
 from .._data.inputs import input_for
 from .._data.streams import single_pass
-from .._foundations.blas import LATENCY_BOUND_ROWS
 from .._foundations.stats import Stats, sum_stats
 from .._foundations.validation import InputError, check_n_features, check_scale
 from .._mathematics.em import e_step, expanded_form_fits, plan_e_step
@@ -121,7 +118,7 @@ def _kernel_statistics_of_sets(sets, params):
     pass, each checked as :meth:`KernelPass.statistics` checks its rows."""
     from .._kernels.numba_estep import sets_fused_expectation  # imports numba
 
-    with backends.kernel_threads():
+    with backends.kernel_threads_for(params.n_features):
         resp_sum, x_sum, xx_sum, log_lik, weight_sum = sets_fused_expectation(
             [(np.asarray(x, dtype=np.float64), w) for x, w in sets], params)
     out = []
@@ -191,9 +188,7 @@ class KernelPass:
         chunks = ((np.asarray(self.X[s:s + KERNEL_PASS_ROWS], dtype=np.float64),
                    self.sample_weight[s:s + KERNEL_PASS_ROWS])
                   for s in range(0, self.X.shape[0], KERNEL_PASS_ROWS))
-        threads = (backends.kernel_threads() if self.X.shape[1] <= LATENCY_BOUND_ROWS
-                   else contextlib.nullcontext())  # as a fit's plan decides
-        with threads:
+        with backends.kernel_threads_for(self.X.shape[1]):
             stats = streaming_fused_expectation(chunks, params)
         check_scale(stats.spread()[1], self.dtype)
         return check_reachable(stats)

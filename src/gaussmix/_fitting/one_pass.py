@@ -46,16 +46,11 @@ def one_pass(X, sample_weight, model):
     KernelPass or PlannedPass
     """
     n_components = model.n_components
-    rows = input_for(X).rows_in_memory(X, sample_weight)
+    rows = input_for(X).rows_in_memory(X, sample_weight) if _kernel_serves(model) else None
     if rows is not None:
         arr, weights = rows
         check_n_features(arr.shape[1], model.n_features_in_, type(model).__name__)
-        # Any size: a fit's preparation (a pass to measure the rows, a robust origin) costs
-        # more than launching the kernel (measured: sets of 300 rows, 64 components, 20
-        # features: 1.1 ms a set against 2.2 ms through a fit's plan on numpy).
-        kernel = backends.resolve(model.backend) == "numba"
-        if kernel and expanded_form_fits(arr.shape[1], model._arrays_covariance_type):
-            return KernelPass(arr, weights, float(model.reg_covar))
+        return KernelPass(arr, weights, float(model.reg_covar))
     data, _ = input_for(X).prepare(X, sample_weight, 1, model.backend, model.chunk_size)
     check_n_features(data.n_features, model.n_features_in_, type(model).__name__)
     chunk = model.chunk_size or default_chunk_size(n_components, data.n_features)
@@ -81,11 +76,9 @@ def statistics_of_sets(sets, model, params):
     -------
     list of Stats
     """
-    rows = [input_for(x).rows_in_memory(x, None) for x in sets]
-    kernel = (backends.resolve(model.backend) == "numba"
-              and expanded_form_fits(model.n_features_in_, model._arrays_covariance_type)
-              and all(r is not None for r in rows))
-    if not kernel:
+    rows = [input_for(x).rows_in_memory(x, None) for x in sets] if _kernel_serves(model) \
+        else [None]
+    if any(r is None for r in rows):
         return [one_pass(x, None, model).statistics(params) for x in sets]
     for arr, _ in rows:
         check_n_features(arr.shape[1], model.n_features_in_, type(model).__name__)
@@ -128,9 +121,24 @@ def _kernel_statistics_of_sets(sets, params):
                       log_likelihood=float(log_lik[i]), weight_sum=float(weight_sum[i]),
                       n_rows=int(np.count_nonzero(w > 0)),
                       worst_log_prob=np.empty(0), worst_points=np.empty((0, x.shape[1])))
-        check_scale(stats.spread()[1], x.dtype)
-        out.append(check_reachable(stats))
+        out.append(_checked(stats, x.dtype))
     return out
+
+
+def _kernel_serves(model):
+    """Whether the kernel takes ``model``'s passes over complete rows in memory: where the
+    estimator's backend resolves to it, at any size (a fit's preparation, a pass to measure
+    the rows and a robust origin, costs more than the launch: 1.1 ms a set of 300 rows, 64
+    components, 20 features, against 2.2 ms through a fit's plan on numpy)."""
+    return (backends.resolve(model.backend) == "numba"
+            and expanded_form_fits(model.n_features_in_, model._arrays_covariance_type))
+
+
+def _checked(stats, dtype):
+    """A kernel pass's statistics, refused as a fit refuses its data: spread too widely for
+    sums in ``dtype`` (read off the statistics), or rows beyond every component's reach."""
+    check_scale(stats.spread()[1], dtype)
+    return check_reachable(stats)
 
 
 class PlannedPass:
@@ -190,8 +198,7 @@ class KernelPass:
                   for s in range(0, self.X.shape[0], KERNEL_PASS_ROWS))
         with backends.kernel_threads_for(self.X.shape[1]):
             stats = streaming_fused_expectation(chunks, params)
-        check_scale(stats.spread()[1], self.dtype)
-        return check_reachable(stats)
+        return _checked(stats, self.dtype)
 
     def exact_statistics(self, params, relevance_factor=0.0):
         """:meth:`statistics` exact relative to the covariances that an adaptation with
@@ -228,10 +235,9 @@ class KernelPass:
 
     def _box(self):
         """Each feature's least and largest value over the rows with a positive weight."""
-        positive = self.sample_weight > 0
-        rows = self.X if positive.all() else self.X[positive]
-        return (np.min(rows, axis=0).astype(np.float64),
-                np.max(rows, axis=0).astype(np.float64))
+        positive = (self.sample_weight > 0)[:, None]  # no copy of the rows
+        return (np.min(self.X, axis=0, where=positive, initial=np.inf).astype(np.float64),
+                np.max(self.X, axis=0, where=positive, initial=-np.inf).astype(np.float64))
 
 
 # Epsilons per term that summing a tile's moments about its centre and moving them to a mean

@@ -48,6 +48,7 @@ import numpy as np
 from numba import njit, prange
 
 from .threading_layer import parallel_kernel
+from .tiles import measure_box
 
 # Components more than this many nats below a tile's lower bound are skipped.
 PRUNE_NATS = 40.0
@@ -938,24 +939,12 @@ def _tile_frame(t, x, s, e, boxes, diagonal, centre, half, phi):
     centre (into ``centre``, ``half`` and ``phi``). A box left empty (lower above upper:
     ``tiles.unmeasured_boxes``) is measured here first, on the core that reads the rows."""
     if boxes[t, 0, 0] > boxes[t, 1, 0]:
-        _measure_box(x, s, e, boxes[t])
+        measure_box(x, s, e, boxes[t])
     for i in range(x.shape[1]):
         # Halves first: no overflow for any finite box.
         centre[i] = 0.5 * boxes[t, 0, i] + 0.5 * boxes[t, 1, i]
         half[i] = 0.5 * boxes[t, 1, i] - 0.5 * boxes[t, 0, i]
     _tile_features(x, s, e, centre, diagonal, phi)
-
-
-@njit(cache=True, inline="always")
-def _measure_box(x, s, e, box):
-    """``box`` (2, D): the least and largest values of rows ``s:e`` of ``x``."""
-    for i in range(x.shape[1]):
-        box[0, i] = x[s, i]
-        box[1, i] = x[s, i]
-    for n in range(s + 1, e):
-        for i in range(x.shape[1]):
-            box[0, i] = min(box[0, i], x[n, i])
-            box[1, i] = max(box[1, i], x[n, i])
 
 
 def scratch_sizes(k_total, d, n_feat, max_rows):

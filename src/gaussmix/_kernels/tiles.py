@@ -140,14 +140,19 @@ def _fill_boxes(x, starts, boxes):
     # One sweep over the rows in memory order (numpy's reduceat took two, with temporaries:
     # about 9 ms for 10^5 x 20 rows against 1 ms).
     for t in range(boxes.shape[0]):
-        for j in range(x.shape[1]):
-            boxes[t, 0, j] = x[starts[t], j]
-            boxes[t, 1, j] = x[starts[t], j]
-        for i in range(starts[t] + 1, starts[t + 1]):
-            for j in range(x.shape[1]):
-                v = x[i, j]
-                boxes[t, 0, j] = min(boxes[t, 0, j], v)
-                boxes[t, 1, j] = max(boxes[t, 1, j], v)
+        measure_box(x, starts[t], starts[t + 1], boxes[t])
+
+
+@njit(cache=True, inline="always")
+def measure_box(x, s, e, box):
+    """``box`` (2, D): the least and largest values of rows ``s:e`` of ``x`` (s < e)."""
+    for i in range(x.shape[1]):
+        box[0, i] = x[s, i]
+        box[1, i] = x[s, i]
+    for n in range(s + 1, e):
+        for i in range(x.shape[1]):
+            box[0, i] = min(box[0, i], x[n, i])
+            box[1, i] = max(box[1, i], x[n, i])
 
 
 def unmeasured_boxes(n_tiles, n_features):
